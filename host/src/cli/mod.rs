@@ -1,0 +1,169 @@
+//! The `pactown` command line: one module per command, each a clap struct with `run`.
+//!
+//! Exit codes: 0 success, 1 a user error (bad input, a service that failed), 2 an internal
+//! error. Data goes to stdout; messages for people go to stderr.
+
+mod generate;
+mod graph;
+mod init;
+mod output;
+mod plan;
+mod scan;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use output::{ColorChoice, Term};
+
+/// Whole systems of services from Markdown, sandboxed, in one command.
+#[derive(Debug, Parser)]
+#[command(name = "pactown", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// When to use colour on stderr (`NO_COLOR` is respected in `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// More logging (`-v` debug, `-vv` trace); `PACTOWN_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an ecosystem file and every README it names
+    Validate(validate::ValidateCommand),
+    /// Show what `up` would do, per service
+    Plan(plan::PlanCommand),
+    /// Show the dependency graph
+    Graph(graph::GraphCommand),
+    /// Write a runnable starter ecosystem with two services
+    Init(init::InitCommand),
+    /// List the markpact READMEs in a folder
+    Scan(scan::ScanCommand),
+    /// Write an ecosystem file for a folder of READMEs
+    Generate(generate::GenerateCommand),
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Exit 0.
+    Success,
+    /// Exit 1: the user's input or services failed; the message was already printed.
+    Failure,
+}
+
+/// A failure caused by the user's input, reported without "internal error".
+#[derive(Debug)]
+pub struct UserError {
+    /// What is wrong.
+    pub message: String,
+    /// What would be right.
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// Return a [`UserError`] from a command.
+pub fn user_error(message: impl Into<String>, hint: Option<&str>) -> anyhow::Error {
+    UserError {
+        message: message.into(),
+        hint: hint.map(str::to_string),
+    }
+    .into()
+}
+
+/// Run the CLI with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let term = Term::new(cli.color);
+    crate::telemetry::init(cli.verbose, term.color);
+    let result = match cli.command {
+        Command::Validate(c) => c.run(&term),
+        Command::Plan(c) => c.run(&term),
+        Command::Graph(c) => c.run(&term),
+        Command::Init(c) => c.run(&term),
+        Command::Scan(c) => c.run(&term),
+        Command::Generate(c) => c.run(&term),
+    };
+    finish(result, &term)
+}
+
+/// Turn a command's result into the process exit code, printing any error.
+pub fn finish(result: anyhow::Result<ExitStatus>, term: &Term) -> ExitCode {
+    match result {
+        Ok(ExitStatus::Success) => ExitCode::SUCCESS,
+        Ok(ExitStatus::Failure) => ExitCode::from(1),
+        Err(err) => {
+            if let Some(diags) = err.downcast_ref::<crate::spec::Diagnostics>() {
+                term.diagnostics(diags);
+                let n = diags.error_count();
+                term.error(&format!(
+                    "{n} error{} found; nothing was started",
+                    if n == 1 { "" } else { "s" }
+                ));
+                return ExitCode::from(1);
+            }
+            if let Some(user) = err.downcast_ref::<UserError>() {
+                term.error(&user.message);
+                for cause in err.chain().skip(1) {
+                    term.note(&format!("caused by: {cause}"));
+                }
+                if let Some(h) = &user.hint {
+                    term.hint(h);
+                }
+                return ExitCode::from(1);
+            }
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            term.error(&format!("internal error: {err}"));
+            for cause in err.chain().skip(1) {
+                term.note(&format!("caused by: {cause}"));
+            }
+            term.hint("this is a bug in pactown; please report it with the command you ran");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Load an ecosystem, print its warnings, and turn errors into the CLI's failure.
+pub(crate) fn load(path: &std::path::Path, term: &Term) -> anyhow::Result<crate::spec::Loaded> {
+    let env = |k: &str| std::env::var(k).ok();
+    match crate::spec::load(path, &env) {
+        Ok(loaded) => {
+            term.diagnostics(&loaded.warnings);
+            Ok(loaded)
+        }
+        Err(diags) => Err(diags.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

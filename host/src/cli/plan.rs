@@ -1,0 +1,77 @@
+//! `pactown plan FILE [--json]`: what `up` will do, per service.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::{ExitStatus, Term};
+use crate::graph::DependencyGraph;
+use crate::plan::Plan;
+use crate::spec::ecosystem::assign_ports;
+
+/// Show what `up` would do: per service its sandbox kind and why, files, deps, run command,
+/// port, environment, health, restart policy and replicas. Secret-looking values are redacted.
+#[derive(Debug, clap::Args)]
+pub struct PlanCommand {
+    /// The ecosystem file.
+    pub file: PathBuf,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl PlanCommand {
+    /// Run it.
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let loaded = super::load(&self.file, term)?;
+        let eco = &loaded.ecosystem;
+        let graph = DependencyGraph::from_ecosystem(eco).map_err(crate::spec::Diagnostics::from)?;
+        let plan = Plan::build(eco, &graph, &assign_ports(eco)).redacted();
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut out, &plan)?;
+            writeln!(out)?;
+        } else {
+            write_text(&mut out, &plan)?;
+        }
+        Ok(ExitStatus::Success)
+    }
+}
+
+fn write_text(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
+    writeln!(out, "ecosystem {} ({})", plan.ecosystem, plan.file.display())?;
+    writeln!(out, "state dir  {}", plan.state_dir.display())?;
+    for (i, wave) in plan.waves.iter().enumerate() {
+        writeln!(out, "wave {}     {}", i + 1, wave.join(", "))?;
+    }
+    for s in plan.services.values() {
+        writeln!(out)?;
+        let port = s.port.map_or("none".to_string(), |p| p.to_string());
+        writeln!(out, "{}  port {port}  replicas {}", s.name, s.replicas)?;
+        writeln!(out, "  sandbox   {} — {}", s.sandbox.kind.as_str(), s.sandbox.reason)?;
+        writeln!(out, "  dir       {}", s.sandbox.dir.display())?;
+        for f in &s.files {
+            writeln!(out, "  file      {} ({} bytes, from {})", f.path, f.bytes, f.from)?;
+        }
+        for (installer, deps) in &s.deps {
+            let name = serde_json::to_value(installer).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            writeln!(out, "  deps      {name}: {}", deps.join(" "))?;
+        }
+        if let Some(b) = &s.build {
+            writeln!(out, "  build     {b}")?;
+        }
+        match &s.run {
+            Some(r) => writeln!(out, "  run       {}", r.replace('\n', "\n            "))?,
+            None => writeln!(out, "  run       (none)")?,
+        }
+        if !s.depends_on.is_empty() {
+            writeln!(out, "  needs     {}", s.depends_on.join(", "))?;
+        }
+        let health = s.health.check.as_deref().unwrap_or("port accepts connections");
+        writeln!(out, "  health    {health} (ready within {}s)", s.health.timeout.as_secs_f64())?;
+        writeln!(out, "  restart   {}", if s.restart.auto_restart { "on failure, backoff 100ms..30s" } else { "never" })?;
+        for (k, v) in &s.env {
+            writeln!(out, "  env       {k}={v}")?;
+        }
+    }
+    Ok(())
+}

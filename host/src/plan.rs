@@ -1,0 +1,395 @@
+//! The Plan: one serializable description of what `up` will do, per service: sandbox kind and
+//! why, files, dependencies, run command, port, environment, health, restart, replicas.
+//!
+//! A plan is a pure function of a checked ecosystem and the ports its services get, so `pactown
+//! plan` shows exactly what `up` runs, and `up` re-plans when a busy port moves a service.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::graph::DependencyGraph;
+use crate::spec::ecosystem::{env_prefix, secs};
+use crate::spec::markpact::Loc;
+use crate::spec::service::{Installer, Tests};
+use crate::spec::{Ecosystem, RuntimeKind, Service};
+
+/// Variables a service inherits from pactown's own environment. Everything else is dropped, so
+/// a developer's shell secrets never reach a service.
+pub const PARENT_ENV_ALLOWED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TERM",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "UV_INDEX_URL",
+    "NPM_CONFIG_REGISTRY",
+];
+
+/// Does a variable name look like it holds a secret?
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    n.ends_with("_API_KEY")
+        || n == "API_KEY"
+        || ["SECRET", "PASSWORD", "PASSWD", "TOKEN", "PRIVATE_KEY", "CREDENTIAL"]
+            .iter()
+            .any(|s| n.contains(s))
+}
+
+/// Variables pactown sets per replica, since each replica has its own internal port.
+pub const REPLICA_PORT_VARS: [&str; 2] = ["PORT", "MARKPACT_PORT"];
+
+/// The whole plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Ecosystem name.
+    pub ecosystem: String,
+    /// The ecosystem file.
+    pub file: PathBuf,
+    /// Where `up` keeps its state, logs and control socket.
+    pub state_dir: PathBuf,
+    /// Where sandboxes are created.
+    pub sandbox_root: PathBuf,
+    /// Start waves.
+    pub waves: Vec<Vec<String>>,
+    /// Stop order.
+    pub stop_order: Vec<String>,
+    /// Per service, in file order.
+    pub services: IndexMap<String, ServicePlan>,
+}
+
+/// Why a service runs the way it does.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxPlan {
+    /// The kind.
+    pub kind: RuntimeKind,
+    /// Why this kind.
+    pub reason: String,
+    /// The sandbox directory.
+    pub dir: PathBuf,
+}
+
+/// A file the sandbox will hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFile {
+    /// Relative path.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: usize,
+    /// SHA-256 of the content.
+    pub sha256: String,
+    /// Filled from the service's env at write time.
+    pub template: bool,
+    /// Unix permissions, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Where the block is.
+    pub from: Loc,
+}
+
+/// Health settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthPlan {
+    /// `GET` path; without one, ready means the port accepts connections.
+    pub check: Option<String>,
+    /// Time between liveness checks once ready.
+    #[serde(with = "secs")]
+    pub interval: std::time::Duration,
+    /// Startup deadline.
+    #[serde(with = "secs")]
+    pub timeout: std::time::Duration,
+}
+
+/// Restart policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartPlan {
+    /// Restart on failure.
+    pub auto_restart: bool,
+    /// First delay.
+    pub backoff_initial_ms: u64,
+    /// Delay cap.
+    pub backoff_max_ms: u64,
+    /// Healthy time after which the delay resets.
+    pub reset_after_ms: u64,
+}
+
+/// One service of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicePlan {
+    /// Name.
+    pub name: String,
+    /// README.
+    pub readme: PathBuf,
+    /// How it runs.
+    pub sandbox: SandboxPlan,
+    /// Files to write.
+    pub files: Vec<PlannedFile>,
+    /// Dependencies per installer.
+    pub deps: BTreeMap<Installer, Vec<String>>,
+    /// Build command.
+    pub build: Option<String>,
+    /// Run command (given to `sh -c` unchanged).
+    pub run: Option<String>,
+    /// Stable address port, owned by the host's router.
+    pub port: Option<u16>,
+    /// Environment (pactown's variables, then the service's `env:`), without the per-replica
+    /// `PORT`/`MARKPACT_PORT` and the inherited parent variables.
+    pub env: IndexMap<String, String>,
+    /// Health.
+    pub health: HealthPlan,
+    /// Restart.
+    pub restart: RestartPlan,
+    /// SIGTERM → SIGKILL.
+    #[serde(with = "secs")]
+    pub stop_grace_period: std::time::Duration,
+    /// Replicas.
+    pub replicas: u32,
+    /// Names it depends on.
+    pub depends_on: Vec<String>,
+    /// Tests from the README.
+    pub tests: Vec<Tests>,
+}
+
+impl Plan {
+    /// Plan `eco` with the given stable ports (see [`crate::spec::ecosystem::assign_ports`]).
+    pub fn build(eco: &Ecosystem, graph: &DependencyGraph, ports: &IndexMap<String, Option<u16>>) -> Self {
+        let state_dir = state_dir(&eco.source.path);
+        let services = eco
+            .services
+            .values()
+            .map(|s| (s.name.clone(), service_plan(eco, s, ports)))
+            .collect();
+        Plan {
+            ecosystem: eco.name.clone(),
+            file: eco.source.path.clone(),
+            state_dir,
+            sandbox_root: eco.sandbox_root.clone(),
+            waves: graph.waves(),
+            stop_order: graph.stop_order(),
+            services,
+        }
+    }
+
+    /// A copy with secret-looking values replaced, for printing.
+    pub fn redacted(&self) -> Self {
+        let mut p = self.clone();
+        for s in p.services.values_mut() {
+            for (k, v) in s.env.iter_mut() {
+                if is_secret_name(k) {
+                    *v = "<redacted>".into();
+                }
+            }
+        }
+        p
+    }
+}
+
+/// `<dir>/.pactown/<file name without .pactown.yaml>`: one state dir per ecosystem file, so two
+/// files in one folder never share state.
+pub fn state_dir(ecosystem_file: &Path) -> PathBuf {
+    let dir = ecosystem_file.parent().unwrap_or(Path::new(""));
+    let name = ecosystem_file
+        .file_name()
+        .map(|n| {
+            let n = n.to_string_lossy();
+            n.trim_end_matches(".yaml")
+                .trim_end_matches(".yml")
+                .trim_end_matches(".pactown")
+                .to_string()
+        })
+        .unwrap_or_else(|| "ecosystem".into());
+    crate::spec::source::normalize(&dir.join(".pactown").join(name))
+}
+
+fn service_plan(eco: &Ecosystem, s: &Service, ports: &IndexMap<String, Option<u16>>) -> ServicePlan {
+    let port = ports.get(&s.name).copied().flatten();
+    let dir = s
+        .sandbox_path
+        .clone()
+        .unwrap_or_else(|| eco.sandbox_root.join(&s.name));
+    let run = s.content.run.as_ref().map(|r| r.command.clone());
+    let (kind, reason) = sandbox_kind(s);
+    ServicePlan {
+        name: s.name.clone(),
+        readme: s.readme.clone(),
+        sandbox: SandboxPlan { kind, reason, dir },
+        files: s
+            .content
+            .files
+            .iter()
+            .map(|f| PlannedFile {
+                path: f.path.as_str().to_string(),
+                bytes: f.content.len(),
+                sha256: hex::encode(Sha256::digest(f.content.as_bytes())),
+                template: f.template,
+                mode: f.mode,
+                from: f.loc.clone(),
+            })
+            .collect(),
+        deps: s
+            .content
+            .deps
+            .iter()
+            .map(|(k, v)| (*k, v.iter().map(|d| d.spec.clone()).collect()))
+            .collect(),
+        build: s.content.build.as_ref().map(|b| b.command.clone()),
+        run,
+        port,
+        env: service_env(eco, s, port, ports),
+        health: HealthPlan {
+            check: s.health_check.as_ref().map(|h| h.path.clone()),
+            interval: s
+                .health_check
+                .as_ref()
+                .map_or(crate::spec::ecosystem::DEFAULT_HEALTH_INTERVAL, |h| h.interval),
+            timeout: s.timeout,
+        },
+        restart: RestartPlan {
+            auto_restart: s.auto_restart,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 30_000,
+            reset_after_ms: 60_000,
+        },
+        stop_grace_period: s.stop_grace_period,
+        replicas: s.replicas,
+        depends_on: s.depends_on.iter().map(|d| d.name.clone()).collect(),
+        tests: s.content.tests.clone(),
+    }
+}
+
+fn sandbox_kind(s: &Service) -> (RuntimeKind, String) {
+    let Some(run) = &s.content.run else {
+        return (RuntimeKind::Native, "no run block: nothing is started".into());
+    };
+    // The files say what the service is written in; the run block is usually `bash`.
+    let lang = s
+        .content
+        .files
+        .iter()
+        .find_map(|f| f.lang.clone())
+        .or_else(|| run.lang.clone())
+        .unwrap_or_else(|| "shell".into());
+    (
+        RuntimeKind::Native,
+        format!("{lang} service started by its run command as a process"),
+    )
+}
+
+/// The environment of REFERENCE.md §2: the service's own address, each dependency's URL, host
+/// and port (and its `env_var`), then the service's `env:`, which may override all of them.
+fn service_env(eco: &Ecosystem, s: &Service, port: Option<u16>, ports: &IndexMap<String, Option<u16>>) -> IndexMap<String, String> {
+    let mut env = IndexMap::new();
+    env.insert("SERVICE_NAME".to_string(), s.name.clone());
+    if let Some(p) = port {
+        env.insert("SERVICE_URL".to_string(), format!("http://127.0.0.1:{p}"));
+    }
+    for d in &s.depends_on {
+        let dep_port = ports.get(&d.name).copied().flatten();
+        let declared = eco.services.get(&d.name).and_then(|t| match t.port {
+            crate::spec::PortSpec::Fixed(p) => Some(p),
+            _ => None,
+        });
+        let Some(url) = dependency_url(d.endpoint.as_deref(), dep_port, declared) else {
+            continue;
+        };
+        let prefix = env_prefix(&d.name);
+        let (host, port) = host_port(&url);
+        env.insert(format!("{prefix}_URL"), url.clone());
+        env.insert(format!("{prefix}_HOST"), host);
+        if let Some(p) = port {
+            env.insert(format!("{prefix}_PORT"), p.to_string());
+        }
+        if let Some(var) = &d.env_var {
+            env.insert(var.clone(), url);
+        }
+    }
+    for (k, v) in &s.env {
+        env.insert(k.clone(), v.clone());
+    }
+    env
+}
+
+/// The URL a dependent uses. An `endpoint` on loopback at the dependency's declared port (or
+/// with no port) is rewritten to its stable address, keeping the path, so a moved port never
+/// breaks it; any other endpoint (an external service) is used as written.
+pub fn dependency_url(endpoint: Option<&str>, stable: Option<u16>, declared: Option<u16>) -> Option<String> {
+    let Some(ep) = endpoint else {
+        return stable.map(|p| format!("http://127.0.0.1:{p}"));
+    };
+    let Some(stable) = stable else {
+        return Some(ep.to_string());
+    };
+    let Some((_, rest)) = ep.split_once("://") else {
+        return Some(ep.to_string());
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok()),
+        None => (authority, None),
+    };
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "0.0.0.0" | "[::1]");
+    if loopback && (port.is_none() || port == declared || port == Some(stable)) {
+        Some(format!("http://127.0.0.1:{stable}{}", &rest[authority_end..]))
+    } else {
+        Some(ep.to_string())
+    }
+}
+
+fn host_port(url: &str) -> (String, Option<u16>) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => (h.to_string(), p.parse().ok()),
+        _ => {
+            let default = if url.starts_with("https://") { 443 } else { 80 };
+            (authority.to_string(), Some(default))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(dependency_url(None, Some(9000), None).as_deref(), Some("http://127.0.0.1:9000"));
+        // the declared port moved to 9001: the endpoint follows, keeping its path
+        assert_eq!(
+            dependency_url(Some("http://localhost:8003/api"), Some(9001), Some(8003)).as_deref(),
+            Some("http://127.0.0.1:9001/api")
+        );
+        assert_eq!(
+            dependency_url(Some("https://db.example.com"), Some(9001), Some(8003)).as_deref(),
+            Some("https://db.example.com")
+        );
+    }
+
+    #[test]
+    fn secrets() {
+        assert!(is_secret_name("OPENAI_API_KEY"));
+        assert!(is_secret_name("db_password"));
+        assert!(!is_secret_name("DATABASE_URL"));
+    }
+
+    #[test]
+    fn state_dirs() {
+        assert_eq!(state_dir(Path::new("x/saas.pactown.yaml")), PathBuf::from("x/.pactown/saas"));
+    }
+}
