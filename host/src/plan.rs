@@ -95,11 +95,27 @@ pub struct PlannedFile {
     pub sha256: String,
     /// Filled from the service's env at write time.
     pub template: bool,
-    /// Unix permissions, if set.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Unix permissions, if set (octal, as written).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "octal")]
     pub mode: Option<u32>,
     /// Where the block is.
     pub from: Loc,
+}
+
+fn octal<S: serde::Serializer>(mode: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    match mode {
+        Some(m) => s.collect_str(&format_args!("{m:o}")),
+        None => s.serialize_none(),
+    }
+}
+
+/// A block only the reference acts on, listed so nothing the user wrote goes unmentioned.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferenceOnly {
+    /// Its kind.
+    pub kind: crate::spec::markpact::BlockKind,
+    /// Where it is.
+    pub at: Loc,
 }
 
 /// Health settings.
@@ -163,12 +179,15 @@ pub struct ServicePlan {
     pub depends_on: Vec<String>,
     /// Tests from the README.
     pub tests: Vec<Tests>,
+    /// Blocks pactown reads but does not act on (`bootstrap`, `publish`, `target`, `workload`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reference_only: Vec<ReferenceOnly>,
 }
 
 impl Plan {
     /// Plan `eco` with the given stable ports (see [`crate::spec::ecosystem::assign_ports`]).
     pub fn build(eco: &Ecosystem, graph: &DependencyGraph, ports: &IndexMap<String, Option<u16>>) -> Self {
-        let state_dir = state_dir(&eco.source.path);
+        let state_dir = eco.state_dir.clone();
         let services = eco
             .services
             .values()
@@ -269,6 +288,15 @@ fn service_plan(eco: &Ecosystem, s: &Service, ports: &IndexMap<String, Option<u1
         replicas: s.replicas,
         depends_on: s.depends_on.iter().map(|d| d.name.clone()).collect(),
         tests: s.content.tests.clone(),
+        reference_only: s
+            .content
+            .extras
+            .iter()
+            .map(|e| ReferenceOnly {
+                kind: e.kind,
+                at: e.loc.clone(),
+            })
+            .collect(),
     }
 }
 

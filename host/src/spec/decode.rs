@@ -13,6 +13,21 @@ use super::yaml::{Node, NodeKind, is_merge_key};
 /// Looks a variable up in the host environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// A plausible value for a field, for "for example `field: value`" hints.
+fn example_for(field: &str) -> &'static str {
+    match field {
+        "readme" => "services/api/README.md",
+        "name" => "my-shop",
+        "url" => "http://localhost:8800",
+        "health_check" | "path" => "/health",
+        "endpoint" => "http://localhost:8003",
+        "env_var" => "DATABASE_URL",
+        "sandbox_root" | "sandbox_path" => "./.pactown-sandboxes",
+        "version" => "1.0.0",
+        _ => "text",
+    }
+}
+
 /// A mapping's entries as read: key text, key span, value.
 pub struct Entry<'n> {
     /// The key.
@@ -83,6 +98,10 @@ impl Decoder<'_> {
                 self.error("yaml::key", k.span.clone(), "keys must be plain words", "write the key as a word, e.g. `port:`");
                 continue;
             };
+            // `x-…` keys are extension fields for anchors and tools, as in docker compose.
+            if key.starts_with("x-") && !known.is_empty() {
+                continue;
+            }
             if !known.is_empty() && !known.contains(&key) {
                 let help = match did_you_mean(key, known.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
@@ -109,7 +128,7 @@ impl Decoder<'_> {
     /// A scalar's interpolated text. `None` (with an error) for lists and mappings.
     pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         let NodeKind::Scalar { value, .. } = &node.kind else {
-            self.type_error(node, what, "a string", "text");
+            self.type_error(node, what, "a string", example_for(what));
             return None;
         };
         self.interpolate(node, value)

@@ -184,6 +184,8 @@ pub struct Ecosystem {
     pub network: String,
     /// Services in file order.
     pub services: IndexMap<String, Service>,
+    /// Where `up` keeps state, logs and its control socket.
+    pub state_dir: PathBuf,
 }
 
 /// Defaults of the reference.
@@ -220,6 +222,7 @@ pub fn decode(source: &Arc<SourceFile>, root: &Node, env: EnvLookup<'_>, diags: 
         registry: Registry::default(),
         network: "pactown-net".into(),
         services: IndexMap::new(),
+        state_dir: crate::plan::state_dir(&source.path),
     };
     let mut services_node = None;
     for e in &entries {
@@ -483,6 +486,15 @@ fn env_map(d: &mut Decoder<'_>, node: &Node) -> IndexMap<String, String> {
     match &node.kind {
         super::yaml::NodeKind::Seq(items) => {
             for item in items {
+                if item.as_scalar().is_none() {
+                    d.error(
+                        "yaml::type",
+                        item.span.clone(),
+                        format!("an `env` list item must be `KEY=value`, found {}", item.describe()),
+                        "write `env: [KEY=value]`, or a mapping `env: {KEY: value}`",
+                    );
+                    continue;
+                }
                 let Some(text) = d.string(item, "env") else { continue };
                 match text.split_once('=') {
                     Some((k, v)) => set(d, k, item.span.clone(), Some(v.to_string())),

@@ -155,6 +155,7 @@ pub fn load_readme(readme: &Path, port: Option<u16>) -> Result<Loaded, Diagnosti
     };
     let mut services = indexmap::IndexMap::new();
     services.insert(name.clone(), service);
+    let state_dir = normalize(&dir.join(".pactown").join(format!("run-{name}")));
     Ok(Loaded {
         ecosystem: Ecosystem {
             source,
@@ -167,6 +168,7 @@ pub fn load_readme(readme: &Path, port: Option<u16>) -> Result<Loaded, Diagnosti
             registry: Default::default(),
             network: "pactown-net".into(),
             services,
+            state_dir,
         },
         warnings: diags,
     })
