@@ -3,12 +3,14 @@
 //! Exit codes: 0 success, 1 a user error (bad input, a service that failed), 2 an internal
 //! error. Data goes to stdout; messages for people go to stderr.
 
+mod control_cmds;
 mod generate;
 mod graph;
 mod init;
 mod output;
 mod plan;
 mod scan;
+mod up;
 mod validate;
 
 use std::process::ExitCode;
@@ -47,6 +49,35 @@ pub enum Command {
     Scan(scan::ScanCommand),
     /// Write an ecosystem file for a folder of READMEs
     Generate(generate::GenerateCommand),
+    /// Start every service and keep them running
+    Up(up::UpCommand),
+    /// Run one README as a service, in the foreground
+    Run(up::RunCommand),
+    /// Stop a running ecosystem
+    Down(control_cmds::DownCommand),
+    /// Show what is running
+    Status(control_cmds::StatusCommand),
+    /// Show service logs
+    Logs(control_cmds::LogsCommand),
+    /// Restart a service of a running ecosystem
+    Restart(control_cmds::RestartCommand),
+    /// Internal: the sandbox shim pactown starts native services through
+    #[command(hide = true)]
+    SandboxExec(SandboxExecCommand),
+}
+
+/// `pactown sandbox-exec --parent-pid N --policy JSON -- CMD...`
+#[derive(Debug, clap::Args)]
+pub struct SandboxExecCommand {
+    /// The pid of the pactown that started us.
+    #[arg(long)]
+    pub parent_pid: Option<i32>,
+    /// The sandbox policy, as JSON.
+    #[arg(long, default_value = "{}")]
+    pub policy: String,
+    /// The command.
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
 }
 
 /// How a command ended.
@@ -87,6 +118,21 @@ pub fn user_error(message: impl Into<String>, hint: Option<&str>) -> anyhow::Err
 /// Run the CLI with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The shim must stay single-threaded and quiet: dispatch it before anything else.
+    if let Command::SandboxExec(c) = cli.command {
+        let policy = match serde_json::from_str(&c.policy) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("pactown sandbox-exec: bad --policy: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        pactown_runtime::native::shim::run(pactown_runtime::native::shim::ShimArgs {
+            parent_pid: c.parent_pid,
+            policy,
+            argv: c.argv,
+        });
+    }
     let term = Term::new(cli.color);
     crate::telemetry::init(cli.verbose, term.color);
     let result = match cli.command {
@@ -96,6 +142,13 @@ pub fn main() -> ExitCode {
         Command::Init(c) => c.run(&term),
         Command::Scan(c) => c.run(&term),
         Command::Generate(c) => c.run(&term),
+        Command::Up(c) => c.run(&term),
+        Command::Run(c) => c.run(&term),
+        Command::Down(c) => c.run(&term),
+        Command::Status(c) => c.run(&term),
+        Command::Logs(c) => c.run(&term),
+        Command::Restart(c) => c.run(&term),
+        Command::SandboxExec(_) => unreachable!("dispatched above"),
     };
     finish(result, &term)
 }

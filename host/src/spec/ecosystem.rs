@@ -79,7 +79,7 @@ pub enum PortSpec {
     Auto,
     /// `port: null`: the service listens on nothing (a worker or a one-shot job).
     None,
-    /// `port: N`.
+    /// `port: N`; 0 asks the OS for any free port when the ecosystem starts.
     Fixed(u16),
 }
 
@@ -244,7 +244,7 @@ pub fn decode(source: &Arc<SourceFile>, root: &Node, env: EnvLookup<'_>, diags: 
                 }
             }
             "base_port" => {
-                if let Some(p) = d.int(v, "base_port", 1..=65535, "8000") {
+                if let Some(p) = d.int(v, "base_port", 0..=65535, "8000") {
                     eco.base_port = p as u16;
                 }
             }
@@ -361,7 +361,7 @@ fn service(d: &mut Decoder<'_>, dir: &Path, name: &str, name_span: Range<usize>,
                 s.port_span = Some(v.span.clone());
                 if v.is_null() {
                     s.port = PortSpec::None;
-                } else if let Some(p) = d.int(v, "port", 1..=65535, "8001") {
+                } else if let Some(p) = d.int(v, "port", 0..=65535, "8001") {
                     s.port = PortSpec::Fixed(p as u16);
                 }
             }
@@ -715,6 +715,9 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
     let mut ports: IndexMap<u16, &Service> = IndexMap::new();
     for s in eco.services.values() {
         if let PortSpec::Fixed(p) = s.port {
+            if p == 0 {
+                continue;
+            }
             let span = s.port_span.clone().unwrap_or(s.name_span.clone());
             if let Some(first) = ports.get(&p) {
                 diags.push(
@@ -745,13 +748,14 @@ pub fn env_prefix(name: &str) -> String {
 }
 
 /// Preferred ports: fixed ones as given, `Auto` ones from `base_port + index` upward, never
-/// colliding with any other service's port.
+/// colliding with any other service's port. With `base_port: 0`, `Auto` ports are 0 too: the OS
+/// picks each when the ecosystem starts.
 pub fn assign_ports(eco: &Ecosystem) -> IndexMap<String, Option<u16>> {
     let taken: std::collections::HashSet<u16> = eco
         .services
         .values()
         .filter_map(|s| match s.port {
-            PortSpec::Fixed(p) => Some(p),
+            PortSpec::Fixed(p) if p != 0 => Some(p),
             _ => None,
         })
         .collect();
@@ -761,6 +765,7 @@ pub fn assign_ports(eco: &Ecosystem) -> IndexMap<String, Option<u16>> {
         let port = match s.port {
             PortSpec::Fixed(p) => Some(p),
             PortSpec::None => None,
+            PortSpec::Auto if eco.base_port == 0 => Some(0),
             PortSpec::Auto => {
                 let mut p = u32::from(eco.base_port) + i as u32;
                 while p <= 65535 && used.contains(&(p as u16)) {

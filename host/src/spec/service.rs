@@ -241,6 +241,13 @@ impl ServiceSource {
         Self::from_blocks(&blocks, diags)
     }
 
+    /// Parse README text as if it were at `path` (includes are still read from disk).
+    pub fn from_text(path: &Path, text: String, diags: &mut Diagnostics) -> Self {
+        let cache = SourceCache::default();
+        cache.insert(path, text);
+        Self::load(path, &cache, diags)
+    }
+
     /// Interpret parsed blocks.
     pub fn from_blocks(blocks: &[Block], diags: &mut Diagnostics) -> Self {
         let mut out = Self::default();

@@ -14,6 +14,18 @@ pub struct SourceCache {
 }
 
 impl SourceCache {
+    /// Hold `text` as the content of `path`, as if read from disk (for parsing text that is not
+    /// in a file, such as fuzz inputs or generated files).
+    pub fn insert(&self, path: &Path, text: String) -> Arc<SourceFile> {
+        let key = normalize(path);
+        let file = SourceFile::new(key.clone(), text);
+        self.files
+            .lock()
+            .expect("source cache poisoned")
+            .insert(key, file.clone());
+        file
+    }
+
     /// Read `path` (or return the copy read before).
     pub fn load(&self, path: &Path) -> std::io::Result<Arc<SourceFile>> {
         let key = normalize(path);

@@ -1,0 +1,27 @@
+# Shared by the bench scripts: paths, the release binary, the Python reference installed into
+# the bench's own folder (never the user's environment).
+set -euo pipefail
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$BENCH_DIR/.." && pwd)"
+WORK="$BENCH_DIR/.work"
+mkdir -p "$WORK"
+PACTOWN="$ROOT/target/release/pactown"
+
+build_pactown() {
+  (cd "$ROOT" && cargo build --release --quiet)
+}
+
+# The Python pactown 0.1.173 from PyPI, in benches/.work/reference (installed once).
+REF_VENV="$WORK/reference"
+REF="$REF_VENV/bin/pactown"
+install_reference() {
+  if [ ! -x "$REF" ]; then
+    echo "installing the reference (pactown 0.1.173 from PyPI) into $REF_VENV ..." >&2
+    python3 -m venv "$REF_VENV"
+    "$REF_VENV/bin/pip" install --quiet --disable-pip-version-check "pactown==0.1.173"
+  fi
+}
+
+need() {
+  command -v "$1" >/dev/null || { echo "this bench needs \`$1\` (apt-get install $2)" >&2; exit 1; }
+}

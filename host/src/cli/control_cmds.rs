@@ -1,0 +1,269 @@
+//! Commands that talk to a running `up` from any terminal: `status`, `down`, `restart`, `logs`.
+
+use std::io::{BufRead, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{ExitStatus, Term, user_error};
+use crate::control::{Request, StateDir};
+use crate::orchestrator::logs::{log_path, rotated};
+use crate::orchestrator::status::{self, EcosystemStatus, ReplicaStatus, ServiceStatus, State};
+use crate::spec::Ecosystem;
+
+/// Show every service's state, port, pids, health and restarts.
+#[derive(Debug, clap::Args)]
+pub struct StatusCommand {
+    /// The ecosystem file.
+    pub file: PathBuf,
+    /// Print JSON (per service: name, port, state, replicas with pid, state, restarts).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Stop a running ecosystem (from any terminal) and wait until it is down.
+#[derive(Debug, clap::Args)]
+pub struct DownCommand {
+    /// The ecosystem file.
+    pub file: PathBuf,
+}
+
+/// Restart one service of a running ecosystem, one replica at a time.
+#[derive(Debug, clap::Args)]
+pub struct RestartCommand {
+    /// The ecosystem file.
+    pub file: PathBuf,
+    /// The service.
+    pub service: String,
+}
+
+/// Show service logs (all services, merged by time, or one).
+#[derive(Debug, clap::Args)]
+pub struct LogsCommand {
+    /// The ecosystem file.
+    pub file: PathBuf,
+    /// Only this service.
+    pub service: Option<String>,
+    /// Keep printing new lines.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines (per service).
+    #[arg(short = 'n', long)]
+    pub tail: Option<usize>,
+    /// Show each line's time.
+    #[arg(short, long)]
+    pub timestamps: bool,
+}
+
+fn state_of(eco: &Ecosystem) -> StateDir {
+    StateDir::new(&eco.state_dir)
+}
+
+impl StatusCommand {
+    /// Run it.
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let eco = super::load(&self.file, term)?.ecosystem;
+        let state = state_of(&eco);
+        let status = if state.is_running() {
+            let answer = state.request(&Request::Status, Some(Duration::from_secs(10)))?;
+            serde_json::from_value::<EcosystemStatus>(answer["status"].clone())?
+        } else {
+            stopped_status(&eco)
+        };
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &status)?;
+            writeln!(out)?;
+        } else {
+            print!("{}", status::table(&status, term.color && std::io::IsTerminal::is_terminal(&std::io::stdout())));
+            if !status.running {
+                term.info(&format!("{} is not running", eco.name));
+            }
+        }
+        Ok(ExitStatus::Success)
+    }
+}
+
+fn stopped_status(eco: &Ecosystem) -> EcosystemStatus {
+    let ports = crate::spec::ecosystem::assign_ports(eco);
+    EcosystemStatus {
+        ecosystem: eco.name.clone(),
+        running: false,
+        pid: None,
+        services: eco
+            .services
+            .values()
+            .map(|s| ServiceStatus {
+                name: s.name.clone(),
+                port: ports.get(&s.name).copied().flatten(),
+                state: State::Stopped,
+                kind: "native".into(),
+                health_check: s.health_check.as_ref().map(|h| h.path.clone()),
+                replicas: (1..=s.replicas as usize)
+                    .map(|index| ReplicaStatus {
+                        index,
+                        pid: None,
+                        port: None,
+                        state: State::Stopped,
+                        restarts: 0,
+                        health_ms: None,
+                        last_exit: None,
+                    })
+                    .collect(),
+                restarts: 0,
+            })
+            .collect(),
+    }
+}
+
+impl DownCommand {
+    /// Run it.
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let eco = super::load(&self.file, term)?.ecosystem;
+        let state = state_of(&eco);
+        if !state.is_running() {
+            term.info(&format!("{} is not running", eco.name));
+            return Ok(ExitStatus::Success);
+        }
+        let pid = state.read_state().map(|s| s.pid);
+        state.request(&Request::Down, Some(Duration::from_secs(10)))?;
+        let grace = eco.services.values().map(|s| s.stop_grace_period).max().unwrap_or_default();
+        if !state.wait_stopped(grace * 2 + Duration::from_secs(30)) {
+            return Err(user_error(
+                format!("{} did not stop in time", eco.name),
+                pid.map(|p| format!("the `up` process is pid {p}")).as_deref(),
+            ));
+        }
+        term.success(&format!("{} stopped", eco.name));
+        Ok(ExitStatus::Success)
+    }
+}
+
+impl RestartCommand {
+    /// Run it.
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let eco = super::load(&self.file, term)?.ecosystem;
+        if !eco.services.contains_key(&self.service) {
+            let names = eco.services.keys().map(String::as_str);
+            let hint = crate::spec::diagnostic::did_you_mean(&self.service, names).map(|s| format!("did you mean `{s}`?"));
+            return Err(user_error(format!("no service `{}` in {}", self.service, eco.name), hint.as_deref()));
+        }
+        let state = state_of(&eco);
+        if !state.is_running() {
+            return Err(user_error(format!("{} is not running", eco.name), Some("start it with `pactown up`")));
+        }
+        let answer = state.request(&Request::Restart { service: self.service.clone() }, None)?;
+        if answer["ok"] == true {
+            term.success(&format!("`{}` restarted and ready", self.service));
+            Ok(ExitStatus::Success)
+        } else {
+            term.error(answer["error"].as_str().unwrap_or("restart failed"));
+            for l in answer["tail"].as_array().into_iter().flatten() {
+                term.note(l.as_str().unwrap_or_default());
+            }
+            Ok(ExitStatus::Failure)
+        }
+    }
+}
+
+impl LogsCommand {
+    /// Run it.
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let eco = super::load(&self.file, term)?.ecosystem;
+        let names: Vec<String> = match &self.service {
+            Some(s) if !eco.services.contains_key(s) => {
+                return Err(user_error(format!("no service `{s}` in {}", eco.name), None));
+            }
+            Some(s) => vec![s.clone()],
+            None => eco.services.keys().cloned().collect(),
+        };
+        let dir = eco.state_dir.clone();
+        let mut lines: Vec<String> = Vec::new();
+        for n in &names {
+            let mut own = read_all(&log_path(&dir, n));
+            if let Some(t) = self.tail {
+                own = own.split_off(own.len().saturating_sub(t));
+            }
+            lines.extend(own);
+        }
+        // Lines start with an RFC 3339 timestamp: sorting merges services by time.
+        if names.len() > 1 {
+            lines.sort();
+        }
+        let mut out = std::io::stdout().lock();
+        for l in &lines {
+            writeln!(out, "{}", self.show(l))?;
+        }
+        out.flush()?;
+        drop(out);
+        if self.follow {
+            self.follow_files(&dir, &names)?;
+        }
+        Ok(ExitStatus::Success)
+    }
+
+    fn show<'a>(&self, line: &'a str) -> &'a str {
+        if self.timestamps {
+            line
+        } else {
+            line.split_once(' ').map_or(line, |(_, rest)| rest)
+        }
+    }
+
+    /// Print lines as they are appended, across rotations, until interrupted.
+    fn follow_files(&self, dir: &Path, names: &[String]) -> anyhow::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let mut files: Vec<(PathBuf, Option<(u64, u64)>)> = names
+            .iter()
+            .map(|n| {
+                let p = log_path(dir, n);
+                let pos = std::fs::metadata(&p).ok().map(|m| (m.ino(), m.len()));
+                (p, pos)
+            })
+            .collect();
+        loop {
+            let mut any = false;
+            for (path, pos) in files.iter_mut() {
+                let Ok(meta) = std::fs::metadata(&*path) else { continue };
+                let (ino, mut offset) = pos.unwrap_or((meta.ino(), 0));
+                if ino != meta.ino() || meta.len() < offset {
+                    offset = 0; // rotated or truncated: the new file from its start
+                }
+                if meta.len() > offset {
+                    let mut f = std::fs::File::open(&*path)?;
+                    f.seek(std::io::SeekFrom::Start(offset))?;
+                    let mut reader = std::io::BufReader::new(f);
+                    let mut out = std::io::stdout().lock();
+                    let mut line = String::new();
+                    while reader.read_line(&mut line)? > 0 {
+                        if !line.ends_with('\n') {
+                            break; // a partial line: read it whole next time
+                        }
+                        offset += line.len() as u64;
+                        write!(out, "{}", self.show(&line))?;
+                        line.clear();
+                    }
+                    out.flush()?;
+                    any = true;
+                }
+                *pos = Some((meta.ino(), offset));
+            }
+            if !any {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// All lines of a service's log, oldest rotated file first.
+fn read_all(path: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in (1..=crate::orchestrator::logs::KEEP).rev() {
+        if let Ok(t) = std::fs::read_to_string(rotated(path, i)) {
+            out.extend(t.lines().map(str::to_string));
+        }
+    }
+    if let Ok(t) = std::fs::read_to_string(path) {
+        out.extend(t.lines().map(str::to_string));
+    }
+    out
+}

@@ -1,0 +1,325 @@
+//! `pactown up FILE [-d]` and `pactown run README.md [--port N]`: bring services up and keep
+//! them up until Ctrl+C, SIGTERM or `pactown down`.
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::{ExitStatus, Term, user_error};
+use crate::control::{StateDir, StateFile};
+use crate::orchestrator::{Orchestrator, StartFailure, UpOptions, status};
+use crate::spec::Ecosystem;
+
+/// Start every service of an ecosystem in dependency order, wait until all are ready, print
+/// their status, and keep them running (restarting what fails) until Ctrl+C or `pactown down`.
+#[derive(Debug, clap::Args)]
+pub struct UpCommand {
+    /// The ecosystem file.
+    pub file: PathBuf,
+    /// Run in the background; return once every service is ready (or failed).
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Internal: the descriptor a detaching parent waits on.
+    #[arg(long, hide = true)]
+    pub ready_fd: Option<i32>,
+}
+
+/// Run one README as a one-service ecosystem, in the foreground.
+#[derive(Debug, clap::Args)]
+pub struct RunCommand {
+    /// The README.
+    pub readme: PathBuf,
+    /// The port of its stable address (default: 8000, or the next free one).
+    #[arg(short, long)]
+    pub port: Option<u16>,
+}
+
+impl UpCommand {
+    /// Run it.
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let loaded = super::load(&self.file, term)?;
+        let eco = loaded.ecosystem;
+        if self.detach {
+            return detach(&self.file, &eco, term);
+        }
+        let ready = self.ready_fd.map(|fd| {
+            // SAFETY: the detaching parent passed us this descriptor, open and ours alone.
+            std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })
+        });
+        let console = ready.is_none();
+        block_on(up(eco, term.clone(), console, ready))
+    }
+}
+
+impl RunCommand {
+    /// Run it.
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let loaded = match crate::spec::load_readme(&self.readme, self.port) {
+            Ok(l) => l,
+            Err(d) => return Err(d.into()),
+        };
+        term.diagnostics(&loaded.warnings);
+        block_on(up(loaded.ecosystem, term.clone(), true, None))
+    }
+}
+
+/// A multi-threaded runtime for the orchestrator (children are forked from its worker threads,
+/// which live as long as it does; see the parent-death signal in the shim).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+async fn up(eco: Ecosystem, term: Term, console: bool, mut ready: Option<std::fs::File>) -> anyhow::Result<ExitStatus> {
+    let started = Instant::now();
+    let state = StateDir::new(&eco.state_dir);
+    let Some(_lock) = state.try_lock()? else {
+        let who = state
+            .read_state()
+            .map(|s| format!(" (pid {}, since {})", s.pid, s.started_at))
+            .unwrap_or_default();
+        let msg = format!("ecosystem `{}` is already running{who}", eco.name);
+        notify(&mut ready, &format!("error: {msg}"));
+        return Err(user_error(msg, Some("see it with `pactown status`, stop it with `pactown down`")));
+    };
+    for s in eco.services.values() {
+        if let Some(w) = port_warning(s) {
+            term.warn(&w);
+        }
+    }
+    let t = term.clone();
+    let say: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |m: &str| t.info(&format!("pactown: {m}")));
+    let opts = UpOptions { console, color: term.color };
+    let mut orch = match Orchestrator::bind(&eco, state.clone(), &opts, say) {
+        Ok(o) => o,
+        Err(e) => {
+            notify(&mut ready, &format!("error: {e:#}"));
+            return Err(e);
+        }
+    };
+    state.write_state(&StateFile {
+        ecosystem: eco.name.clone(),
+        file: std::path::absolute(&eco.source.path)?,
+        pid: std::process::id(),
+        socket: orch.socket().to_path_buf(),
+        started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        ports: orch.plan.services.iter().map(|(n, s)| (n.clone(), s.port)).collect(),
+    })?;
+    orch.serve_addresses()?;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(());
+    });
+    let orch_ref = &orch;
+    let cache = crate::build::Cache::locate();
+    let startup = async {
+        let prepared = orch_ref.prepare(&eco, &cache).await?;
+        orch_ref.start(&prepared).await
+    };
+    let mut stop_rx = stop_rx;
+    let result = tokio::select! {
+        r = startup => Some(r),
+        _ = &mut stop_rx => None,
+    };
+    match result {
+        None => {
+            term.info("pactown: interrupted while starting; stopping");
+            orch.shutdown().await;
+            notify(&mut ready, "error: interrupted while starting");
+            return Ok(ExitStatus::Failure);
+        }
+        Some(Err(e)) => {
+            orch.shutdown().await;
+            let msg = failure_text(&e);
+            notify(&mut ready, &format!("error: {msg}"));
+            orch.close_console().await;
+            report_failure(&term, &e);
+            return Ok(ExitStatus::Failure);
+        }
+        Some(Ok(())) => {}
+    }
+    let status = orch.status();
+    term.info(&format!(
+        "\n{}\n{} ready in {} ms (state in {})",
+        status::table(&status, term.color).trim_end(),
+        eco.name,
+        started.elapsed().as_millis(),
+        state.path().display()
+    ));
+    notify(&mut ready, "ok");
+    drop(ready);
+
+    let orch = Arc::new(orch);
+    let run = orch.run_until_stopped(stop_rx).await;
+    term.info("pactown: stopping");
+    orch.shutdown().await;
+    signals.abort();
+    let dropped = orch.dropped_console_lines();
+    for (name, n) in dropped {
+        term.note(&format!("{n} lines of `{name}` were not shown on the console (the log file has them all)"));
+    }
+    if let Ok(mut o) = Arc::try_unwrap(orch) {
+        o.close_console().await;
+    }
+    run?;
+    term.info(&format!("pactown: {} stopped", eco.name));
+    Ok(ExitStatus::Success)
+}
+
+/// A run command that mentions neither `$PORT` nor `$MARKPACT_PORT` cannot listen where the
+/// router sends traffic (pactown never rewrites commands).
+fn port_warning(s: &crate::spec::Service) -> Option<String> {
+    if s.port == crate::spec::PortSpec::None {
+        return None;
+    }
+    let run = s.content.run.as_ref()?;
+    let uses = |t: &str| t.contains("PORT");
+    let mentioned = uses(&run.command) || s.content.files.iter().any(|f| uses(&f.content));
+    (!mentioned).then(|| {
+        format!(
+            "`{}` ({}) never reads PORT or MARKPACT_PORT; it must listen on the port pactown gives it in those variables",
+            s.name, run.loc
+        )
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+}
+
+fn failure_text(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<StartFailure>() {
+        Some(f) => {
+            let mut s = f.message.clone();
+            for l in &f.tail {
+                s.push_str("\n    ");
+                s.push_str(l);
+            }
+            s
+        }
+        None => format!("{e:#}"),
+    }
+}
+
+fn report_failure(term: &Term, e: &anyhow::Error) {
+    match e.downcast_ref::<StartFailure>() {
+        Some(f) => {
+            term.error(&f.message);
+            if !f.tail.is_empty() {
+                term.note("last lines of its log:");
+                for l in &f.tail {
+                    term.note(&format!("  {l}"));
+                }
+            }
+            term.note(&format!("full log: {}", f.log.display()));
+            term.note("everything that was started has been stopped");
+        }
+        None => {
+            term.error(&format!("{e:#}"));
+            term.note("everything that was started has been stopped");
+        }
+    }
+}
+
+fn notify(ready: &mut Option<std::fs::File>, line: &str) {
+    if let Some(f) = ready {
+        let _ = writeln!(f, "{line}");
+        let _ = f.flush();
+    }
+}
+
+/// `up -d`: start a detached `up` (own session, output to its log file) and wait on a pipe
+/// until it says ready or failed.
+fn detach(file: &std::path::Path, eco: &Ecosystem, term: &Term) -> anyhow::Result<ExitStatus> {
+    let state = StateDir::new(&eco.state_dir);
+    if state.is_running() {
+        return Err(user_error(
+            format!("ecosystem `{}` is already running", eco.name),
+            Some("see it with `pactown status`, stop it with `pactown down`"),
+        ));
+    }
+    std::fs::create_dir_all(state.path().join("logs"))?;
+    let log_path = state.path().join("logs").join("pactown.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: both descriptors are fresh and ours.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--color")
+        .arg("never")
+        .arg("up")
+        .arg(file)
+        .arg("--ready-fd")
+        .arg("3")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let wfd = write.as_raw_fd();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::dup2(wfd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("cannot start the background pactown")?;
+    drop(write);
+    let mut answer = String::new();
+    use std::io::Read;
+    std::fs::File::from(read).read_to_string(&mut answer)?;
+    let first = answer.lines().next().unwrap_or("");
+    if first == "ok" {
+        let st = state.request(&crate::control::Request::Status, Some(std::time::Duration::from_secs(10)))?;
+        if let Ok(s) = serde_json::from_value::<status::EcosystemStatus>(st["status"].clone()) {
+            term.info(status::table(&s, term.color).trim_end());
+        }
+        term.success(&format!(
+            "{} is up in the background (pid {}); `pactown logs {f}` to follow it, `pactown down {f}` to stop it",
+            eco.name,
+            child.id(),
+            f = file.display()
+        ));
+        return Ok(ExitStatus::Success);
+    }
+    let msg = answer.strip_prefix("error: ").unwrap_or(&answer).trim_end();
+    if msg.is_empty() {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        term.error("the background pactown exited before it was ready");
+        term.note(&crate::build::python::tail(&log, 20));
+    } else {
+        let mut lines = msg.lines();
+        term.error(lines.next().unwrap_or_default());
+        for l in lines {
+            term.note(l.trim_start());
+        }
+        term.note(&format!("everything that was started has been stopped; log: {}", log_path.display()));
+    }
+    Ok(ExitStatus::Failure)
+}

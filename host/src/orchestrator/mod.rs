@@ -1,0 +1,344 @@
+//! The orchestrator runs a Plan: it binds every service's stable address, prepares sandboxes,
+//! starts services in dependency waves (each wave once the previous one is ready), keeps them
+//! running, answers control requests, and stops everything in reverse order.
+
+pub mod health;
+pub mod logs;
+pub mod status;
+pub mod supervisor;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indexmap::IndexMap;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::build::{self, Cache};
+use crate::control::{Request, StateDir};
+use crate::graph::DependencyGraph;
+use crate::plan::{PARENT_ENV_ALLOWED, Plan, is_secret_name};
+use crate::router::Router;
+use crate::spec::{Ecosystem, PortSpec};
+use logs::{ConsoleLine, ServiceLog};
+use status::{EcosystemStatus, State};
+use supervisor::{Launch, NotReady, ServiceRuntime};
+
+/// How `up` runs.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Copy service output to stdout with `service |` prefixes.
+    pub console: bool,
+    /// Colour on the console.
+    pub color: bool,
+}
+
+/// A failure of `up` that is the services' fault, not pactown's: reported with log tails.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// What happened.
+    pub message: String,
+    /// The failing service's last log lines.
+    pub tail: Vec<String>,
+    /// Where its full log is.
+    pub log: std::path::PathBuf,
+}
+
+impl std::fmt::Display for StartFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StartFailure {}
+
+/// A running ecosystem.
+pub struct Orchestrator {
+    /// The plan, with the ports actually bound.
+    pub plan: Plan,
+    services: IndexMap<String, Arc<ServiceRuntime>>,
+    state: StateDir,
+    socket: std::path::PathBuf,
+    listeners: IndexMap<String, std::net::TcpListener>,
+    console_done: Option<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    say: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Orchestrator {
+    /// Bind every stable address, then plan with the ports we got. Nothing starts yet.
+    /// `say` tells the user what happens (first-use installs, moved ports).
+    pub fn bind(eco: &Ecosystem, state: StateDir, opts: &UpOptions, say: Arc<dyn Fn(&str) + Send + Sync>) -> anyhow::Result<Self> {
+        let graph = DependencyGraph::from_ecosystem(eco).map_err(crate::spec::Diagnostics::from)?;
+        let preferred = crate::spec::ecosystem::assign_ports(eco);
+        let reserved: Vec<u16> = preferred.values().flatten().copied().filter(|p| *p != 0).collect();
+        let mut listeners = IndexMap::new();
+        let mut ports = IndexMap::new();
+        let mut taken = reserved.clone();
+        for (name, port) in &preferred {
+            let Some(want) = *port else {
+                ports.insert(name.clone(), None);
+                continue;
+            };
+            let (listener, moved) = router_bind(want, eco.base_port, &taken)
+                .with_context(|| format!("cannot bind a port for `{name}`"))?;
+            let got = listener.local_addr()?.port();
+            if moved {
+                let why = match eco.services[name.as_str()].port {
+                    PortSpec::Fixed(_) => "its port",
+                    _ => "the port pactown picked",
+                };
+                say(&format!("{why} {want} for `{name}` is busy; using {got}"));
+            }
+            taken.push(got);
+            listeners.insert(name.clone(), listener);
+            ports.insert(name.clone(), Some(got));
+        }
+        let plan = Plan::build(eco, &graph, &ports);
+        let socket = state.socket_path()?;
+        let (tx, rx) = mpsc::channel::<ConsoleLine>(4096);
+        let width = plan.services.values().map(|s| s.name.len() + if s.replicas > 1 { 3 } else { 0 }).max().unwrap_or(4);
+        let console_done = opts.console.then(|| tokio::spawn(logs::console(rx, width, opts.color)));
+        let mut services = IndexMap::new();
+        for (i, (name, sp)) in plan.services.iter().enumerate() {
+            let log = ServiceLog::open(state.path(), name, i, opts.console.then(|| tx.clone()))
+                .with_context(|| format!("cannot open the log of `{name}`"))?;
+            services.insert(name.clone(), ServiceRuntime::new(sp.clone(), Arc::new(log)));
+        }
+        Ok(Self {
+            plan,
+            services,
+            state,
+            socket,
+            listeners,
+            console_done,
+            tasks: Vec::new(),
+            say,
+        })
+    }
+
+    /// The control socket's path.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// The live status.
+    pub fn status(&self) -> EcosystemStatus {
+        EcosystemStatus {
+            ecosystem: self.plan.ecosystem.clone(),
+            running: true,
+            pid: Some(std::process::id()),
+            services: self.services.values().map(|s| s.status()).collect(),
+        }
+    }
+
+    /// Serve every stable address (503 until a replica is ready).
+    pub fn serve_addresses(&mut self) -> anyhow::Result<()> {
+        let router = Router::new();
+        for (name, listener) in self.listeners.drain(..) {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let svc = self.services[name.as_str()].clone();
+            let r = router.clone();
+            self.tasks.push(tokio::spawn(r.serve(listener, svc)));
+        }
+        Ok(())
+    }
+
+    /// Prepare every sandbox (files, dependencies) in parallel.
+    pub async fn prepare(&self, eco: &Ecosystem, cache: &Cache) -> anyhow::Result<IndexMap<String, build::Prepared>> {
+        let mut jobs = Vec::new();
+        for (name, sp) in &self.plan.services {
+            let service = eco.services[name.as_str()].clone();
+            let sp = sp.clone();
+            let cache = cache.clone();
+            let say = self.say.clone();
+            jobs.push((
+                name.clone(),
+                tokio::task::spawn_blocking(move || build::prepare(&service, &sp, &cache, &*say)),
+            ));
+        }
+        let mut out = IndexMap::new();
+        for (name, job) in jobs {
+            let prepared = job.await.context("a build task panicked")??;
+            out.insert(name, prepared);
+        }
+        Ok(out)
+    }
+
+    /// Start the services wave by wave; each wave waits for the previous to be ready. On a
+    /// failure, the error carries the failing service's last log lines.
+    pub async fn start(&self, prepared: &IndexMap<String, build::Prepared>) -> anyhow::Result<()> {
+        let exe = std::env::current_exe().context("cannot find the pactown binary for the sandbox shim")?;
+        for wave in &self.plan.waves {
+            let mut waiting = Vec::new();
+            for name in wave {
+                let rt = &self.services[name.as_str()];
+                if rt.plan.run.is_none() {
+                    rt.log.event(name, "no run block: nothing to start");
+                    continue;
+                }
+                let launch = Arc::new(Launch {
+                    exe: exe.clone(),
+                    env: service_env(&rt.plan, &prepared[name.as_str()]),
+                    policy: Default::default(),
+                });
+                rt.start(launch);
+                waiting.push((name, rt.clone(), Instant::now() + rt.plan.health.timeout));
+            }
+            for (name, rt, deadline) in waiting {
+                if let Err(why) = rt.wait_ready(deadline).await {
+                    let message = match why {
+                        NotReady::Timeout => format!(
+                            "service `{name}` was not ready within {}",
+                            humantime::format_duration(rt.plan.health.timeout)
+                        ),
+                        NotReady::Failed => format!("service `{name}` failed to start"),
+                    };
+                    return Err(StartFailure {
+                        message,
+                        tail: rt.log.tail(15),
+                        log: logs::log_path(self.state.path(), name),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Answer control requests until `down` or the `shutdown` signal; then return.
+    pub async fn run_until_stopped(self: &Arc<Self>, mut shutdown: oneshot::Receiver<()>) -> anyhow::Result<()> {
+        let _ = std::fs::remove_file(&self.socket);
+        let listener = tokio::net::UnixListener::bind(&self.socket)
+            .with_context(|| format!("cannot create the control socket `{}`", self.socket.display()))?;
+        let (down_tx, mut down_rx) = mpsc::channel::<()>(1);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = down_rx.recv() => return Ok(()),
+                conn = listener.accept() => {
+                    let Ok((stream, _)) = conn else { continue };
+                    let me = self.clone();
+                    let down = down_tx.clone();
+                    tokio::spawn(async move { me.answer(stream, down).await });
+                }
+            }
+        }
+    }
+
+    async fn answer(self: Arc<Self>, stream: tokio::net::UnixStream, down: mpsc::Sender<()>) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        if tokio::io::BufReader::new(read).read_line(&mut line).await.is_err() {
+            return;
+        }
+        let answer = match serde_json::from_str::<Request>(&line) {
+            Err(e) => serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
+            Ok(Request::Status) => serde_json::json!({"ok": true, "status": self.status()}),
+            Ok(Request::Down) => {
+                let _ = down.try_send(());
+                serde_json::json!({"ok": true})
+            }
+            Ok(Request::Restart { service }) => match self.services.get(&service) {
+                None => serde_json::json!({"ok": false, "error": format!("no service `{service}` in this ecosystem")}),
+                Some(rt) => {
+                    rt.log.event(&service, "restart requested");
+                    match rt.restart().await {
+                        Ok(()) => serde_json::json!({"ok": true, "status": rt.status()}),
+                        Err(e) => serde_json::json!({"ok": false, "error": format!("`{service}` did not come back: {e:?}"), "tail": rt.log.tail(15)}),
+                    }
+                }
+            },
+        };
+        let mut text = answer.to_string();
+        text.push('\n');
+        let _ = write.write_all(text.as_bytes()).await;
+    }
+
+    /// Stop everything in reverse dependency order (each wave's services together).
+    pub async fn shutdown(&self) {
+        let mut waves = self.plan.waves.clone();
+        waves.reverse();
+        for wave in waves {
+            let stops = wave.iter().map(|name| {
+                let rt = self.services[name.as_str()].clone();
+                async move {
+                    if rt.status().state != State::Stopped {
+                        rt.stop().await;
+                    }
+                }
+            });
+            futures_join_all(stops).await;
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.state.clear(&self.socket);
+    }
+
+    /// Lines the console dropped, per service.
+    pub fn dropped_console_lines(&self) -> Vec<(String, u64)> {
+        self.services
+            .iter()
+            .filter(|(_, s)| s.log.dropped() > 0)
+            .map(|(n, s)| (n.clone(), s.log.dropped()))
+            .collect()
+    }
+
+    /// Let the console print what it has, then stop it.
+    pub async fn close_console(&mut self) {
+        self.services.clear();
+        if let Some(done) = self.console_done.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
+        }
+    }
+
+    /// Report through the user-facing channel.
+    pub fn say(&self, msg: &str) {
+        (self.say)(msg)
+    }
+}
+
+/// Await all futures (a small join_all, to avoid a dependency).
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futs: impl IntoIterator<Item = F>) {
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+fn router_bind(want: u16, base: u16, taken: &[u16]) -> std::io::Result<(std::net::TcpListener, bool)> {
+    let reserved: Vec<u16> = taken.iter().copied().filter(|p| *p != want).collect();
+    crate::router::bind(want, base, &reserved)
+}
+
+/// A service's complete environment: the allowed parent variables (secret-looking ones
+/// dropped), what the build added, then the plan's variables (its own `env:` last).
+fn service_env(plan: &crate::plan::ServicePlan, prepared: &build::Prepared) -> Vec<(String, String)> {
+    let mut env: IndexMap<String, String> = IndexMap::new();
+    for (k, v) in std::env::vars() {
+        let allowed = PARENT_ENV_ALLOWED.contains(&k.as_str()) || k.starts_with("LC_");
+        if allowed && !is_secret_name(&k) {
+            env.insert(k, v);
+        }
+    }
+    env.entry("PATH".into()).or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
+    if !prepared.path_prefix.is_empty() {
+        let mut parts: Vec<std::path::PathBuf> = prepared.path_prefix.clone();
+        if let Some(p) = env.get("PATH") {
+            parts.extend(std::env::split_paths(p));
+        }
+        if let Ok(joined) = std::env::join_paths(parts) {
+            env.insert("PATH".into(), joined.to_string_lossy().into_owned());
+        }
+    }
+    for (k, v) in &prepared.env {
+        env.insert(k.clone(), v.clone());
+    }
+    for (k, v) in &plan.env {
+        env.insert(k.clone(), v.clone());
+    }
+    env.into_iter().collect()
+}

@@ -1,0 +1,152 @@
+//! What is running, as `status --json` prints it and the status table shows it. The JSON field
+//! names are a contract for scripts: `name`, `port`, `state`, and per replica `pid`, `state`,
+//! `restarts`.
+
+use serde::{Deserialize, Serialize};
+
+/// A service's or a replica's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Started, not yet ready (or restarting).
+    Starting,
+    /// Health check passing; receives traffic.
+    Ready,
+    /// Exited and not coming back (or never got ready in time).
+    Failed,
+    /// Stopped by pactown.
+    Stopped,
+    /// A port-less one-shot service that finished with exit 0.
+    Exited,
+}
+
+impl State {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Ready => "ready",
+            State::Failed => "failed",
+            State::Stopped => "stopped",
+            State::Exited => "exited",
+        }
+    }
+}
+
+/// One process (or instance) of a service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// 1-based index.
+    pub index: usize,
+    /// The process (the sandbox shim; the service runs as its child).
+    pub pid: Option<i32>,
+    /// Internal port it listens on, behind the stable address.
+    pub port: Option<u16>,
+    /// Its state.
+    pub state: State,
+    /// Times it was restarted.
+    pub restarts: u32,
+    /// Latency of the last health check, in milliseconds.
+    pub health_ms: Option<f64>,
+    /// Exit code of the last exit.
+    pub last_exit: Option<i32>,
+}
+
+/// One service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Name.
+    pub name: String,
+    /// Stable address port.
+    pub port: Option<u16>,
+    /// Overall: ready when every replica is, failed when any failed for good, else starting.
+    pub state: State,
+    /// Sandbox kind.
+    pub kind: String,
+    /// Health check path.
+    pub health_check: Option<String>,
+    /// Replicas.
+    pub replicas: Vec<ReplicaStatus>,
+    /// Sum of restarts.
+    pub restarts: u32,
+}
+
+/// The whole ecosystem.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EcosystemStatus {
+    /// Name.
+    pub ecosystem: String,
+    /// Whether an `up` is running.
+    pub running: bool,
+    /// pid of the `up` process.
+    pub pid: Option<u32>,
+    /// Services in file order.
+    pub services: Vec<ServiceStatus>,
+}
+
+impl ServiceStatus {
+    /// Aggregate replica states.
+    pub fn aggregate(replicas: &[ReplicaStatus]) -> State {
+        if replicas.is_empty() {
+            return State::Stopped;
+        }
+        if replicas.iter().all(|r| r.state == State::Ready) {
+            State::Ready
+        } else if replicas.iter().all(|r| r.state == State::Exited) {
+            State::Exited
+        } else if replicas.iter().all(|r| r.state == State::Stopped) {
+            State::Stopped
+        } else if replicas.iter().any(|r| r.state == State::Failed) {
+            State::Failed
+        } else {
+            State::Starting
+        }
+    }
+}
+
+/// The reference's table (Service, Port, Status, PID, Health) plus replicas and restarts.
+pub fn table(status: &EcosystemStatus, color: bool) -> String {
+    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
+    let w = status.services.iter().map(|s| s.name.len()).max().unwrap_or(7).max(7);
+    let mut out = format!(
+        "{:w$}  {:>5}  {:9}  {:>8}  {:16}  {:>8}  {:>8}\n",
+        "SERVICE", "PORT", "STATUS", "PID", "HEALTH", "REPLICAS", "RESTARTS"
+    );
+    for s in &status.services {
+        let port = s.port.map_or("-".to_string(), |p| p.to_string());
+        let pid = match s.replicas.as_slice() {
+            [one] => one.pid.map_or("-".to_string(), |p| p.to_string()),
+            many => many.first().and_then(|r| r.pid).map_or("-".to_string(), |p| format!("{p}+")),
+        };
+        let ready = s.replicas.iter().filter(|r| r.state == State::Ready).count();
+        let latency = s
+            .replicas
+            .iter()
+            .filter_map(|r| r.health_ms)
+            .fold(None, |acc: Option<f64>, x| Some(acc.map_or(x, |a| a.max(x))));
+        let health = match (&s.health_check, latency) {
+            (Some(path), Some(ms)) => format!("{path} {ms:.1}ms"),
+            (None, Some(ms)) => format!("tcp {ms:.1}ms"),
+            (Some(path), None) => path.clone(),
+            (None, None) => "-".into(),
+        };
+        let state = format!("{:9}", s.state.as_str());
+        let state = match s.state {
+            State::Ready | State::Exited => paint("32", &state),
+            State::Starting => paint("33", &state),
+            State::Failed => paint("31", &state),
+            State::Stopped => paint("2", &state),
+        };
+        out.push_str(&format!(
+            "{:w$}  {:>5}  {}  {:>8}  {:16}  {:>8}  {:>8}\n",
+            s.name,
+            port,
+            state,
+            pid,
+            health,
+            format!("{ready}/{}", s.replicas.len()),
+            s.restarts
+        ));
+    }
+    out
+}

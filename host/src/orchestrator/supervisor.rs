@@ -1,0 +1,444 @@
+//! Supervision of one service: N replicas, each a task that starts the process, waits for it to
+//! become ready, keeps checking it, and restarts it when it dies (exponential backoff from
+//! 100 ms, capped at 30 s, reset after a healthy minute). The router reads which replicas are
+//! ready from here.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pactown_runtime::native::{NativeSpec, SandboxPolicy};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::health;
+use super::logs::ServiceLog;
+use super::status::{ReplicaStatus, ServiceStatus, State};
+use crate::plan::ServicePlan;
+
+/// Liveness failures in a row before a replica is restarted.
+const LIVENESS_FAILURES: u32 = 3;
+
+/// What a replica should be doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Desired {
+    /// Running; a new generation means "restart now".
+    Running(u64),
+    /// Stopped.
+    Stopped,
+}
+
+/// Everything needed to start a replica's process.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The pactown binary (for the sandbox shim).
+    pub exe: PathBuf,
+    /// Environment without the per-replica port variables.
+    pub env: Vec<(String, String)>,
+    /// Confinement.
+    pub policy: SandboxPolicy,
+}
+
+/// A supervised service.
+pub struct ServiceRuntime {
+    /// The plan it runs.
+    pub plan: ServicePlan,
+    /// Its logs.
+    pub log: Arc<ServiceLog>,
+    replicas: Mutex<Vec<ReplicaStatus>>,
+    changed: watch::Sender<u64>,
+    desired: Vec<watch::Sender<Desired>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    next: AtomicUsize,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+/// Why a service did not become ready.
+#[derive(Debug)]
+pub enum NotReady {
+    /// A replica failed for good (exited without restart).
+    Failed,
+    /// The startup deadline passed.
+    Timeout,
+}
+
+impl ServiceRuntime {
+    /// Create the service's runtime state (nothing starts yet).
+    pub fn new(plan: ServicePlan, log: Arc<ServiceLog>) -> Arc<Self> {
+        let n = plan.replicas as usize;
+        let replicas = (1..=n)
+            .map(|index| ReplicaStatus {
+                index,
+                pid: None,
+                port: None,
+                state: State::Stopped,
+                restarts: 0,
+                health_ms: None,
+                last_exit: None,
+            })
+            .collect();
+        Arc::new(Self {
+            plan,
+            log,
+            replicas: Mutex::new(replicas),
+            changed: watch::channel(0).0,
+            desired: (0..n).map(|_| watch::channel(Desired::Running(0)).0).collect(),
+            tasks: Mutex::new(Vec::new()),
+            next: AtomicUsize::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Start every replica. Must be called from an async task on a runtime worker thread:
+    /// the kernel's parent-death signal is tied to the thread that forks.
+    pub fn start(self: &Arc<Self>, launch: Arc<Launch>) {
+        for i in 0..self.desired.len() {
+            self.update(i, |r| r.state = State::Starting);
+        }
+        let mut tasks = self.tasks.lock().expect("tasks");
+        for (i, desired) in self.desired.iter().enumerate() {
+            let rt = self.clone();
+            let rx = desired.subscribe();
+            let launch = launch.clone();
+            tasks.push(tokio::spawn(async move { rt.run_replica(i, rx, launch).await }));
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> ServiceStatus {
+        let replicas = self.replicas.lock().expect("replicas").clone();
+        ServiceStatus {
+            name: self.plan.name.clone(),
+            port: self.plan.port,
+            state: ServiceStatus::aggregate(&replicas),
+            kind: self.plan.sandbox.kind.as_str().to_string(),
+            health_check: self.plan.health.check.clone(),
+            restarts: replicas.iter().map(|r| r.restarts).sum(),
+            replicas,
+        }
+    }
+
+    /// Internal ports of ready replicas, starting at the next one in round-robin order.
+    pub fn ready_ports(&self) -> Vec<u16> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        let ports: Vec<u16> = self
+            .replicas
+            .lock()
+            .expect("replicas")
+            .iter()
+            .filter(|r| r.state == State::Ready)
+            .filter_map(|r| r.port)
+            .collect();
+        if ports.is_empty() {
+            return ports;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % ports.len();
+        ports[start..].iter().chain(&ports[..start]).copied().collect()
+    }
+
+    /// Wait until every replica is ready, one fails for good, or `deadline`.
+    pub async fn wait_ready(&self, deadline: Instant) -> Result<(), NotReady> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            let state = self.status().state;
+            match state {
+                State::Ready | State::Exited => return Ok(()),
+                State::Failed | State::Stopped => return Err(NotReady::Failed),
+                State::Starting => {}
+            }
+            if tokio::time::timeout_at(deadline.into(), rx.changed()).await.is_err() {
+                return Err(NotReady::Timeout);
+            }
+        }
+    }
+
+    /// Restart the replicas one at a time, each after the previous one is ready again, so a
+    /// service with several replicas keeps answering.
+    pub async fn restart(&self) -> Result<(), NotReady> {
+        for (i, d) in self.desired.iter().enumerate() {
+            d.send_modify(|desired| {
+                if let Desired::Running(g) = desired {
+                    *g += 1;
+                } else {
+                    *desired = Desired::Running(0);
+                }
+            });
+            let deadline = Instant::now() + self.plan.health.timeout;
+            let mut rx = self.changed.subscribe();
+            // Wait to see the replica leave `ready`, then come back.
+            let mut left = false;
+            loop {
+                let s = self.replicas.lock().expect("replicas")[i].state;
+                if s != State::Ready {
+                    left = true;
+                }
+                if left && s == State::Ready || s == State::Exited {
+                    break;
+                }
+                if s == State::Failed {
+                    return Err(NotReady::Failed);
+                }
+                if tokio::time::timeout_at(deadline.into(), rx.changed()).await.is_err() {
+                    return Err(NotReady::Timeout);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop every replica (SIGTERM, grace period, then kill) and wait for them.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        for d in &self.desired {
+            let _ = d.send(Desired::Stopped);
+        }
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.tasks.lock().expect("tasks"));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    fn update(&self, i: usize, f: impl FnOnce(&mut ReplicaStatus)) {
+        {
+            let mut r = self.replicas.lock().expect("replicas");
+            f(&mut r[i]);
+        }
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    fn label(&self, i: usize) -> String {
+        self.log.label(i + 1, self.desired.len())
+    }
+
+    async fn run_replica(self: Arc<Self>, i: usize, mut desired: watch::Receiver<Desired>, launch: Arc<Launch>) {
+        let label = self.label(i);
+        let mut attempt: u32 = 0;
+        let mut first = true;
+        loop {
+            let generation = match *desired.borrow_and_update() {
+                Desired::Stopped => {
+                    self.update(i, |r| {
+                        r.state = State::Stopped;
+                        r.pid = None;
+                    });
+                    return;
+                }
+                Desired::Running(g) => g,
+            };
+            if !first {
+                self.update(i, |r| r.restarts += 1);
+            }
+            first = false;
+            let outcome = self.run_once(i, &label, &launch, &mut desired).await;
+            let code = match outcome {
+                Outcome::Stopped => {
+                    self.update(i, |r| {
+                        r.state = State::Stopped;
+                        r.pid = None;
+                    });
+                    return;
+                }
+                Outcome::Restart => {
+                    attempt = 0;
+                    continue;
+                }
+                Outcome::Exited { code, healthy_for } => {
+                    if healthy_for >= Duration::from_secs(60) {
+                        attempt = 0;
+                    }
+                    code
+                }
+            };
+            let finished = self.plan.port.is_none() && code == 0;
+            if finished || !self.plan.restart.auto_restart {
+                let state = if finished { State::Exited } else { State::Failed };
+                self.update(i, |r| {
+                    r.state = state;
+                    r.pid = None;
+                });
+                if !finished {
+                    self.log.event(&label, "not restarted (auto_restart is off)");
+                }
+                // Idle until asked to restart or stop.
+                loop {
+                    if desired.changed().await.is_err() {
+                        return;
+                    }
+                    match *desired.borrow() {
+                        Desired::Stopped => break,
+                        Desired::Running(g) if g != generation => break,
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            let delay = backoff(attempt, &self.plan);
+            attempt = attempt.saturating_add(1);
+            self.update(i, |r| {
+                r.state = State::Starting;
+                r.pid = None;
+            });
+            self.log.event(&label, &format!("restarting in {}", humantime::format_duration(delay)));
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                r = desired.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
+    async fn run_once(&self, i: usize, label: &str, launch: &Launch, desired: &mut watch::Receiver<Desired>) -> Outcome {
+        let port = match self.plan.port {
+            Some(_) => match free_port() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.log.event(label, &format!("no free port for the replica: {e}"));
+                    return Outcome::Exited { code: 1, healthy_for: Duration::ZERO };
+                }
+            },
+            None => None,
+        };
+        let mut env = launch.env.clone();
+        if let Some(p) = port {
+            for var in crate::plan::REPLICA_PORT_VARS {
+                env.push((var.to_string(), p.to_string()));
+            }
+        }
+        let spec = NativeSpec {
+            argv: vec!["/bin/sh".into(), "-c".into(), self.plan.run.clone().unwrap_or_default()],
+            cwd: self.plan.sandbox.dir.clone(),
+            env,
+            policy: launch.policy.clone(),
+        };
+        let mut child = match spec.spawn(&launch.exe) {
+            Ok(c) => c,
+            Err(e) => {
+                self.log.event(label, &format!("cannot start: {e}"));
+                return Outcome::Exited { code: 127, healthy_for: Duration::ZERO };
+            }
+        };
+        let pid = child.pid();
+        self.update(i, |r| {
+            r.state = State::Starting;
+            r.pid = Some(pid);
+            r.port = port;
+            r.health_ms = None;
+        });
+        let (out, err) = child.take_output();
+        if let Some(out) = out {
+            let log = self.log.clone();
+            let l = label.to_string();
+            tokio::spawn(async move { log.drain(l, out).await });
+        }
+        if let Some(err) = err {
+            let log = self.log.clone();
+            let l = label.to_string();
+            tokio::spawn(async move { log.drain(l, err).await });
+        }
+        let path = self.plan.health.check.as_deref();
+        let grace = self.plan.stop_grace_period;
+
+        // Phase 1: until ready.
+        let ready = async {
+            match port {
+                Some(p) => health::until_ready(p, path).await,
+                None => Duration::ZERO,
+            }
+        };
+        tokio::select! {
+            code = child.wait() => {
+                let code = code.unwrap_or(1);
+                self.log.event(label, &format!("exited with code {code} before it was ready"));
+                self.update(i, |r| r.last_exit = Some(code));
+                return Outcome::Exited { code, healthy_for: Duration::ZERO };
+            }
+            latency = ready => {
+                self.update(i, |r| {
+                    r.state = State::Ready;
+                    r.health_ms = port.map(|_| latency.as_secs_f64() * 1000.0);
+                });
+            }
+            _ = desired.changed() => {
+                return self.stop_child(&mut child, desired, grace, label).await;
+            }
+        }
+        let ready_at = Instant::now();
+
+        // Phase 2: ready; liveness until exit, failure or a change of plan.
+        let live = async {
+            let Some(p) = port else {
+                return std::future::pending::<()>().await;
+            };
+            let mut failures = 0;
+            let interval = self.plan.health.interval;
+            loop {
+                tokio::time::sleep(interval).await;
+                match health::probe(p, path, interval.min(Duration::from_secs(5))).await {
+                    Some(latency) => {
+                        failures = 0;
+                        self.update(i, |r| r.health_ms = Some(latency.as_secs_f64() * 1000.0));
+                    }
+                    None => {
+                        failures += 1;
+                        if failures >= LIVENESS_FAILURES {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            code = child.wait() => {
+                let code = code.unwrap_or(1);
+                self.log.event(label, &format!("exited with code {code}"));
+                self.update(i, |r| r.last_exit = Some(code));
+                Outcome::Exited { code, healthy_for: ready_at.elapsed() }
+            }
+            _ = live => {
+                self.log.event(label, &format!("failed {LIVENESS_FAILURES} health checks in a row; stopping it"));
+                self.update(i, |r| r.state = State::Starting);
+                let code = child.stop(grace).await.unwrap_or(1);
+                self.update(i, |r| r.last_exit = Some(code));
+                Outcome::Exited { code: code.max(1), healthy_for: ready_at.elapsed() }
+            }
+            _ = desired.changed() => self.stop_child(&mut child, desired, grace, label).await,
+        }
+    }
+
+    async fn stop_child(
+        &self,
+        child: &mut pactown_runtime::native::NativeChild,
+        desired: &watch::Receiver<Desired>,
+        grace: Duration,
+        label: &str,
+    ) -> Outcome {
+        let stopping = *desired.borrow() == Desired::Stopped;
+        let code = child.stop(grace).await.unwrap_or(1);
+        self.log.event(label, &format!("stopped (exit code {code})"));
+        if stopping { Outcome::Stopped } else { Outcome::Restart }
+    }
+}
+
+enum Outcome {
+    Exited { code: i32, healthy_for: Duration },
+    Restart,
+    Stopped,
+}
+
+/// 100 ms, 200 ms, 400 ms … capped at 30 s.
+fn backoff(attempt: u32, plan: &ServicePlan) -> Duration {
+    let ms = plan
+        .restart
+        .backoff_initial_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(plan.restart.backoff_max_ms);
+    Duration::from_millis(ms)
+}
+
+/// A port the OS says is free now, for a replica to bind.
+fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(l.local_addr()?.port())
+}

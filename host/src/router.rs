@@ -1,0 +1,174 @@
+//! The stable address of every service. The host binds each service's port itself and proxies
+//! HTTP to the replicas that are ready, round-robin; while none is, it answers 503 with a JSON
+//! body. A replica that refuses the connection (it just died) costs an idempotent request one
+//! retry on the next replica, not an error. A restarted replica never changes the address its
+//! dependents use.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::orchestrator::supervisor::ServiceRuntime;
+
+/// Response bodies of the router.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// A body from bytes.
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into()).map_err(|never: Infallible| match never {}).boxed()
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(value.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Bind the stable address of a service: the preferred port when free, else the next free port
+/// from `base` upward, skipping `reserved`. Binding is the check, so no other process can take
+/// the port between the check and its use. Port 0 asks the OS for any free port.
+pub fn bind(preferred: u16, base: u16, reserved: &[u16]) -> std::io::Result<(std::net::TcpListener, bool)> {
+    match std::net::TcpListener::bind(("127.0.0.1", preferred)) {
+        Ok(l) => return Ok((l, false)),
+        Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => return Err(e),
+        Err(_) => {}
+    }
+    let mut port = u32::from(base.max(1));
+    while port <= 65535 {
+        let p = port as u16;
+        if p != preferred && !reserved.contains(&p) {
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", p)) {
+                return Ok((l, true));
+            }
+        }
+        port += 1;
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port at or above the base port"))
+}
+
+/// The proxy shared by all listeners.
+#[derive(Clone)]
+pub struct Router {
+    client: Client<HttpConnector, Incoming>,
+    retry_client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Router {
+    /// A router with a pooled keep-alive client.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build(connector.clone());
+        let retry_client = Client::builder(TokioExecutor::new()).build(connector);
+        Self { client, retry_client }
+    }
+
+    /// Serve a service's stable address until the listener is dropped with the task.
+    pub async fn serve(self, listener: TcpListener, service: Arc<ServiceRuntime>) {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let router = self.clone();
+            let service = service.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let router = router.clone();
+                    let service = service.clone();
+                    async move { Ok::<_, Infallible>(router.forward(req, &service, peer).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    }
+
+    async fn forward(&self, req: Request<Incoming>, service: &ServiceRuntime, peer: SocketAddr) -> Response<Body> {
+        let name = &service.plan.name;
+        let ports = service.ready_ports();
+        let Some(&first) = ports.first() else {
+            return unavailable(service);
+        };
+        let retryable = is_idempotent(req.method()) && body_is_empty(&req);
+        let (mut parts, body) = req.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        parts
+            .headers
+            .insert("x-forwarded-for", header::HeaderValue::from_str(&peer.ip().to_string()).expect("ip is a header value"));
+        let keep = parts.clone();
+        parts.uri = format!("http://127.0.0.1:{first}{path}").parse().expect("valid uri");
+        match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(resp) => resp.map(|b| b.boxed()),
+            Err(e) if e.is_connect() && retryable => {
+                for &port in &ports[1..] {
+                    let mut p = keep.clone();
+                    p.uri = format!("http://127.0.0.1:{port}{path}").parse().expect("valid uri");
+                    match self.retry_client.request(Request::from_parts(p, Empty::new())).await {
+                        Ok(resp) => return resp.map(|b| b.boxed()),
+                        Err(e) if e.is_connect() => continue,
+                        Err(e) => return bad_gateway(name, &e),
+                    }
+                }
+                unavailable(service)
+            }
+            Err(e) => bad_gateway(name, &e),
+        }
+    }
+}
+
+fn is_idempotent(m: &http::Method) -> bool {
+    matches!(*m, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::DELETE | http::Method::PUT)
+}
+
+fn body_is_empty(req: &Request<Incoming>) -> bool {
+    use hyper::body::Body as _;
+    req.body().size_hint().exact() == Some(0)
+}
+
+fn unavailable(service: &ServiceRuntime) -> Response<Body> {
+    let status = service.status();
+    let mut r = json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({
+            "error": format!("service `{}` has no ready instance", status.name),
+            "service": status.name,
+            "state": status.state,
+        }),
+    );
+    r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
+
+fn bad_gateway(name: &str, e: &hyper_util::client::legacy::Error) -> Response<Body> {
+    json_response(
+        StatusCode::BAD_GATEWAY,
+        &serde_json::json!({"error": format!("service `{name}` failed to answer: {e}"), "service": name}),
+    )
+}

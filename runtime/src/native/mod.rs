@@ -1,0 +1,8 @@
+//! Native sandboxes: a process behind the `sandbox-exec` shim.
+
+pub mod launcher;
+pub mod sandbox;
+pub mod shim;
+
+pub use launcher::{NativeChild, NativeSpec};
+pub use sandbox::SandboxPolicy;

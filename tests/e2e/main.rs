@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `pactown` binary on real READMEs, with real child processes and
+//! real HTTP on 127.0.0.1. One test binary for link time; modules by area.
+
+mod support;
+
+mod spec_cli;
