@@ -126,17 +126,18 @@ impl Router {
         parts.uri = format!("http://127.0.0.1:{first}{path}").parse().expect("valid uri");
         match self.client.request(Request::from_parts(parts, body)).await {
             Ok(resp) => resp.map(|b| b.boxed()),
-            Err(e) if e.is_connect() && retryable => {
+            // The replica is gone (refused, or a pooled connection it closed as it died): an
+            // idempotent request without a body is safe to send once more, to another replica.
+            Err(e) if retryable => {
                 for &port in &ports[1..] {
                     let mut p = keep.clone();
                     p.uri = format!("http://127.0.0.1:{port}{path}").parse().expect("valid uri");
                     match self.retry_client.request(Request::from_parts(p, Empty::new())).await {
                         Ok(resp) => return resp.map(|b| b.boxed()),
-                        Err(e) if e.is_connect() => continue,
-                        Err(e) => return bad_gateway(name, &e),
+                        Err(_) => continue,
                     }
                 }
-                unavailable(service)
+                if e.is_connect() { unavailable(service) } else { bad_gateway(name, &e) }
             }
             Err(e) => bad_gateway(name, &e),
         }

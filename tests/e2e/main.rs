@@ -2,5 +2,7 @@
 //! real HTTP on 127.0.0.1. One test binary for link time; modules by area.
 
 mod support;
+mod support_up;
 
 mod spec_cli;
+mod up;

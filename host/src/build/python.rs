@@ -85,9 +85,18 @@ pub fn ensure_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow:
     let resolved = match std::fs::read_to_string(&lock_file) {
         Ok(text) => text,
         Err(_) => {
-            let text = resolve(cache, &python, &declared, say)?;
-            write_atomic(&lock_file, &text)?;
-            text
+            // One resolution per declared set, even when several services start together.
+            std::fs::create_dir_all(lock_file.parent().expect("resolved dir"))?;
+            let guard = std::fs::File::create(lock_file.with_extension("lock"))?;
+            super::cache::lock_exclusive(&guard)?;
+            match std::fs::read_to_string(&lock_file) {
+                Ok(text) => text,
+                Err(_) => {
+                    let text = resolve(cache, &python, &declared, say)?;
+                    write_atomic(&lock_file, &text)?;
+                    text
+                }
+            }
         }
     };
     let env_key = digest([b"python-env-v1".as_slice(), python.identity.as_bytes(), resolved.as_bytes()]);

@@ -127,7 +127,10 @@ impl DownCommand {
         let pid = state.read_state().map(|s| s.pid);
         state.request(&Request::Down, Some(Duration::from_secs(10)))?;
         let grace = eco.services.values().map(|s| s.stop_grace_period).max().unwrap_or_default();
-        if !state.wait_stopped(grace * 2 + Duration::from_secs(30)) {
+        let deadline = std::time::Instant::now() + grace * 2 + Duration::from_secs(30);
+        let gone = state.wait_stopped(deadline.saturating_duration_since(std::time::Instant::now()))
+            && pid.is_none_or(|p| wait_exited(p, deadline));
+        if !gone {
             return Err(user_error(
                 format!("{} did not stop in time", eco.name),
                 pid.map(|p| format!("the `up` process is pid {p}")).as_deref(),
@@ -135,6 +138,21 @@ impl DownCommand {
         }
         term.success(&format!("{} stopped", eco.name));
         Ok(ExitStatus::Success)
+    }
+}
+
+/// Wait until process `pid` has exited (a zombie counts as exited).
+fn wait_exited(pid: u32, deadline: std::time::Instant) -> bool {
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+        let running = stat.is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')));
+        if !running {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -47,11 +47,14 @@ impl UpCommand {
             return detach(&self.file, &eco, term);
         }
         let ready = self.ready_fd.map(|fd| {
+            // Close-on-exec at once: a service that inherited it would hold the parent's pipe
+            // open, and the parent would wait forever.
             // SAFETY: the detaching parent passed us this descriptor, open and ours alone.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
             std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })
         });
         let console = ready.is_none();
-        block_on(up(eco, term.clone(), console, ready))
+        block_on(up(eco, term.clone(), console, ready.map(Relay::new)))
     }
 }
 
@@ -78,7 +81,35 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-async fn up(eco: Ecosystem, term: Term, console: bool, mut ready: Option<std::fs::File>) -> anyhow::Result<ExitStatus> {
+/// The pipe to a detaching parent: `say: …` and `warn: …` lines while starting, then `ok` or
+/// `error: …`. Clones share the pipe.
+#[derive(Clone)]
+struct Relay(Arc<std::sync::Mutex<Option<std::fs::File>>>);
+
+impl Relay {
+    fn new(f: std::fs::File) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(f))))
+    }
+
+    fn send(&self, line: &str) {
+        if let Ok(mut g) = self.0.lock() {
+            if let Some(f) = g.as_mut() {
+                let _ = writeln!(f, "{}", line.replace('\n', "\n    "));
+                let _ = f.flush();
+            }
+        }
+    }
+
+    /// Send the last line and close the pipe.
+    fn finish(&self, line: &str) {
+        self.send(line);
+        if let Ok(mut g) = self.0.lock() {
+            g.take();
+        }
+    }
+}
+
+async fn up(eco: Ecosystem, term: Term, console: bool, ready: Option<Relay>) -> anyhow::Result<ExitStatus> {
     let started = Instant::now();
     let state = StateDir::new(&eco.state_dir);
     let Some(_lock) = state.try_lock()? else {
@@ -87,21 +118,30 @@ async fn up(eco: Ecosystem, term: Term, console: bool, mut ready: Option<std::fs
             .map(|s| format!(" (pid {}, since {})", s.pid, s.started_at))
             .unwrap_or_default();
         let msg = format!("ecosystem `{}` is already running{who}", eco.name);
-        notify(&mut ready, &format!("error: {msg}"));
+        notify(&ready, &format!("error: {msg}"));
         return Err(user_error(msg, Some("see it with `pactown status`, stop it with `pactown down`")));
     };
     for s in eco.services.values() {
         if let Some(w) = port_warning(s) {
             term.warn(&w);
+            if let Some(r) = &ready {
+                r.send(&format!("warn: {w}"));
+            }
         }
     }
     let t = term.clone();
-    let say: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |m: &str| t.info(&format!("pactown: {m}")));
+    let relay = ready.clone();
+    let say: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |m: &str| {
+        t.info(&format!("pactown: {m}"));
+        if let Some(r) = &relay {
+            r.send(&format!("say: {m}"));
+        }
+    });
     let opts = UpOptions { console, color: term.color };
     let mut orch = match Orchestrator::bind(&eco, state.clone(), &opts, say) {
         Ok(o) => o,
         Err(e) => {
-            notify(&mut ready, &format!("error: {e:#}"));
+            notify(&ready, &format!("error: {e:#}"));
             return Err(e);
         }
     };
@@ -135,13 +175,13 @@ async fn up(eco: Ecosystem, term: Term, console: bool, mut ready: Option<std::fs
         None => {
             term.info("pactown: interrupted while starting; stopping");
             orch.shutdown().await;
-            notify(&mut ready, "error: interrupted while starting");
+            notify(&ready, "error: interrupted while starting");
             return Ok(ExitStatus::Failure);
         }
         Some(Err(e)) => {
             orch.shutdown().await;
             let msg = failure_text(&e);
-            notify(&mut ready, &format!("error: {msg}"));
+            notify(&ready, &format!("error: {msg}"));
             orch.close_console().await;
             report_failure(&term, &e);
             return Ok(ExitStatus::Failure);
@@ -156,11 +196,12 @@ async fn up(eco: Ecosystem, term: Term, console: bool, mut ready: Option<std::fs
         started.elapsed().as_millis(),
         state.path().display()
     ));
-    notify(&mut ready, "ok");
+    notify(&ready, "ok");
     drop(ready);
 
+    let control = orch.take_control().expect("control listener");
     let orch = Arc::new(orch);
-    let run = orch.run_until_stopped(stop_rx).await;
+    let run = orch.run_until_stopped(control, stop_rx).await;
     term.info("pactown: stopping");
     orch.shutdown().await;
     signals.abort();
@@ -239,10 +280,9 @@ fn report_failure(term: &Term, e: &anyhow::Error) {
     }
 }
 
-fn notify(ready: &mut Option<std::fs::File>, line: &str) {
-    if let Some(f) = ready {
-        let _ = writeln!(f, "{line}");
-        let _ = f.flush();
+fn notify(ready: &Option<Relay>, line: &str) {
+    if let Some(r) = ready {
+        r.finish(line);
     }
 }
 
@@ -291,9 +331,25 @@ fn detach(file: &std::path::Path, eco: &Ecosystem, term: &Term) -> anyhow::Resul
     }
     let child = cmd.spawn().context("cannot start the background pactown")?;
     drop(write);
+    // Relay progress until the final line.
     let mut answer = String::new();
-    use std::io::Read;
-    std::fs::File::from(read).read_to_string(&mut answer)?;
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(std::fs::File::from(read)).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(m) = line.strip_prefix("say: ") {
+            term.info(&format!("pactown: {m}"));
+        } else if let Some(m) = line.strip_prefix("warn: ") {
+            term.warn(m);
+        } else {
+            answer = line;
+            break;
+        }
+    }
+    for line in lines {
+        answer.push('\n');
+        answer.push_str(&line?);
+    }
     let first = answer.lines().next().unwrap_or("");
     if first == "ok" {
         let st = state.request(&crate::control::Request::Status, Some(std::time::Duration::from_secs(10)))?;

@@ -17,17 +17,18 @@ pub async fn probe(port: u16, path: Option<&str>, timeout: Duration) -> Option<D
         let _ = stream.set_nodelay(true);
         let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: pactown-health\r\nConnection: close\r\n\r\n");
         stream.write_all(req.as_bytes()).await.ok()?;
-        // The status line is all we need: `HTTP/1.1 200 OK`.
-        let mut buf = [0u8; 32];
-        let mut n = 0;
-        while n < 12 {
-            let r = stream.read(&mut buf[n..]).await.ok()?;
+        // Read the whole (small) response before closing: hanging up mid-response makes many
+        // servers log a broken-pipe traceback on every probe.
+        let mut buf = Vec::with_capacity(256);
+        let mut chunk = [0u8; 4096];
+        while buf.len() < 64 * 1024 {
+            let r = stream.read(&mut chunk).await.ok()?;
             if r == 0 {
                 break;
             }
-            n += r;
+            buf.extend_from_slice(&chunk[..r]);
         }
-        let line = std::str::from_utf8(&buf[..n]).ok()?;
+        let line = std::str::from_utf8(&buf[..buf.len().min(32)]).ok()?;
         let code: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
         (200..400).contains(&code).then_some(())
     })

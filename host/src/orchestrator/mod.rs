@@ -59,6 +59,7 @@ pub struct Orchestrator {
     services: IndexMap<String, Arc<ServiceRuntime>>,
     state: StateDir,
     socket: std::path::PathBuf,
+    control: Option<tokio::net::UnixListener>,
     listeners: IndexMap<String, std::net::TcpListener>,
     console_done: Option<tokio::task::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -96,6 +97,10 @@ impl Orchestrator {
         }
         let plan = Plan::build(eco, &graph, &ports);
         let socket = state.socket_path()?;
+        // Bound now, so `status` works from the first moment `state.json` names it.
+        let _ = std::fs::remove_file(&socket);
+        let control = tokio::net::UnixListener::bind(&socket)
+            .with_context(|| format!("cannot create the control socket `{}`", socket.display()))?;
         let (tx, rx) = mpsc::channel::<ConsoleLine>(4096);
         let width = plan.services.values().map(|s| s.name.len() + if s.replicas > 1 { 3 } else { 0 }).max().unwrap_or(4);
         let console_done = opts.console.then(|| tokio::spawn(logs::console(rx, width, opts.color)));
@@ -110,11 +115,17 @@ impl Orchestrator {
             services,
             state,
             socket,
+            control: Some(control),
             listeners,
             console_done,
             tasks: Vec::new(),
             say,
         })
+    }
+
+    /// Take the control socket's listener (to serve it with [`Self::run_until_stopped`]).
+    pub fn take_control(&mut self) -> Option<tokio::net::UnixListener> {
+        self.control.take()
     }
 
     /// The control socket's path.
@@ -208,10 +219,7 @@ impl Orchestrator {
     }
 
     /// Answer control requests until `down` or the `shutdown` signal; then return.
-    pub async fn run_until_stopped(self: &Arc<Self>, mut shutdown: oneshot::Receiver<()>) -> anyhow::Result<()> {
-        let _ = std::fs::remove_file(&self.socket);
-        let listener = tokio::net::UnixListener::bind(&self.socket)
-            .with_context(|| format!("cannot create the control socket `{}`", self.socket.display()))?;
+    pub async fn run_until_stopped(self: &Arc<Self>, listener: tokio::net::UnixListener, mut shutdown: oneshot::Receiver<()>) -> anyhow::Result<()> {
         let (down_tx, mut down_rx) = mpsc::channel::<()>(1);
         loop {
             tokio::select! {
