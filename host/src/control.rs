@@ -89,7 +89,8 @@ impl StateDir {
 
     /// Take the lock that says "this ecosystem is up". `Ok(None)` when another process holds it.
     pub fn try_lock(&self) -> anyhow::Result<Option<File>> {
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create the state dir `{}`", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create the state dir `{}`", self.dir.display()))?;
         let f = File::options()
             .create(true)
             .truncate(false)
@@ -99,11 +100,7 @@ impl StateDir {
         use std::os::fd::AsRawFd;
         // SAFETY: flock on an open descriptor.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if r == 0 {
-            Ok(Some(f))
-        } else {
-            Ok(None)
-        }
+        if r == 0 { Ok(Some(f)) } else { Ok(None) }
     }
 
     /// Is an `up` holding the lock right now?
@@ -124,7 +121,12 @@ impl StateDir {
         let tmp = self.dir.join("state.json.tmp");
         {
             use std::os::unix::fs::OpenOptionsExt;
-            let mut f = File::options().create(true).truncate(true).write(true).mode(0o600).open(&tmp)?;
+            let mut f = File::options()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(serde_json::to_string_pretty(state)?.as_bytes())?;
         }
         std::fs::rename(tmp, self.state_path())?;
@@ -144,8 +146,14 @@ impl StateDir {
     }
 
     /// Send one request to the running `up` and read its one-line JSON answer.
-    pub fn request(&self, req: &Request, timeout: Option<Duration>) -> anyhow::Result<serde_json::Value> {
-        let state = self.read_state().context("no state.json: the ecosystem is not running")?;
+    pub fn request(
+        &self,
+        req: &Request,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let state = self
+            .read_state()
+            .context("no state.json: the ecosystem is not running")?;
         let mut stream = UnixStream::connect(&state.socket)
             .with_context(|| format!("cannot connect to `{}`", state.socket.display()))?;
         stream.set_read_timeout(timeout)?;
@@ -177,7 +185,9 @@ impl StateDir {
             let r = unsafe { libc::flock(fd, libc::LOCK_SH) };
             let _ = tx.send(r == 0);
         });
-        let ok = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).unwrap_or(false);
+        let ok = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or(false);
         drop(lock);
         ok
     }

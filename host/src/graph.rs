@@ -103,7 +103,9 @@ impl DependencyGraph {
     fn dependencies_in_order(&self, n: NodeIndex) -> Vec<NodeIndex> {
         // petgraph lists the newest edge first; reversed that is file order, and a stack pops
         // from the end, so keep petgraph's order.
-        self.graph.neighbors_directed(n, Direction::Outgoing).collect()
+        self.graph
+            .neighbors_directed(n, Direction::Outgoing)
+            .collect()
     }
 
     /// Start waves: each wave's services depend only on earlier waves. Within a wave, file order.
@@ -205,14 +207,19 @@ mod tests {
 
     #[test]
     fn cycle_is_named_whole() {
-        let e = eco("services:\n  api: {depends_on: [db]}\n  db: {depends_on: [cache]}\n  cache: {depends_on: [api]}\n");
+        let e = eco(
+            "services:\n  api: {depends_on: [db]}\n  db: {depends_on: [cache]}\n  cache: {depends_on: [api]}\n",
+        );
         let err = DependencyGraph::from_ecosystem(&e).unwrap_err();
         assert_eq!(err.message, "dependency cycle: api → db → cache → api");
     }
 
     #[test]
     fn stop_is_reverse_of_start() {
-        let g = DependencyGraph::from_ecosystem(&eco("services:\n  web: {depends_on: [api]}\n  api: {}\n")).unwrap();
+        let g = DependencyGraph::from_ecosystem(&eco(
+            "services:\n  web: {depends_on: [api]}\n  api: {}\n",
+        ))
+        .unwrap();
         assert_eq!(g.start_order(), vec!["api", "web"]);
         assert_eq!(g.stop_order(), vec!["web", "api"]);
     }

@@ -46,9 +46,16 @@ pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
     n.ends_with("_API_KEY")
         || n == "API_KEY"
-        || ["SECRET", "PASSWORD", "PASSWD", "TOKEN", "PRIVATE_KEY", "CREDENTIAL"]
-            .iter()
-            .any(|s| n.contains(s))
+        || [
+            "SECRET",
+            "PASSWORD",
+            "PASSWD",
+            "TOKEN",
+            "PRIVATE_KEY",
+            "CREDENTIAL",
+        ]
+        .iter()
+        .any(|s| n.contains(s))
 }
 
 /// Variables pactown sets per replica, since each replica has its own internal port.
@@ -186,7 +193,11 @@ pub struct ServicePlan {
 
 impl Plan {
     /// Plan `eco` with the given stable ports (see [`crate::spec::ecosystem::assign_ports`]).
-    pub fn build(eco: &Ecosystem, graph: &DependencyGraph, ports: &IndexMap<String, Option<u16>>) -> Self {
+    pub fn build(
+        eco: &Ecosystem,
+        graph: &DependencyGraph,
+        ports: &IndexMap<String, Option<u16>>,
+    ) -> Self {
         let state_dir = eco.state_dir.clone();
         let services = eco
             .services
@@ -235,7 +246,11 @@ pub fn state_dir(ecosystem_file: &Path) -> PathBuf {
     crate::spec::source::normalize(&dir.join(".pactown").join(name))
 }
 
-fn service_plan(eco: &Ecosystem, s: &Service, ports: &IndexMap<String, Option<u16>>) -> ServicePlan {
+fn service_plan(
+    eco: &Ecosystem,
+    s: &Service,
+    ports: &IndexMap<String, Option<u16>>,
+) -> ServicePlan {
     let port = ports.get(&s.name).copied().flatten();
     let dir = s
         .sandbox_path
@@ -275,7 +290,9 @@ fn service_plan(eco: &Ecosystem, s: &Service, ports: &IndexMap<String, Option<u1
             interval: s
                 .health_check
                 .as_ref()
-                .map_or(crate::spec::ecosystem::DEFAULT_HEALTH_INTERVAL, |h| h.interval),
+                .map_or(crate::spec::ecosystem::DEFAULT_HEALTH_INTERVAL, |h| {
+                    h.interval
+                }),
             timeout: s.timeout,
         },
         restart: RestartPlan {
@@ -302,7 +319,10 @@ fn service_plan(eco: &Ecosystem, s: &Service, ports: &IndexMap<String, Option<u1
 
 fn sandbox_kind(s: &Service) -> (RuntimeKind, String) {
     let Some(run) = &s.content.run else {
-        return (RuntimeKind::Native, "no run block: nothing is started".into());
+        return (
+            RuntimeKind::Native,
+            "no run block: nothing is started".into(),
+        );
     };
     // The files say what the service is written in; the run block is usually `bash`.
     let lang = s
@@ -320,7 +340,12 @@ fn sandbox_kind(s: &Service) -> (RuntimeKind, String) {
 
 /// The environment of REFERENCE.md §2: the service's own address, each dependency's URL, host
 /// and port (and its `env_var`), then the service's `env:`, which may override all of them.
-fn service_env(eco: &Ecosystem, s: &Service, port: Option<u16>, ports: &IndexMap<String, Option<u16>>) -> IndexMap<String, String> {
+fn service_env(
+    eco: &Ecosystem,
+    s: &Service,
+    port: Option<u16>,
+    ports: &IndexMap<String, Option<u16>>,
+) -> IndexMap<String, String> {
     let mut env = IndexMap::new();
     env.insert("SERVICE_NAME".to_string(), s.name.clone());
     if let Some(p) = port {
@@ -355,7 +380,11 @@ fn service_env(eco: &Ecosystem, s: &Service, port: Option<u16>, ports: &IndexMap
 /// The URL a dependent uses. An `endpoint` on loopback at the dependency's declared port (or
 /// with no port) is rewritten to its stable address, keeping the path, so a moved port never
 /// breaks it; any other endpoint (an external service) is used as written.
-pub fn dependency_url(endpoint: Option<&str>, stable: Option<u16>, declared: Option<u16>) -> Option<String> {
+pub fn dependency_url(
+    endpoint: Option<&str>,
+    stable: Option<u16>,
+    declared: Option<u16>,
+) -> Option<String> {
     let Some(ep) = endpoint else {
         return stable.map(|p| format!("http://127.0.0.1:{p}"));
     };
@@ -373,7 +402,10 @@ pub fn dependency_url(endpoint: Option<&str>, stable: Option<u16>, declared: Opt
     };
     let loopback = matches!(host, "localhost" | "127.0.0.1" | "0.0.0.0" | "[::1]");
     if loopback && (port.is_none() || port == declared || port == Some(stable)) {
-        Some(format!("http://127.0.0.1:{stable}{}", &rest[authority_end..]))
+        Some(format!(
+            "http://127.0.0.1:{stable}{}",
+            &rest[authority_end..]
+        ))
     } else {
         Some(ep.to_string())
     }
@@ -383,7 +415,9 @@ fn host_port(url: &str) -> (String, Option<u16>) {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
     match authority.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => (h.to_string(), p.parse().ok()),
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
+            (h.to_string(), p.parse().ok())
+        }
         _ => {
             let default = if url.starts_with("https://") { 443 } else { 80 };
             (authority.to_string(), Some(default))
@@ -397,7 +431,10 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(dependency_url(None, Some(9000), None).as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            dependency_url(None, Some(9000), None).as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         // the declared port moved to 9001: the endpoint follows, keeping its path
         assert_eq!(
             dependency_url(Some("http://localhost:8003/api"), Some(9001), Some(8003)).as_deref(),
@@ -418,6 +455,9 @@ mod tests {
 
     #[test]
     fn state_dirs() {
-        assert_eq!(state_dir(Path::new("x/saas.pactown.yaml")), PathBuf::from("x/.pactown/saas"));
+        assert_eq!(
+            state_dir(Path::new("x/saas.pactown.yaml")),
+            PathBuf::from("x/.pactown/saas")
+        );
     }
 }

@@ -26,22 +26,30 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// A body from bytes.
 pub fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into()).map_err(|never: Infallible| match never {}).boxed()
+    Full::new(data.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(value.to_string()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 /// Bind the stable address of a service: the preferred port when free, else the next free port
 /// from `base` upward, skipping `reserved`. Binding is the check, so no other process can take
 /// the port between the check and its use. Port 0 asks the OS for any free port.
-pub fn bind(preferred: u16, base: u16, reserved: &[u16]) -> std::io::Result<(std::net::TcpListener, bool)> {
+pub fn bind(
+    preferred: u16,
+    base: u16,
+    reserved: &[u16],
+) -> std::io::Result<(std::net::TcpListener, bool)> {
     match std::net::TcpListener::bind(("127.0.0.1", preferred)) {
         Ok(l) => return Ok((l, false)),
         Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => return Err(e),
@@ -50,14 +58,18 @@ pub fn bind(preferred: u16, base: u16, reserved: &[u16]) -> std::io::Result<(std
     let mut port = u32::from(base.max(1));
     while port <= 65535 {
         let p = port as u16;
-        if p != preferred && !reserved.contains(&p) {
-            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", p)) {
-                return Ok((l, true));
-            }
+        if p != preferred
+            && !reserved.contains(&p)
+            && let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", p))
+        {
+            return Ok((l, true));
         }
         port += 1;
     }
-    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port at or above the base port"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port at or above the base port",
+    ))
 }
 
 /// The proxy shared by all listeners.
@@ -83,7 +95,10 @@ impl Router {
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build(connector.clone());
         let retry_client = Client::builder(TokioExecutor::new()).build(connector);
-        Self { client, retry_client }
+        Self {
+            client,
+            retry_client,
+        }
     }
 
     /// Serve a service's stable address until the listener is dropped with the task.
@@ -110,7 +125,12 @@ impl Router {
         }
     }
 
-    async fn forward(&self, req: Request<Incoming>, service: &ServiceRuntime, peer: SocketAddr) -> Response<Body> {
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        service: &ServiceRuntime,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let name = &service.plan.name;
         let ports = service.ready_ports();
         let Some(&first) = ports.first() else {
@@ -118,12 +138,19 @@ impl Router {
         };
         let retryable = is_idempotent(req.method()) && body_is_empty(&req);
         let (mut parts, body) = req.into_parts();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-        parts
-            .headers
-            .insert("x-forwarded-for", header::HeaderValue::from_str(&peer.ip().to_string()).expect("ip is a header value"));
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        parts.headers.insert(
+            "x-forwarded-for",
+            header::HeaderValue::from_str(&peer.ip().to_string()).expect("ip is a header value"),
+        );
         let keep = parts.clone();
-        parts.uri = format!("http://127.0.0.1:{first}{path}").parse().expect("valid uri");
+        parts.uri = format!("http://127.0.0.1:{first}{path}")
+            .parse()
+            .expect("valid uri");
         match self.client.request(Request::from_parts(parts, body)).await {
             Ok(resp) => resp.map(|b| b.boxed()),
             // The replica is gone (refused, or a pooled connection it closed as it died): an
@@ -131,13 +158,23 @@ impl Router {
             Err(e) if retryable => {
                 for &port in &ports[1..] {
                     let mut p = keep.clone();
-                    p.uri = format!("http://127.0.0.1:{port}{path}").parse().expect("valid uri");
-                    match self.retry_client.request(Request::from_parts(p, Empty::new())).await {
+                    p.uri = format!("http://127.0.0.1:{port}{path}")
+                        .parse()
+                        .expect("valid uri");
+                    match self
+                        .retry_client
+                        .request(Request::from_parts(p, Empty::new()))
+                        .await
+                    {
                         Ok(resp) => return resp.map(|b| b.boxed()),
                         Err(_) => continue,
                     }
                 }
-                if e.is_connect() { unavailable(service) } else { bad_gateway(name, &e) }
+                if e.is_connect() {
+                    unavailable(service)
+                } else {
+                    bad_gateway(name, &e)
+                }
             }
             Err(e) => bad_gateway(name, &e),
         }
@@ -145,7 +182,14 @@ impl Router {
 }
 
 fn is_idempotent(m: &http::Method) -> bool {
-    matches!(*m, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::DELETE | http::Method::PUT)
+    matches!(
+        *m,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::DELETE
+            | http::Method::PUT
+    )
 }
 
 fn body_is_empty(req: &Request<Incoming>) -> bool {
@@ -163,7 +207,8 @@ fn unavailable(service: &ServiceRuntime) -> Response<Body> {
             "state": status.state,
         }),
     );
-    r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     r
 }
 

@@ -23,7 +23,8 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn relative(path: &Path) -> &Path {
-    path.strip_prefix(env!("CARGO_MANIFEST_DIR")).expect("case below the crate")
+    path.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .expect("case below the crate")
 }
 
 fn render(result: Result<Loaded, Diagnostics>) -> String {
@@ -52,7 +53,12 @@ fn render(result: Result<Loaded, Diagnostics>) -> String {
             }
             out.push_str(&format!("--- files of {} ---\n", s.name));
             for f in &s.content.files {
-                out.push_str(&format!("== {} ({} bytes)\n{}", f.path.as_str(), f.content.len(), f.content));
+                out.push_str(&format!(
+                    "== {} ({} bytes)\n{}",
+                    f.path.as_str(),
+                    f.content.len(),
+                    f.content
+                ));
                 if !f.content.is_empty() && !f.content.ends_with('\n') {
                     out.push_str("\n<no newline at end>\n");
                 }

@@ -8,7 +8,9 @@ const SVC: &str = "```python markpact:file path=main.py\nprint('hi')\n```\n\n```
 #[test]
 fn init_validate_plan_as_a_new_user() {
     let env = TestEnv::new();
-    env.run(&["init", "-n", "shop"]).ok().stderr_has("shop.pactown.yaml");
+    env.run(&["init", "-n", "shop"])
+        .ok()
+        .stderr_has("shop.pactown.yaml");
     assert!(env.abs("services/api/README.md").is_file());
     assert!(env.abs("services/web/README.md").is_file());
 
@@ -16,7 +18,10 @@ fn init_validate_plan_as_a_new_user() {
     v.ok().stderr_has("ecosystem `shop` is valid (2 services)");
     assert!(v.stdout.is_empty(), "validate prints no data: {}", v.stdout);
 
-    let plan = env.run(&["plan", "shop.pactown.yaml", "--json"]).ok().json();
+    let plan = env
+        .run(&["plan", "shop.pactown.yaml", "--json"])
+        .ok()
+        .json();
     assert_eq!(plan["waves"], serde_json::json!([["api"], ["web"]]));
     let web = &plan["services"]["web"];
     assert_eq!(web["port"], 8002);
@@ -26,10 +31,14 @@ fn init_validate_plan_as_a_new_user() {
     assert_eq!(web["run"], "python3 web.py");
     assert_eq!(plan["services"]["api"]["health"]["check"], "/health");
 
-    env.run(&["plan", "shop.pactown.yaml"]).ok().stdout_has("sandbox   native");
+    env.run(&["plan", "shop.pactown.yaml"])
+        .ok()
+        .stdout_has("sandbox   native");
 
     // A second init refuses to overwrite anything.
-    env.run(&["init", "-n", "shop"]).code(1).stderr_has("already exist");
+    env.run(&["init", "-n", "shop"])
+        .code(1)
+        .stderr_has("already exist");
 }
 
 #[test]
@@ -103,8 +112,17 @@ fn variables_come_from_the_host_environment() {
     env.run(&["validate", "v.pactown.yaml"])
         .code(1)
         .stderr_has("required variable `GREETING` is not set: say hello");
-    let plan = env.cmd(&["plan", "v.pactown.yaml", "--json"]).env("GREETING", "hej").env("API_PORT", "9123").output().unwrap();
-    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    let plan = env
+        .cmd(&["plan", "v.pactown.yaml", "--json"])
+        .env("GREETING", "hej")
+        .env("API_PORT", "9123")
+        .output()
+        .unwrap();
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(plan["services"]["api"]["port"], 9123);
     assert_eq!(plan["services"]["api"]["env"]["GREETING"], "hej");
@@ -122,9 +140,16 @@ fn graph_formats_show_names_ports_and_edges() {
     assert!(text.contains("db :7001"), "{text}");
     assert!(text.contains("api :7002 → db"), "{text}");
     assert!(text.contains("web :8002 → api, db"), "{text}");
-    env.run(&["graph", "g.pactown.yaml", "--format", "dot"]).ok().stdout_has("\"web\" -> \"api\";");
-    env.run(&["graph", "g.pactown.yaml", "--format", "mermaid"]).ok().stdout_has("api --> db");
-    let json = env.run(&["graph", "g.pactown.yaml", "--format", "json"]).ok().json();
+    env.run(&["graph", "g.pactown.yaml", "--format", "dot"])
+        .ok()
+        .stdout_has("\"web\" -> \"api\";");
+    env.run(&["graph", "g.pactown.yaml", "--format", "mermaid"])
+        .ok()
+        .stdout_has("api --> db");
+    let json = env
+        .run(&["graph", "g.pactown.yaml", "--format", "json"])
+        .ok()
+        .json();
     assert_eq!(json["waves"], serde_json::json!([["db"], ["api"], ["web"]]));
     assert_eq!(json["stop_order"], serde_json::json!(["web", "api", "db"]));
 }
@@ -142,20 +167,45 @@ fn generate_writes_an_ecosystem_that_validates_with_distinct_ports() {
         .write("services/api/README.md", &svc("DB_URL"))
         .write("services/web/README.md", &svc("API_URL"))
         .write("services/node_modules/x/README.md", &svc("X"));
-    env.run(&["scan", "services"]).ok().stdout_has("api").stdout_has("/health");
-    env.run(&["generate", "services", "-o", "gen.pactown.yaml", "-p", "8500"]).ok().stderr_has("3 services");
+    env.run(&["scan", "services"])
+        .ok()
+        .stdout_has("api")
+        .stdout_has("/health");
+    env.run(&[
+        "generate",
+        "services",
+        "-o",
+        "gen.pactown.yaml",
+        "-p",
+        "8500",
+    ])
+    .ok()
+    .stderr_has("3 services");
     let plan = env.run(&["plan", "gen.pactown.yaml", "--json"]).ok().json();
-    let ports: Vec<u64> = ["api", "db", "web"].iter().map(|s| plan["services"][s]["port"].as_u64().unwrap()).collect();
+    let ports: Vec<u64> = ["api", "db", "web"]
+        .iter()
+        .map(|s| plan["services"][s]["port"].as_u64().unwrap())
+        .collect();
     let mut unique = ports.clone();
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), 3, "ports collide: {ports:?}");
-    assert!(ports.contains(&8001), "the run command's own port is kept once: {ports:?}");
-    assert_eq!(plan["services"]["web"]["depends_on"], serde_json::json!(["api"]));
-    assert_eq!(plan["services"]["api"]["depends_on"], serde_json::json!(["db"]));
+    assert!(
+        ports.contains(&8001),
+        "the run command's own port is kept once: {ports:?}"
+    );
+    assert_eq!(
+        plan["services"]["web"]["depends_on"],
+        serde_json::json!(["api"])
+    );
+    assert_eq!(
+        plan["services"]["api"]["depends_on"],
+        serde_json::json!(["db"])
+    );
     assert_eq!(plan["services"]["api"]["health"]["check"], "/health");
     // refuses to overwrite
-    env.run(&["generate", "services", "-o", "gen.pactown.yaml"]).code(1);
+    env.run(&["generate", "services", "-o", "gen.pactown.yaml"])
+        .code(1);
 }
 
 #[test]
@@ -163,7 +213,13 @@ fn colour_only_when_asked_and_never_with_no_color() {
     let env = TestEnv::new();
     env.write("x.pactown.yaml", "services:\n  api: {prot: 1}\n");
     let plain = env.run(&["validate", "x.pactown.yaml"]);
-    assert!(!plain.stderr.contains('\x1b'), "NO_COLOR output has ANSI codes");
+    assert!(
+        !plain.stderr.contains('\x1b'),
+        "NO_COLOR output has ANSI codes"
+    );
     let forced = env.run(&["--color", "always", "validate", "x.pactown.yaml"]);
-    assert!(forced.stderr.contains('\x1b'), "--color always has no ANSI codes");
+    assert!(
+        forced.stderr.contains('\x1b'),
+        "--color always has no ANSI codes"
+    );
 }

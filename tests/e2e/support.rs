@@ -20,7 +20,10 @@ impl TestEnv {
     /// An empty environment.
     pub fn new() -> Self {
         Self {
-            dir: tempfile::Builder::new().prefix("pactown-e2e-").tempdir().expect("tempdir"),
+            dir: tempfile::Builder::new()
+                .prefix("pactown-e2e-")
+                .tempdir()
+                .expect("tempdir"),
         }
     }
 
@@ -45,7 +48,10 @@ impl TestEnv {
     /// A `pactown` command running in this directory with a clean, colourless environment.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(pactown_bin());
-        c.args(args).current_dir(self.path()).env("NO_COLOR", "1").env_remove("PACTOWN_LOG");
+        c.args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("PACTOWN_LOG");
         c
     }
 
@@ -84,33 +90,50 @@ impl Run {
     /// Assert exit 0, showing output otherwise.
     #[track_caller]
     pub fn ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Assert a given exit code.
     #[track_caller]
     pub fn code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "expected exit {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Assert stderr contains `s`.
     #[track_caller]
     pub fn stderr_has(&self, s: &str) -> &Self {
-        assert!(self.stderr.contains(s), "stderr lacks {s:?}:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains(s),
+            "stderr lacks {s:?}:\n{}",
+            self.stderr
+        );
         self
     }
 
     /// Assert stdout contains `s`.
     #[track_caller]
     pub fn stdout_has(&self, s: &str) -> &Self {
-        assert!(self.stdout.contains(s), "stdout lacks {s:?}:\n{}", self.stdout);
+        assert!(
+            self.stdout.contains(s),
+            "stdout lacks {s:?}:\n{}",
+            self.stdout
+        );
         self
     }
 
     /// Parse stdout as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }

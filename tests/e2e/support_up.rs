@@ -62,7 +62,12 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
 }
 
 /// A minimal HTTP/1.1 request with an optional JSON body.
-pub fn http_request(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.unwrap_or("");
@@ -79,14 +84,19 @@ pub fn http_request(port: u16, method: &str, path: &str, body: Option<&str>) -> 
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
 /// Is a process alive (and not a zombie)?
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -96,10 +106,15 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     let mut stack = vec![pid];
     while let Some(p) = stack.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
         for t in tasks.flatten() {
             if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-                for c in text.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+                for c in text
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok())
+                {
                     out.push(c);
                     stack.push(c);
                 }
@@ -130,26 +145,44 @@ impl<'a> Up<'a> {
     /// `pactown up -d FILE`, asserting it succeeds.
     pub fn start(env: &'a TestEnv, file: &str) -> Self {
         let started = env.run_up(&["up", "-d", file]);
-        let up = Self { env, file: file.to_string(), started };
+        let up = Self {
+            env,
+            file: file.to_string(),
+            started,
+        };
         up.started.ok();
         up
     }
 
     /// `status --json`.
     pub fn status(&self) -> serde_json::Value {
-        self.env.run_up(&["status", &self.file, "--json"]).ok().json()
+        self.env
+            .run_up(&["status", &self.file, "--json"])
+            .ok()
+            .json()
     }
 
     /// The stable port of a service.
     pub fn port(&self, service: &str) -> u16 {
         let s = self.status();
-        let svc = s["services"].as_array().unwrap().iter().find(|x| x["name"] == service).expect("service in status");
+        let svc = s["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == service)
+            .expect("service in status");
         svc["port"].as_u64().expect("a port") as u16
     }
 
     /// The service entry of `status --json`.
     pub fn service(&self, name: &str) -> serde_json::Value {
-        self.status()["services"].as_array().unwrap().iter().find(|x| x["name"] == name).cloned().expect("service")
+        self.status()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .cloned()
+            .expect("service")
     }
 
     /// Every pid the ecosystem runs: shims and all their descendants.
@@ -184,6 +217,11 @@ impl Drop for Up<'_> {
 impl TestEnv {
     /// Run pactown with the shared test cache.
     pub fn run_up(&self, args: &[&str]) -> Run {
-        Run::from(self.cmd(args).env("PACTOWN_CACHE_DIR", test_cache()).output().expect("spawn pactown"))
+        Run::from(
+            self.cmd(args)
+                .env("PACTOWN_CACHE_DIR", test_cache())
+                .output()
+                .expect("spawn pactown"),
+        )
     }
 }

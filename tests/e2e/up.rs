@@ -10,7 +10,9 @@ use crate::support_up::{Up, alive, http_get, http_request, py_service, test_cach
 
 /// Copy an example into the test's folder with OS-chosen ports.
 fn example(env: &TestEnv, name: &str) -> String {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
     copy_dir(&src, &env.abs(name));
     let yaml = std::fs::read_dir(env.abs(name))
         .unwrap()
@@ -21,7 +23,10 @@ fn example(env: &TestEnv, name: &str) -> String {
     let text = std::fs::read_to_string(&yaml).unwrap();
     let text = regex_replace_ports(&text);
     std::fs::write(&yaml, text).unwrap();
-    yaml.strip_prefix(env.path()).unwrap().to_string_lossy().into_owned()
+    yaml.strip_prefix(env.path())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn regex_replace_ports(text: &str) -> String {
@@ -29,7 +34,15 @@ fn regex_replace_ports(text: &str) -> String {
         .map(|l| {
             let t = l.trim_start();
             if t.starts_with("base_port:") || t.starts_with("port:") {
-                format!("{}{}", &l[..l.len() - t.len()], if t.starts_with("base_port") { "base_port: 0" } else { "port: 0" })
+                format!(
+                    "{}{}",
+                    &l[..l.len() - t.len()],
+                    if t.starts_with("base_port") {
+                        "base_port: 0"
+                    } else {
+                        "port: 0"
+                    }
+                )
             } else {
                 l.to_string()
             }
@@ -59,7 +72,13 @@ fn the_four_service_platform_answers_through_the_gateway() {
     let file = example(&env, "platform");
     let up = Up::start(&env, &file);
     let gw = up.port("gateway");
-    let (code, body) = http_request(gw, "POST", "/api/users", Some(r#"{"name":"Ada","email":"ada@example.com"}"#)).unwrap();
+    let (code, body) = http_request(
+        gw,
+        "POST",
+        "/api/users",
+        Some(r#"{"name":"Ada","email":"ada@example.com"}"#),
+    )
+    .unwrap();
     assert_eq!(code, 201, "{body}");
     let (code, body) = http_get(gw, "/api/users").unwrap();
     assert_eq!(code, 200);
@@ -78,8 +97,10 @@ fn the_four_service_platform_answers_through_the_gateway() {
 #[test]
 fn a_killed_replica_is_restarted_and_the_address_keeps_answering() {
     let env = TestEnv::new();
-    env.write("api/README.md", &py_service("", ""))
-        .write("r.pactown.yaml", "base_port: 0\nservices:\n  api:\n    replicas: 2\n    health_check: /health\n");
+    env.write("api/README.md", &py_service("", "")).write(
+        "r.pactown.yaml",
+        "base_port: 0\nservices:\n  api:\n    replicas: 2\n    health_check: /health\n",
+    );
     let up = Up::start(&env, "r.pactown.yaml");
     let port = up.port("api");
     let before = up.service("api");
@@ -98,8 +119,14 @@ fn a_killed_replica_is_restarted_and_the_address_keeps_answering() {
     });
     assert!(served > 0);
     let after = up.service("api");
-    assert_ne!(after["replicas"][0]["pid"], before["replicas"][0]["pid"], "a new process");
-    assert_eq!(after["replicas"][1]["pid"], before["replicas"][1]["pid"], "the sibling was not touched");
+    assert_ne!(
+        after["replicas"][0]["pid"], before["replicas"][0]["pid"],
+        "a new process"
+    );
+    assert_eq!(
+        after["replicas"][1]["pid"], before["replicas"][1]["pid"],
+        "the sibling was not touched"
+    );
     // Both replicas serve: round robin reaches two different pids.
     let pids: std::collections::HashSet<String> = (0..6)
         .map(|_| {
@@ -114,9 +141,12 @@ fn a_killed_replica_is_restarted_and_the_address_keeps_answering() {
 #[test]
 fn a_service_that_writes_10_mb_of_logs_keeps_serving() {
     let env = TestEnv::new();
-    let noisy = "line = 'x' * 1023\nfor _ in range(10 * 1024):\n    print(line)\nsys.stdout.flush()";
-    env.write("noisy/README.md", &py_service(noisy, ""))
-        .write("n.pactown.yaml", "base_port: 0\nservices:\n  noisy:\n    health_check: /health\n");
+    let noisy =
+        "line = 'x' * 1023\nfor _ in range(10 * 1024):\n    print(line)\nsys.stdout.flush()";
+    env.write("noisy/README.md", &py_service(noisy, "")).write(
+        "n.pactown.yaml",
+        "base_port: 0\nservices:\n  noisy:\n    health_check: /health\n",
+    );
     let up = Up::start(&env, "n.pactown.yaml");
     let port = up.port("noisy");
     for _ in 0..20 {
@@ -129,7 +159,10 @@ fn a_service_that_writes_10_mb_of_logs_keeps_serving() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("noisy.log"))
         .map(|e| e.metadata().unwrap().len())
         .sum();
-    assert!(total >= 10 * 1024 * 1024, "all 10 MB are in the logs ({total} bytes)");
+    assert!(
+        total >= 10 * 1024 * 1024,
+        "all 10 MB are in the logs ({total} bytes)"
+    );
     assert!(logs.join("noisy.log.1").exists(), "the log rotated");
 }
 
@@ -160,23 +193,38 @@ fn status_logs_restart_and_down_from_a_second_process() {
     for field in ["pid", "state", "restarts"] {
         assert!(!replica[field].is_null(), "replica {field} in {replica}");
     }
-    env.run_up(&["logs", "c.pactown.yaml", "api"]).ok().stdout_has("api | hello from the log");
-    env.run_up(&["status", "c.pactown.yaml"]).ok().stdout_has("api").stdout_has("ready");
+    env.run_up(&["logs", "c.pactown.yaml", "api"])
+        .ok()
+        .stdout_has("api | hello from the log");
+    env.run_up(&["status", "c.pactown.yaml"])
+        .ok()
+        .stdout_has("api")
+        .stdout_has("ready");
 
     let old_pid = replica["pid"].clone();
-    env.run_up(&["restart", "c.pactown.yaml", "api"]).ok().stderr_has("restarted");
+    env.run_up(&["restart", "c.pactown.yaml", "api"])
+        .ok()
+        .stderr_has("restarted");
     let api = up.service("api");
     assert_ne!(api["replicas"][0]["pid"], old_pid);
     assert_eq!(api["restarts"], 1);
-    env.run_up(&["restart", "c.pactown.yaml", "nope"]).code(1).stderr_has("no service `nope`");
+    env.run_up(&["restart", "c.pactown.yaml", "nope"])
+        .code(1)
+        .stderr_has("no service `nope`");
 
     let pids = up.all_pids();
-    assert!(pids.len() >= 6, "pactown, 2 shims, their shells, servers and the helper: {pids:?}");
+    assert!(
+        pids.len() >= 6,
+        "pactown, 2 shims, their shells, servers and the helper: {pids:?}"
+    );
     up.down().ok().stderr_has("ctl stopped");
     for pid in pids {
         assert!(!alive(pid), "pid {pid} survived `down`");
     }
-    let after = env.run_up(&["status", "c.pactown.yaml", "--json"]).ok().json();
+    let after = env
+        .run_up(&["status", "c.pactown.yaml", "--json"])
+        .ok()
+        .json();
     assert_eq!(after["running"], false);
     assert_eq!(after["services"][0]["state"], "stopped");
 }
@@ -185,8 +233,14 @@ fn status_logs_restart_and_down_from_a_second_process() {
 #[test]
 fn a_service_that_never_gets_healthy_fails_up_with_its_log_tail() {
     let env = TestEnv::new();
-    let sick = py_service("print('connecting to the database... refused', flush=True)", "")
-        .replace("if self.path == \"/health\":\n            self.reply(200", "if self.path == \"/health\":\n            self.reply(500");
+    let sick = py_service(
+        "print('connecting to the database... refused', flush=True)",
+        "",
+    )
+    .replace(
+        "if self.path == \"/health\":\n            self.reply(200",
+        "if self.path == \"/health\":\n            self.reply(500",
+    );
     env.write("ok/README.md", &py_service("", ""))
         .write("sick/README.md", &sick)
         .write(
@@ -198,10 +252,15 @@ fn a_service_that_never_gets_healthy_fails_up_with_its_log_tail() {
         .stderr_has("service `sick` was not ready within 2s")
         .stderr_has("connecting to the database... refused")
         .stderr_has("everything that was started has been stopped");
-    let status = env.run_up(&["status", "h.pactown.yaml", "--json"]).ok().json();
+    let status = env
+        .run_up(&["status", "h.pactown.yaml", "--json"])
+        .ok()
+        .json();
     assert_eq!(status["running"], false, "nothing is left running");
     // and the foreground form fails the same way
-    env.run_up(&["up", "h.pactown.yaml"]).code(1).stderr_has("was not ready within 2s");
+    env.run_up(&["up", "h.pactown.yaml"])
+        .code(1)
+        .stderr_has("was not ready within 2s");
 }
 
 /// Reference defects 4 and 6: `run` killed whatever listened on its port, and ports were
@@ -213,10 +272,13 @@ fn a_busy_port_is_reported_and_the_next_free_one_used() {
     let busy = held.local_addr().unwrap().port();
     env.write("api/README.md", &py_service("", "")).write(
         "p.pactown.yaml",
-        &format!("base_port: {busy}\nservices:\n  api:\n    port: {busy}\n    health_check: /health\n"),
+        &format!(
+            "base_port: {busy}\nservices:\n  api:\n    port: {busy}\n    health_check: /health\n"
+        ),
     );
     let up = Up::start(&env, "p.pactown.yaml");
-    up.started.stderr_has(&format!("its port {busy} for `api` is busy; using"));
+    up.started
+        .stderr_has(&format!("its port {busy} for `api` is busy; using"));
     let port = up.port("api");
     assert_ne!(port, busy);
     assert!(port > busy, "the next free port from base_port upward");
@@ -240,8 +302,16 @@ fn run_a_readme_in_the_foreground_without_touching_other_processes() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(other.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let busy: u16 = line.split("port ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+    BufReader::new(other.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let busy: u16 = line
+        .split("port ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
 
     let mut child = env
         .cmd(&["run", "hello/README.md", "--port", &busy.to_string()])
@@ -255,7 +325,10 @@ fn run_a_readme_in_the_foreground_without_touching_other_processes() {
     let mut text = String::new();
     loop {
         let mut l = String::new();
-        assert!(err.read_line(&mut l).unwrap() > 0, "pactown run ended early:\n{text}");
+        assert!(
+            err.read_line(&mut l).unwrap() > 0,
+            "pactown run ended early:\n{text}"
+        );
         text.push_str(&l);
         if let Some(rest) = l.split("is busy; using ").nth(1) {
             moved_to = rest.trim().parse::<u16>().ok();
@@ -269,7 +342,10 @@ fn run_a_readme_in_the_foreground_without_touching_other_processes() {
     // SAFETY: interrupting our own child, as Ctrl+C would.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert!(child.wait().unwrap().success());
-    assert!(other.try_wait().unwrap().is_none(), "the other program was not touched");
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "the other program was not touched"
+    );
     other.kill().unwrap();
     other.wait().unwrap();
 }
@@ -278,9 +354,14 @@ fn run_a_readme_in_the_foreground_without_touching_other_processes() {
 #[test]
 fn children_die_when_pactown_is_killed() {
     let env = TestEnv::new();
-    let svc = py_service("", "").replace("exec python3 server.py", "setsid sleep 600 &\npython3 server.py");
-    env.write("api/README.md", &svc)
-        .write("k.pactown.yaml", "base_port: 0\nservices:\n  api:\n    replicas: 2\n    health_check: /health\n");
+    let svc = py_service("", "").replace(
+        "exec python3 server.py",
+        "setsid sleep 600 &\npython3 server.py",
+    );
+    env.write("api/README.md", &svc).write(
+        "k.pactown.yaml",
+        "base_port: 0\nservices:\n  api:\n    replicas: 2\n    health_check: /health\n",
+    );
     let mut up = env
         .cmd(&["up", "k.pactown.yaml"])
         .env("PACTOWN_CACHE_DIR", test_cache())
@@ -296,7 +377,10 @@ fn children_die_when_pactown_is_killed() {
             break;
         }
     }
-    let status = env.run_up(&["status", "k.pactown.yaml", "--json"]).ok().json();
+    let status = env
+        .run_up(&["status", "k.pactown.yaml", "--json"])
+        .ok()
+        .json();
     let mut pids = Vec::new();
     for r in status["services"][0]["replicas"].as_array().unwrap() {
         let shim = r["pid"].as_i64().unwrap() as i32;
@@ -306,32 +390,51 @@ fn children_die_when_pactown_is_killed() {
     assert!(pids.len() >= 6, "{pids:?}");
     up.kill().unwrap();
     up.wait().unwrap();
-    wait_until(10, "every child of the killed pactown to exit", || pids.iter().all(|p| !alive(*p)));
+    wait_until(10, "every child of the killed pactown to exit", || {
+        pids.iter().all(|p| !alive(*p))
+    });
     // the state dir says it is not running, and a new `up` can start
-    let status = env.run_up(&["status", "k.pactown.yaml", "--json"]).ok().json();
+    let status = env
+        .run_up(&["status", "k.pactown.yaml", "--json"])
+        .ok()
+        .json();
     assert_eq!(status["running"], false);
 }
 
 #[test]
 fn a_second_up_says_the_ecosystem_is_already_running() {
     let env = TestEnv::new();
-    env.write("api/README.md", &py_service("", "")).write("s.pactown.yaml", "name: twice\nbase_port: 0\nservices:\n  api: {}\n");
+    env.write("api/README.md", &py_service("", "")).write(
+        "s.pactown.yaml",
+        "name: twice\nbase_port: 0\nservices:\n  api: {}\n",
+    );
     let _up = Up::start(&env, "s.pactown.yaml");
-    env.run_up(&["up", "-d", "s.pactown.yaml"]).code(1).stderr_has("ecosystem `twice` is already running");
-    env.run_up(&["up", "s.pactown.yaml"]).code(1).stderr_has("is already running (pid");
+    env.run_up(&["up", "-d", "s.pactown.yaml"])
+        .code(1)
+        .stderr_has("ecosystem `twice` is already running");
+    env.run_up(&["up", "s.pactown.yaml"])
+        .code(1)
+        .stderr_has("is already running (pid");
 }
 
 /// Reference defect 3: `auto_restart` and `replicas` were ignored.
 #[test]
 fn auto_restart_off_leaves_a_crashed_service_failed() {
     let env = TestEnv::new();
-    let crashy = py_service("", "        elif self.path == \"/crash\":\n            os._exit(3)");
-    env.write("api/README.md", &crashy)
-        .write("a.pactown.yaml", "base_port: 0\nservices:\n  api:\n    auto_restart: false\n    health_check: /health\n");
+    let crashy = py_service(
+        "",
+        "        elif self.path == \"/crash\":\n            os._exit(3)",
+    );
+    env.write("api/README.md", &crashy).write(
+        "a.pactown.yaml",
+        "base_port: 0\nservices:\n  api:\n    auto_restart: false\n    health_check: /health\n",
+    );
     let up = Up::start(&env, "a.pactown.yaml");
     let port = up.port("api");
     let _ = http_get(port, "/crash");
-    wait_until(10, "the service to be failed", || up.service("api")["state"] == "failed");
+    wait_until(10, "the service to be failed", || {
+        up.service("api")["state"] == "failed"
+    });
     let api = up.service("api");
     assert_eq!(api["replicas"][0]["last_exit"], 3);
     assert_eq!(api["restarts"], 0);
@@ -344,9 +447,16 @@ fn auto_restart_off_leaves_a_crashed_service_failed() {
 #[test]
 fn the_run_command_is_never_rewritten() {
     let env = TestEnv::new();
-    let svc = py_service("", "        elif self.path == \"/args\":\n            self.reply(200, sys.argv[1:])")
-        .replace("exec python3 server.py", "exec python3 server.py -p 8001 --port 9000 host:1234");
-    env.write("api/README.md", &svc).write("w.pactown.yaml", "base_port: 0\nservices:\n  api: {}\n");
+    let svc = py_service(
+        "",
+        "        elif self.path == \"/args\":\n            self.reply(200, sys.argv[1:])",
+    )
+    .replace(
+        "exec python3 server.py",
+        "exec python3 server.py -p 8001 --port 9000 host:1234",
+    );
+    env.write("api/README.md", &svc)
+        .write("w.pactown.yaml", "base_port: 0\nservices:\n  api: {}\n");
     let up = Up::start(&env, "w.pactown.yaml");
     let (_, body) = http_get(up.port("api"), "/args").unwrap();
     assert_eq!(body, r#"["-p", "8001", "--port", "9000", "host:1234"]"#);
@@ -362,7 +472,11 @@ fn secrets_stay_out_of_the_state_dir_and_plan_output() {
     );
     let up = Up::start(&env, "x.pactown.yaml");
     env.run_up(&["plan", "x.pactown.yaml", "--json"]).ok();
-    assert!(!env.run_up(&["plan", "x.pactown.yaml", "--json"]).stdout.contains("s3cr3t-value"));
+    assert!(
+        !env.run_up(&["plan", "x.pactown.yaml", "--json"])
+            .stdout
+            .contains("s3cr3t-value")
+    );
     let mut stack = vec![env.path().join(".pactown")];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -370,12 +484,20 @@ fn secrets_stay_out_of_the_state_dir_and_plan_output() {
                 stack.push(e.path());
             } else if e.file_type().unwrap().is_file() {
                 let text = std::fs::read(e.path()).unwrap();
-                assert!(!String::from_utf8_lossy(&text).contains("s3cr3t-value"), "secret in {}", e.path().display());
+                assert!(
+                    !String::from_utf8_lossy(&text).contains("s3cr3t-value"),
+                    "secret in {}",
+                    e.path().display()
+                );
             }
         }
     }
     let mode = std::fs::metadata(env.path().join(".pactown/x/state.json")).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(mode.permissions().mode() & 0o077, 0, "state.json is private");
+    assert_eq!(
+        mode.permissions().mode() & 0o077,
+        0,
+        "state.json is private"
+    );
     drop(up);
 }

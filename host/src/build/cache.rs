@@ -22,7 +22,9 @@ impl Cache {
     pub fn locate() -> Self {
         let root = std::env::var_os("PACTOWN_CACHE_DIR")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("pactown")))
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("pactown"))
+            })
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/pactown")))
             .unwrap_or_else(|| std::env::temp_dir().join("pactown-cache"));
         Self { root }
@@ -51,21 +53,27 @@ impl Cache {
     /// Build the entry at `dir` unless it is complete: under an exclusive lock, a partial entry
     /// is removed, `build` fills `dir`, and the entry is marked complete.
     /// Blocking: call from a blocking thread.
-    pub fn build_entry(dir: &Path, build: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    pub fn build_entry(
+        dir: &Path,
+        build: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         if Self::is_complete(dir) {
             return Ok(());
         }
         let parent = dir.parent().context("cache entry has no parent")?;
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create `{}`", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create `{}`", parent.display()))?;
         let lock_path = dir.with_extension("lock");
-        let lock = File::create(&lock_path).with_context(|| format!("cannot create `{}`", lock_path.display()))?;
+        let lock = File::create(&lock_path)
+            .with_context(|| format!("cannot create `{}`", lock_path.display()))?;
         lock_exclusive(&lock)?;
         if Self::is_complete(dir) {
             return Ok(());
         }
         if dir.exists() {
             make_writable(dir);
-            std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove the partial entry `{}`", dir.display()))?;
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot remove the partial entry `{}`", dir.display()))?;
         }
         std::fs::create_dir_all(dir)?;
         build(dir)?;
@@ -108,16 +116,20 @@ fn set_write(dir: &Path, writable: bool) {
         return;
     }
     let mode = meta.permissions().mode();
-    let new = if writable { mode | 0o200 } else { mode & !0o222 };
+    let new = if writable {
+        mode | 0o200
+    } else {
+        mode & !0o222
+    };
     // Directories first when opening up, last when closing, so we can still walk them.
     if writable {
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(new));
     }
-    if meta.is_dir() {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                set_write(&e.path(), writable);
-            }
+    if meta.is_dir()
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        for e in entries.flatten() {
+            set_write(&e.path(), writable);
         }
     }
     if !writable {

@@ -31,19 +31,31 @@ pub struct Prepared {
 }
 
 /// Prepare the sandbox of one service. Blocking: call from a blocking thread.
-pub fn prepare(service: &Service, plan: &ServicePlan, cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<Prepared> {
+pub fn prepare(
+    service: &Service,
+    plan: &ServicePlan,
+    cache: &Cache,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<Prepared> {
     let dir = &plan.sandbox.dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the sandbox `{}`", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the sandbox `{}`", dir.display()))?;
     write_files(service, plan, dir)?;
     let mut prepared = Prepared::default();
     for (installer, deps) in &service.content.deps {
         let specs: Vec<String> = deps.iter().map(|d| d.spec.clone()).collect();
         match installer {
             Installer::Pip => {
-                let env = python::ensure_env(cache, &specs, say)
-                    .with_context(|| format!("cannot install the Python dependencies of `{}`", service.name))?;
+                let env = python::ensure_env(cache, &specs, say).with_context(|| {
+                    format!(
+                        "cannot install the Python dependencies of `{}`",
+                        service.name
+                    )
+                })?;
                 prepared.path_prefix.push(env.bin());
-                prepared.env.push(("VIRTUAL_ENV".into(), env.root.display().to_string()));
+                prepared
+                    .env
+                    .push(("VIRTUAL_ENV".into(), env.root.display().to_string()));
                 prepared.read_only.push(env.root);
             }
             Installer::Npm => npm_install(&service.name, dir, &specs, cache, say)?,
@@ -74,8 +86,13 @@ fn write_files(service: &Service, plan: &ServicePlan, dir: &Path) -> anyhow::Res
     for f in &service.content.files {
         let rel = f.path.as_path();
         if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-            root.create_dir_all(parent)
-                .with_context(|| format!("cannot create `{}` in the sandbox of `{}`", parent.display(), service.name))?;
+            root.create_dir_all(parent).with_context(|| {
+                format!(
+                    "cannot create `{}` in the sandbox of `{}`",
+                    parent.display(),
+                    service.name
+                )
+            })?;
         }
         let content = if f.template {
             fill_template(&f.content, &plan.env)
@@ -125,10 +142,19 @@ pub fn fill_template(text: &str, env: &indexmap::IndexMap<String, String>) -> St
     out
 }
 
-fn npm_install(name: &str, dir: &Path, specs: &[String], cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<()> {
-    let npm = python::which("npm").context("Node services need `npm`, which is not on PATH; install Node.js")?;
+fn npm_install(
+    name: &str,
+    dir: &Path,
+    specs: &[String],
+    cache: &Cache,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<()> {
+    let npm = python::which("npm")
+        .context("Node services need `npm`, which is not on PATH; install Node.js")?;
     let key = cache::digest(specs.iter().map(|s| s.as_bytes()));
-    let marker = dir.join("node_modules").join(format!(".pactown-{}", &key[..16]));
+    let marker = dir
+        .join("node_modules")
+        .join(format!(".pactown-{}", &key[..16]));
     if marker.is_file() {
         return Ok(());
     }
@@ -144,38 +170,70 @@ fn npm_install(name: &str, dir: &Path, specs: &[String], cache: &Cache, say: &dy
             })
             .collect();
         let pkg = serde_json::json!({"name": name, "private": true, "dependencies": deps});
-        std::fs::write(dir.join("package.json"), serde_json::to_string_pretty(&pkg)?)?;
+        std::fs::write(
+            dir.join("package.json"),
+            serde_json::to_string_pretty(&pkg)?,
+        )?;
     }
-    say(&format!("installing npm packages for `{name}`: {}", specs.join(" ")));
+    say(&format!(
+        "installing npm packages for `{name}`: {}",
+        specs.join(" ")
+    ));
     let out = std::process::Command::new(npm)
-        .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--cache"])
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--cache",
+        ])
         .arg(cache.path(&["npm"]))
         .current_dir(dir)
         .output()
         .context("cannot run npm")?;
     if !out.status.success() {
-        bail!("npm install for `{name}` failed:\n{}", python::tail(&String::from_utf8_lossy(&out.stderr), 20));
+        bail!(
+            "npm install for `{name}` failed:\n{}",
+            python::tail(&String::from_utf8_lossy(&out.stderr), 20)
+        );
     }
     std::fs::write(marker, b"")?;
     Ok(())
 }
 
 fn go_get(name: &str, dir: &Path, specs: &[String], say: &dyn Fn(&str)) -> anyhow::Result<()> {
-    let go = python::which("go").context("Go services need `go`, which is not on PATH; install Go")?;
+    let go =
+        python::which("go").context("Go services need `go`, which is not on PATH; install Go")?;
     if !dir.join("go.mod").exists() {
-        run_in(dir, std::process::Command::new(&go).args(["mod", "init", name]), "go mod init")?;
+        run_in(
+            dir,
+            std::process::Command::new(&go).args(["mod", "init", name]),
+            "go mod init",
+        )?;
     }
     say(&format!("fetching Go modules for `{name}`"));
     for s in specs {
-        run_in(dir, std::process::Command::new(&go).arg("get").args(s.split_whitespace().take(1)), "go get")?;
+        run_in(
+            dir,
+            std::process::Command::new(&go)
+                .arg("get")
+                .args(s.split_whitespace().take(1)),
+            "go get",
+        )?;
     }
     Ok(())
 }
 
 fn run_in(dir: &Path, cmd: &mut std::process::Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd.current_dir(dir).output().with_context(|| format!("cannot run {what}"))?;
+    let out = cmd
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("cannot run {what}"))?;
     if !out.status.success() {
-        bail!("{what} failed:\n{}", python::tail(&String::from_utf8_lossy(&out.stderr), 20));
+        bail!(
+            "{what} failed:\n{}",
+            python::tail(&String::from_utf8_lossy(&out.stderr), 20)
+        );
     }
     Ok(())
 }
@@ -188,6 +246,9 @@ mod tests {
     fn templates() {
         let mut env = indexmap::IndexMap::new();
         env.insert("PORT".to_string(), "9000".to_string());
-        assert_eq!(fill_template("p=${env:PORT:-1} q=${Q:-2} r=${PORT} s=${S}", &env), "p=9000 q=2 r=9000 s=${S}");
+        assert_eq!(
+            fill_template("p=${env:PORT:-1} q=${Q:-2} r=${PORT} s=${S}", &env),
+            "p=9000 q=2 r=9000 s=${S}"
+        );
     }
 }

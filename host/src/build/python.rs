@@ -52,7 +52,10 @@ impl Interpreter {
         let meta = std::fs::metadata(&real)?;
         use std::os::unix::fs::MetadataExt;
         let identity = format!("{}|{}|{}", real.display(), meta.size(), meta.mtime());
-        Ok(Self { path: real, identity })
+        Ok(Self {
+            path: real,
+            identity,
+        })
     }
 }
 
@@ -99,18 +102,33 @@ pub fn ensure_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow:
             }
         }
     };
-    let env_key = digest([b"python-env-v1".as_slice(), python.identity.as_bytes(), resolved.as_bytes()]);
+    let env_key = digest([
+        b"python-env-v1".as_slice(),
+        python.identity.as_bytes(),
+        resolved.as_bytes(),
+    ]);
     let root = cache.path(&["python", "envs", &env_key[..32]]);
     if Cache::is_complete(&root) {
         return Ok(PythonEnv { root });
     }
     Cache::build_entry(&root, |dir| {
-        say(&format!("building a Python environment ({} packages) in {}", resolved.lines().filter(|l| is_requirement(l)).count(), dir.display()));
+        say(&format!(
+            "building a Python environment ({} packages) in {}",
+            resolved.lines().filter(|l| is_requirement(l)).count(),
+            dir.display()
+        ));
         let reqs = dir.with_extension("requirements.txt");
         write_atomic(&reqs, &resolved)?;
         match uv(cache, say) {
             Ok(uv) => {
-                run(Command::new(&uv).args(["venv", "--quiet", "--python"]).arg(&python.path).arg(dir).env("UV_CACHE_DIR", cache.path(&["uv"])), "uv venv")?;
+                run(
+                    Command::new(&uv)
+                        .args(["venv", "--quiet", "--python"])
+                        .arg(&python.path)
+                        .arg(dir)
+                        .env("UV_CACHE_DIR", cache.path(&["uv"])),
+                    "uv venv",
+                )?;
                 run(
                     Command::new(&uv)
                         .args(["pip", "sync", "--quiet", "--compile-bytecode", "--python"])
@@ -121,8 +139,13 @@ pub fn ensure_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow:
                 )?;
             }
             Err(e) => {
-                say(&format!("uv is unavailable ({e:#}); using venv + pip, which is slower"));
-                run(Command::new(&python.path).args(["-m", "venv"]).arg(dir), "python3 -m venv")?;
+                say(&format!(
+                    "uv is unavailable ({e:#}); using venv + pip, which is slower"
+                ));
+                run(
+                    Command::new(&python.path).args(["-m", "venv"]).arg(dir),
+                    "python3 -m venv",
+                )?;
                 run(
                     Command::new(dir.join("bin/pip"))
                         .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
@@ -143,7 +166,12 @@ fn is_requirement(line: &str) -> bool {
 }
 
 /// Pin `declared` to exact versions. Without uv, the declared list is used as is.
-fn resolve(cache: &Cache, python: &Interpreter, declared: &[&str], say: &dyn Fn(&str)) -> anyhow::Result<String> {
+fn resolve(
+    cache: &Cache,
+    python: &Interpreter,
+    declared: &[&str],
+    say: &dyn Fn(&str),
+) -> anyhow::Result<String> {
     if declared.is_empty() {
         return Ok(String::new());
     }
@@ -151,13 +179,23 @@ fn resolve(cache: &Cache, python: &Interpreter, declared: &[&str], say: &dyn Fn(
     let Ok(uv) = uv(cache, say) else {
         return Ok(input);
     };
-    say(&format!("resolving Python dependencies: {}", declared.join(" ")));
+    say(&format!(
+        "resolving Python dependencies: {}",
+        declared.join(" ")
+    ));
     let dir = cache.path(&["python", "resolved"]);
     std::fs::create_dir_all(&dir)?;
     let req_in = dir.join(format!("in-{}.txt", std::process::id()));
     std::fs::write(&req_in, &input)?;
     let out = Command::new(&uv)
-        .args(["pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python"])
+        .args([
+            "pip",
+            "compile",
+            "--quiet",
+            "--no-header",
+            "--no-annotate",
+            "--python",
+        ])
         .arg(&python.path)
         .arg(&req_in)
         .env("UV_CACHE_DIR", cache.path(&["uv"]))
@@ -186,17 +224,31 @@ pub fn uv(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
     }
     let python = Interpreter::find()?;
     Cache::build_entry(&dir, |d| {
-        say(&format!("installing uv {UV_VERSION} into {} (first use; it builds Python environments)", d.display()));
+        say(&format!(
+            "installing uv {UV_VERSION} into {} (first use; it builds Python environments)",
+            d.display()
+        ));
         run(
             Command::new(&python.path)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location", "--target"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-warn-script-location",
+                    "--target",
+                ])
                 .arg(d)
                 .arg(format!("uv=={UV_VERSION}")),
             "pip install uv",
         )
     })?;
     if !bin.is_file() {
-        bail!("uv was installed into `{}` but `bin/uv` is missing", dir.display());
+        bail!(
+            "uv was installed into `{}` but `bin/uv` is missing",
+            dir.display()
+        );
     }
     Ok(bin)
 }
@@ -204,7 +256,11 @@ pub fn uv(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
 fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
     if !out.status.success() {
-        bail!("{what} failed ({}):\n{}", out.status, tail(&String::from_utf8_lossy(&out.stderr), 20));
+        bail!(
+            "{what} failed ({}):\n{}",
+            out.status,
+            tail(&String::from_utf8_lossy(&out.stderr), 20)
+        );
     }
     Ok(())
 }

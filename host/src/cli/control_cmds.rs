@@ -74,7 +74,13 @@ impl StatusCommand {
             serde_json::to_writer_pretty(&mut out, &status)?;
             writeln!(out)?;
         } else {
-            print!("{}", status::table(&status, term.color && std::io::IsTerminal::is_terminal(&std::io::stdout())));
+            print!(
+                "{}",
+                status::table(
+                    &status,
+                    term.color && std::io::IsTerminal::is_terminal(&std::io::stdout())
+                )
+            );
             if !status.running {
                 term.info(&format!("{} is not running", eco.name));
             }
@@ -126,14 +132,21 @@ impl DownCommand {
         }
         let pid = state.read_state().map(|s| s.pid);
         state.request(&Request::Down, Some(Duration::from_secs(10)))?;
-        let grace = eco.services.values().map(|s| s.stop_grace_period).max().unwrap_or_default();
+        let grace = eco
+            .services
+            .values()
+            .map(|s| s.stop_grace_period)
+            .max()
+            .unwrap_or_default();
         let deadline = std::time::Instant::now() + grace * 2 + Duration::from_secs(30);
-        let gone = state.wait_stopped(deadline.saturating_duration_since(std::time::Instant::now()))
+        let gone = state
+            .wait_stopped(deadline.saturating_duration_since(std::time::Instant::now()))
             && pid.is_none_or(|p| wait_exited(p, deadline));
         if !gone {
             return Err(user_error(
                 format!("{} did not stop in time", eco.name),
-                pid.map(|p| format!("the `up` process is pid {p}")).as_deref(),
+                pid.map(|p| format!("the `up` process is pid {p}"))
+                    .as_deref(),
             ));
         }
         term.success(&format!("{} stopped", eco.name));
@@ -145,7 +158,10 @@ impl DownCommand {
 fn wait_exited(pid: u32, deadline: std::time::Instant) -> bool {
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
-        let running = stat.is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')));
+        let running = stat.is_ok_and(|s| {
+            !s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        });
         if !running {
             return true;
         }
@@ -162,14 +178,26 @@ impl RestartCommand {
         let eco = super::load(&self.file, term)?.ecosystem;
         if !eco.services.contains_key(&self.service) {
             let names = eco.services.keys().map(String::as_str);
-            let hint = crate::spec::diagnostic::did_you_mean(&self.service, names).map(|s| format!("did you mean `{s}`?"));
-            return Err(user_error(format!("no service `{}` in {}", self.service, eco.name), hint.as_deref()));
+            let hint = crate::spec::diagnostic::did_you_mean(&self.service, names)
+                .map(|s| format!("did you mean `{s}`?"));
+            return Err(user_error(
+                format!("no service `{}` in {}", self.service, eco.name),
+                hint.as_deref(),
+            ));
         }
         let state = state_of(&eco);
         if !state.is_running() {
-            return Err(user_error(format!("{} is not running", eco.name), Some("start it with `pactown up`")));
+            return Err(user_error(
+                format!("{} is not running", eco.name),
+                Some("start it with `pactown up`"),
+            ));
         }
-        let answer = state.request(&Request::Restart { service: self.service.clone() }, None)?;
+        let answer = state.request(
+            &Request::Restart {
+                service: self.service.clone(),
+            },
+            None,
+        )?;
         if answer["ok"] == true {
             term.success(&format!("`{}` restarted and ready", self.service));
             Ok(ExitStatus::Success)
@@ -189,7 +217,10 @@ impl LogsCommand {
         let eco = super::load(&self.file, term)?.ecosystem;
         let names: Vec<String> = match &self.service {
             Some(s) if !eco.services.contains_key(s) => {
-                return Err(user_error(format!("no service `{s}` in {}", eco.name), None));
+                return Err(user_error(
+                    format!("no service `{s}` in {}", eco.name),
+                    None,
+                ));
             }
             Some(s) => vec![s.clone()],
             None => eco.services.keys().cloned().collect(),
@@ -241,7 +272,9 @@ impl LogsCommand {
         loop {
             let mut any = false;
             for (path, pos) in files.iter_mut() {
-                let Ok(meta) = std::fs::metadata(&*path) else { continue };
+                let Ok(meta) = std::fs::metadata(&*path) else {
+                    continue;
+                };
                 let (ino, mut offset) = pos.unwrap_or((meta.ino(), 0));
                 if ino != meta.ino() || meta.len() < offset {
                     offset = 0; // rotated or truncated: the new file from its start

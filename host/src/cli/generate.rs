@@ -37,13 +37,19 @@ impl GenerateCommand {
         if found.is_empty() {
             return Err(user_error(
                 format!("no markpact README found below `{}`", self.dir.display()),
-                Some("a service README has code blocks tagged `markpact:file`, `markpact:run`, ..."),
+                Some(
+                    "a service README has code blocks tagged `markpact:file`, `markpact:run`, ...",
+                ),
             ));
         }
-        if let Some(out) = &self.output {
-            if out.exists() && !self.force {
-                return Err(user_error(format!("`{}` already exists; nothing was written", out.display()), Some("choose another file with `-o`, or pass `--force`")));
-            }
+        if let Some(out) = &self.output
+            && out.exists()
+            && !self.force
+        {
+            return Err(user_error(
+                format!("`{}` already exists; nothing was written", out.display()),
+                Some("choose another file with `-o`, or pass `--force`"),
+            ));
         }
         let target = self
             .output
@@ -53,7 +59,10 @@ impl GenerateCommand {
         let name = self.name.clone().unwrap_or_else(|| {
             std::fs::canonicalize(&self.dir)
                 .ok()
-                .and_then(|p| p.file_name().map(|n| crate::spec::sanitize_name(&n.to_string_lossy())))
+                .and_then(|p| {
+                    p.file_name()
+                        .map(|n| crate::spec::sanitize_name(&n.to_string_lossy()))
+                })
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| "generated".into())
         });
@@ -70,7 +79,11 @@ impl GenerateCommand {
         match &self.output {
             Some(path) => {
                 std::fs::write(path, &yaml)?;
-                term.success(&format!("wrote {} with {} services", path.display(), found.len()));
+                term.success(&format!(
+                    "wrote {} with {} services",
+                    path.display(),
+                    found.len()
+                ));
             }
             None => std::io::stdout().lock().write_all(yaml.as_bytes())?,
         }
@@ -84,10 +97,10 @@ fn render(name: &str, base_port: u16, found: &[Found], base: &Path) -> anyhow::R
     let mut used: HashSet<u16> = HashSet::new();
     let mut ports: Vec<Option<u16>> = vec![None; found.len()];
     for (i, f) in found.iter().enumerate() {
-        if let Some(p) = f.port_hint {
-            if used.insert(p) {
-                ports[i] = Some(p);
-            }
+        if let Some(p) = f.port_hint
+            && used.insert(p)
+        {
+            ports[i] = Some(p);
         }
     }
     let mut next = u32::from(base_port);
@@ -96,7 +109,10 @@ fn render(name: &str, base_port: u16, found: &[Found], base: &Path) -> anyhow::R
             next += 1;
         }
         if next > 65535 {
-            return Err(user_error("ran out of ports above the base port", Some("pass a lower `-p BASE_PORT`")));
+            return Err(user_error(
+                "ran out of ports above the base port",
+                Some("pass a lower `-p BASE_PORT`"),
+            ));
         }
         used.insert(next as u16);
         *slot = Some(next as u16);
@@ -106,10 +122,10 @@ fn render(name: &str, base_port: u16, found: &[Found], base: &Path) -> anyhow::R
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); found.len()];
     for (i, f) in found.iter().enumerate() {
         for r in &f.refers_to {
-            if let Some(j) = index(r) {
-                if !reaches(&deps, j, i) {
-                    deps[i].push(j);
-                }
+            if let Some(j) = index(r)
+                && !reaches(&deps, j, i)
+            {
+                deps[i].push(j);
             }
         }
     }
@@ -164,7 +180,11 @@ fn relative(path: &Path, base: &Path) -> PathBuf {
         }
     };
     let (path, base) = (abs(path), abs(base));
-    let common = path.components().zip(base.components()).take_while(|(a, b)| a == b).count();
+    let common = path
+        .components()
+        .zip(base.components())
+        .take_while(|(a, b)| a == b)
+        .count();
     let mut out = PathBuf::new();
     for _ in base.components().skip(common) {
         out.push("..");

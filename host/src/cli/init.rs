@@ -47,7 +47,11 @@ impl InitCommand {
                 .collect();
             if !existing.is_empty() {
                 return Err(user_error(
-                    format!("{} already exist{}; nothing was written", existing.join(", "), if existing.len() == 1 { "s" } else { "" }),
+                    format!(
+                        "{} already exist{}; nothing was written",
+                        existing.join(", "),
+                        if existing.len() == 1 { "s" } else { "" }
+                    ),
                     Some("choose another file with `-o`, or pass `--force` to overwrite"),
                 ));
             }
@@ -58,7 +62,11 @@ impl InitCommand {
             }
             std::fs::write(path, text)?;
         }
-        term.success(&format!("wrote {} and 2 services in {}", file.display(), dir.join("services").display()));
+        term.success(&format!(
+            "wrote {} and 2 services in {}",
+            file.display(),
+            dir.join("services").display()
+        ));
         term.info(&format!(
             "next:\n  pactown validate {f}\n  pactown plan {f}\n  pactown up {f}",
             f = file.display()

@@ -38,7 +38,12 @@ impl PlanCommand {
 }
 
 fn write_text(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
-    writeln!(out, "ecosystem {} ({})", plan.ecosystem, plan.file.display())?;
+    writeln!(
+        out,
+        "ecosystem {} ({})",
+        plan.ecosystem,
+        plan.file.display()
+    )?;
     writeln!(out, "state dir  {}", plan.state_dir.display())?;
     for (i, wave) in plan.waves.iter().enumerate() {
         writeln!(out, "wave {}     {}", i + 1, wave.join(", "))?;
@@ -47,13 +52,25 @@ fn write_text(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
         writeln!(out)?;
         let port = s.port.map_or("none".to_string(), |p| p.to_string());
         writeln!(out, "{}  port {port}  replicas {}", s.name, s.replicas)?;
-        writeln!(out, "  sandbox   {} — {}", s.sandbox.kind.as_str(), s.sandbox.reason)?;
+        writeln!(
+            out,
+            "  sandbox   {} — {}",
+            s.sandbox.kind.as_str(),
+            s.sandbox.reason
+        )?;
         writeln!(out, "  dir       {}", s.sandbox.dir.display())?;
         for f in &s.files {
-            writeln!(out, "  file      {} ({} bytes, from {})", f.path, f.bytes, f.from)?;
+            writeln!(
+                out,
+                "  file      {} ({} bytes, from {})",
+                f.path, f.bytes, f.from
+            )?;
         }
         for (installer, deps) in &s.deps {
-            let name = serde_json::to_value(installer).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let name = serde_json::to_value(installer)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
             writeln!(out, "  deps      {name}: {}", deps.join(" "))?;
         }
         if let Some(b) = &s.build {
@@ -66,9 +83,25 @@ fn write_text(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
         if !s.depends_on.is_empty() {
             writeln!(out, "  needs     {}", s.depends_on.join(", "))?;
         }
-        let health = s.health.check.as_deref().unwrap_or("port accepts connections");
-        writeln!(out, "  health    {health} (ready within {}s)", s.health.timeout.as_secs_f64())?;
-        writeln!(out, "  restart   {}", if s.restart.auto_restart { "on failure, backoff 100ms..30s" } else { "never" })?;
+        let health = s
+            .health
+            .check
+            .as_deref()
+            .unwrap_or("port accepts connections");
+        writeln!(
+            out,
+            "  health    {health} (ready within {}s)",
+            s.health.timeout.as_secs_f64()
+        )?;
+        writeln!(
+            out,
+            "  restart   {}",
+            if s.restart.auto_restart {
+                "on failure, backoff 100ms..30s"
+            } else {
+                "never"
+            }
+        )?;
         for (k, v) in &s.env {
             writeln!(out, "  env       {k}={v}")?;
         }

@@ -51,7 +51,9 @@ impl ScanCommand {
         if found.is_empty() {
             return Err(user_error(
                 format!("no markpact README found below `{}`", self.dir.display()),
-                Some("a service README has code blocks tagged `markpact:file`, `markpact:run`, ..."),
+                Some(
+                    "a service README has code blocks tagged `markpact:file`, `markpact:run`, ...",
+                ),
             ));
         }
         let mut out = std::io::stdout().lock();
@@ -60,10 +62,18 @@ impl ScanCommand {
             writeln!(out)?;
         } else {
             let w = found.iter().map(|f| f.name.len()).max().unwrap_or(4).max(7);
-            writeln!(out, "{:w$}  {:6}  {:14}  {:20}  README", "SERVICE", "PORT", "HEALTH", "REFERS TO")?;
+            writeln!(
+                out,
+                "{:w$}  {:6}  {:14}  {:20}  README",
+                "SERVICE", "PORT", "HEALTH", "REFERS TO"
+            )?;
             for f in &found {
                 let port = f.port_hint.map_or("-".to_string(), |p| p.to_string());
-                let refers = if f.refers_to.is_empty() { "-".to_string() } else { f.refers_to.join(",") };
+                let refers = if f.refers_to.is_empty() {
+                    "-".to_string()
+                } else {
+                    f.refers_to.join(",")
+                };
                 writeln!(
                     out,
                     "{:w$}  {:6}  {:14}  {:20}  {}",
@@ -88,7 +98,10 @@ const SKIP_DIRS: &[&str] = &["node_modules", "target", "__pycache__", "venv", ".
 /// Find every README with markpact blocks below `dir`, in path order.
 pub fn scan(dir: &Path) -> anyhow::Result<Vec<Found>> {
     if !dir.is_dir() {
-        return Err(user_error(format!("`{}` is not a folder", dir.display()), None));
+        return Err(user_error(
+            format!("`{}` is not a folder", dir.display()),
+            None,
+        ));
     }
     let mut readmes = Vec::new();
     walk(dir, 0, &mut readmes)?;
@@ -105,7 +118,10 @@ pub fn scan(dir: &Path) -> anyhow::Result<Vec<Found>> {
         let name = unique_name(&readme, dir, &mut names);
         parsed.push((name, readme, source, diags.error_count()));
     }
-    let prefixes: Vec<(String, String)> = parsed.iter().map(|(n, ..)| (n.clone(), env_prefix(n))).collect();
+    let prefixes: Vec<(String, String)> = parsed
+        .iter()
+        .map(|(n, ..)| (n.clone(), env_prefix(n)))
+        .collect();
     Ok(parsed
         .iter()
         .map(|(name, readme, source, errors)| {
@@ -118,7 +134,12 @@ pub fn scan(dir: &Path) -> anyhow::Result<Vec<Found>> {
                 .join("\n");
             let refers_to: BTreeSet<String> = prefixes
                 .iter()
-                .filter(|(n, p)| n != name && ["_URL", "_HOST", "_PORT"].iter().any(|s| mentions(&text, &format!("{p}{s}"))))
+                .filter(|(n, p)| {
+                    n != name
+                        && ["_URL", "_HOST", "_PORT"]
+                            .iter()
+                            .any(|s| mentions(&text, &format!("{p}{s}")))
+                })
                 .map(|(n, _)| n.clone())
                 .collect();
             Found {
@@ -164,10 +185,13 @@ fn unique_name(readme: &Path, root: &Path, taken: &mut HashSet<String>) -> Strin
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "service".into());
     let mut name = base.clone();
-    if taken.contains(&name) {
-        if let Some(gp) = parent.parent().and_then(Path::file_name) {
-            name = format!("{}-{base}", crate::spec::sanitize_name(&gp.to_string_lossy()));
-        }
+    if taken.contains(&name)
+        && let Some(gp) = parent.parent().and_then(Path::file_name)
+    {
+        name = format!(
+            "{}-{base}",
+            crate::spec::sanitize_name(&gp.to_string_lossy())
+        );
     }
     let mut i = 2;
     let stem = name.clone();
@@ -214,7 +238,10 @@ mod tests {
 
     #[test]
     fn hints() {
-        assert_eq!(port_hint("uvicorn main:app --port ${MARKPACT_PORT:-8003}"), Some(8003));
+        assert_eq!(
+            port_hint("uvicorn main:app --port ${MARKPACT_PORT:-8003}"),
+            Some(8003)
+        );
         assert_eq!(port_hint("node server.js"), None);
         assert!(mentions("os.environ['API_URL']", "API_URL"));
         assert!(!mentions("MY_API_URL", "API_URL"));

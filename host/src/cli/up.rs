@@ -61,10 +61,7 @@ impl UpCommand {
 impl RunCommand {
     /// Run it.
     pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
-        let loaded = match crate::spec::load_readme(&self.readme, self.port) {
-            Ok(l) => l,
-            Err(d) => return Err(d.into()),
-        };
+        let loaded = crate::spec::load_readme(&self.readme, self.port)?;
         term.diagnostics(&loaded.warnings);
         block_on(up(loaded.ecosystem, term.clone(), true, None))
     }
@@ -92,11 +89,11 @@ impl Relay {
     }
 
     fn send(&self, line: &str) {
-        if let Ok(mut g) = self.0.lock() {
-            if let Some(f) = g.as_mut() {
-                let _ = writeln!(f, "{}", line.replace('\n', "\n    "));
-                let _ = f.flush();
-            }
+        if let Ok(mut g) = self.0.lock()
+            && let Some(f) = g.as_mut()
+        {
+            let _ = writeln!(f, "{}", line.replace('\n', "\n    "));
+            let _ = f.flush();
         }
     }
 
@@ -109,7 +106,12 @@ impl Relay {
     }
 }
 
-async fn up(eco: Ecosystem, term: Term, console: bool, ready: Option<Relay>) -> anyhow::Result<ExitStatus> {
+async fn up(
+    eco: Ecosystem,
+    term: Term,
+    console: bool,
+    ready: Option<Relay>,
+) -> anyhow::Result<ExitStatus> {
     let started = Instant::now();
     let state = StateDir::new(&eco.state_dir);
     let Some(_lock) = state.try_lock()? else {
@@ -119,7 +121,10 @@ async fn up(eco: Ecosystem, term: Term, console: bool, ready: Option<Relay>) -> 
             .unwrap_or_default();
         let msg = format!("ecosystem `{}` is already running{who}", eco.name);
         notify(&ready, &format!("error: {msg}"));
-        return Err(user_error(msg, Some("see it with `pactown status`, stop it with `pactown down`")));
+        return Err(user_error(
+            msg,
+            Some("see it with `pactown status`, stop it with `pactown down`"),
+        ));
     };
     for s in eco.services.values() {
         if let Some(w) = port_warning(s) {
@@ -137,7 +142,10 @@ async fn up(eco: Ecosystem, term: Term, console: bool, ready: Option<Relay>) -> 
             r.send(&format!("say: {m}"));
         }
     });
-    let opts = UpOptions { console, color: term.color };
+    let opts = UpOptions {
+        console,
+        color: term.color,
+    };
     let mut orch = match Orchestrator::bind(&eco, state.clone(), &opts, say) {
         Ok(o) => o,
         Err(e) => {
@@ -151,7 +159,12 @@ async fn up(eco: Ecosystem, term: Term, console: bool, ready: Option<Relay>) -> 
         pid: std::process::id(),
         socket: orch.socket().to_path_buf(),
         started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        ports: orch.plan.services.iter().map(|(n, s)| (n.clone(), s.port)).collect(),
+        ports: orch
+            .plan
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.port))
+            .collect(),
     })?;
     orch.serve_addresses()?;
 
@@ -207,7 +220,9 @@ async fn up(eco: Ecosystem, term: Term, console: bool, ready: Option<Relay>) -> 
     signals.abort();
     let dropped = orch.dropped_console_lines();
     for (name, n) in dropped {
-        term.note(&format!("{n} lines of `{name}` were not shown on the console (the log file has them all)"));
+        term.note(&format!(
+            "{n} lines of `{name}` were not shown on the console (the log file has them all)"
+        ));
     }
     if let Ok(mut o) = Arc::try_unwrap(orch) {
         o.close_console().await;
@@ -298,7 +313,10 @@ fn detach(file: &std::path::Path, eco: &Ecosystem, term: &Term) -> anyhow::Resul
     }
     std::fs::create_dir_all(state.path().join("logs"))?;
     let log_path = state.path().join("logs").join("pactown.log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -352,7 +370,10 @@ fn detach(file: &std::path::Path, eco: &Ecosystem, term: &Term) -> anyhow::Resul
     }
     let first = answer.lines().next().unwrap_or("");
     if first == "ok" {
-        let st = state.request(&crate::control::Request::Status, Some(std::time::Duration::from_secs(10)))?;
+        let st = state.request(
+            &crate::control::Request::Status,
+            Some(std::time::Duration::from_secs(10)),
+        )?;
         if let Ok(s) = serde_json::from_value::<status::EcosystemStatus>(st["status"].clone()) {
             term.info(status::table(&s, term.color).trim_end());
         }
@@ -375,7 +396,10 @@ fn detach(file: &std::path::Path, eco: &Ecosystem, term: &Term) -> anyhow::Resul
         for l in lines {
             term.note(l.trim_start());
         }
-        term.note(&format!("everything that was started has been stopped; log: {}", log_path.display()));
+        term.note(&format!(
+            "everything that was started has been stopped; log: {}",
+            log_path.display()
+        ));
     }
     Ok(ExitStatus::Failure)
 }

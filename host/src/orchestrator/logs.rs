@@ -51,7 +51,12 @@ pub struct ServiceLog {
 
 impl ServiceLog {
     /// Open (append) the service's log file.
-    pub fn open(state_dir: &Path, name: &str, color: usize, console: Option<mpsc::Sender<ConsoleLine>>) -> std::io::Result<Self> {
+    pub fn open(
+        state_dir: &Path,
+        name: &str,
+        color: usize,
+        console: Option<mpsc::Sender<ConsoleLine>>,
+    ) -> std::io::Result<Self> {
         let path = log_path(state_dir, name);
         std::fs::create_dir_all(path.parent().expect("log dir"))?;
         Ok(Self {
@@ -104,7 +109,11 @@ impl ServiceLog {
 
     /// The last lines, oldest first.
     pub fn tail(&self, n: usize) -> Vec<String> {
-        let t = self.tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        let t = self
+            .tail
+            .lock()
+            .map(|t| t.iter().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
         t[t.len().saturating_sub(n)..].to_vec()
     }
 
@@ -133,7 +142,10 @@ impl ServiceLog {
     }
 }
 
-async fn read_line_capped<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_line_capped<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
     let mut total = 0;
     loop {
         let available = reader.fill_buf().await?;
@@ -186,7 +198,10 @@ impl Rotating {
             }
         }
         std::fs::rename(&self.path, rotated(&self.path, 1))?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = 0;
         Ok(())
     }
@@ -209,7 +224,10 @@ pub async fn console(mut rx: mpsc::Receiver<ConsoleLine>, width: usize, color: b
     while let Some(line) = rx.recv().await {
         let label = format!("{:width$} |", line.label);
         let label = if color {
-            format!("\x1b[{}m{label}\x1b[0m", PALETTE[line.color % PALETTE.len()])
+            format!(
+                "\x1b[{}m{label}\x1b[0m",
+                PALETTE[line.color % PALETTE.len()]
+            )
         } else {
             label
         };
@@ -247,6 +265,9 @@ mod tests {
         let data = vec![b'a'; MAX_LINE * 2 + 10];
         let mut reader = BufReader::new(&data[..]);
         let mut buf = Vec::new();
-        assert_eq!(read_line_capped(&mut reader, &mut buf).await.unwrap(), MAX_LINE);
+        assert_eq!(
+            read_line_capped(&mut reader, &mut buf).await.unwrap(),
+            MAX_LINE
+        );
     }
 }

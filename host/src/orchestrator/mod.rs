@@ -69,10 +69,20 @@ pub struct Orchestrator {
 impl Orchestrator {
     /// Bind every stable address, then plan with the ports we got. Nothing starts yet.
     /// `say` tells the user what happens (first-use installs, moved ports).
-    pub fn bind(eco: &Ecosystem, state: StateDir, opts: &UpOptions, say: Arc<dyn Fn(&str) + Send + Sync>) -> anyhow::Result<Self> {
+    pub fn bind(
+        eco: &Ecosystem,
+        state: StateDir,
+        opts: &UpOptions,
+        say: Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> anyhow::Result<Self> {
         let graph = DependencyGraph::from_ecosystem(eco).map_err(crate::spec::Diagnostics::from)?;
         let preferred = crate::spec::ecosystem::assign_ports(eco);
-        let reserved: Vec<u16> = preferred.values().flatten().copied().filter(|p| *p != 0).collect();
+        let reserved: Vec<u16> = preferred
+            .values()
+            .flatten()
+            .copied()
+            .filter(|p| *p != 0)
+            .collect();
         let mut listeners = IndexMap::new();
         let mut ports = IndexMap::new();
         let mut taken = reserved.clone();
@@ -102,8 +112,15 @@ impl Orchestrator {
         let control = tokio::net::UnixListener::bind(&socket)
             .with_context(|| format!("cannot create the control socket `{}`", socket.display()))?;
         let (tx, rx) = mpsc::channel::<ConsoleLine>(4096);
-        let width = plan.services.values().map(|s| s.name.len() + if s.replicas > 1 { 3 } else { 0 }).max().unwrap_or(4);
-        let console_done = opts.console.then(|| tokio::spawn(logs::console(rx, width, opts.color)));
+        let width = plan
+            .services
+            .values()
+            .map(|s| s.name.len() + if s.replicas > 1 { 3 } else { 0 })
+            .max()
+            .unwrap_or(4);
+        let console_done = opts
+            .console
+            .then(|| tokio::spawn(logs::console(rx, width, opts.color)));
         let mut services = IndexMap::new();
         for (i, (name, sp)) in plan.services.iter().enumerate() {
             let log = ServiceLog::open(state.path(), name, i, opts.console.then(|| tx.clone()))
@@ -157,7 +174,11 @@ impl Orchestrator {
     }
 
     /// Prepare every sandbox (files, dependencies) in parallel.
-    pub async fn prepare(&self, eco: &Ecosystem, cache: &Cache) -> anyhow::Result<IndexMap<String, build::Prepared>> {
+    pub async fn prepare(
+        &self,
+        eco: &Ecosystem,
+        cache: &Cache,
+    ) -> anyhow::Result<IndexMap<String, build::Prepared>> {
         let mut jobs = Vec::new();
         for (name, sp) in &self.plan.services {
             let service = eco.services[name.as_str()].clone();
@@ -180,7 +201,8 @@ impl Orchestrator {
     /// Start the services wave by wave; each wave waits for the previous to be ready. On a
     /// failure, the error carries the failing service's last log lines.
     pub async fn start(&self, prepared: &IndexMap<String, build::Prepared>) -> anyhow::Result<()> {
-        let exe = std::env::current_exe().context("cannot find the pactown binary for the sandbox shim")?;
+        let exe = std::env::current_exe()
+            .context("cannot find the pactown binary for the sandbox shim")?;
         for wave in &self.plan.waves {
             let mut waiting = Vec::new();
             for name in wave {
@@ -219,7 +241,11 @@ impl Orchestrator {
     }
 
     /// Answer control requests until `down` or the `shutdown` signal; then return.
-    pub async fn run_until_stopped(self: &Arc<Self>, listener: tokio::net::UnixListener, mut shutdown: oneshot::Receiver<()>) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self: &Arc<Self>,
+        listener: tokio::net::UnixListener,
+        mut shutdown: oneshot::Receiver<()>,
+    ) -> anyhow::Result<()> {
         let (down_tx, mut down_rx) = mpsc::channel::<()>(1);
         loop {
             tokio::select! {
@@ -239,7 +265,11 @@ impl Orchestrator {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
-        if tokio::io::BufReader::new(read).read_line(&mut line).await.is_err() {
+        if tokio::io::BufReader::new(read)
+            .read_line(&mut line)
+            .await
+            .is_err()
+        {
             return;
         }
         let answer = match serde_json::from_str::<Request>(&line) {
@@ -250,12 +280,16 @@ impl Orchestrator {
                 serde_json::json!({"ok": true})
             }
             Ok(Request::Restart { service }) => match self.services.get(&service) {
-                None => serde_json::json!({"ok": false, "error": format!("no service `{service}` in this ecosystem")}),
+                None => {
+                    serde_json::json!({"ok": false, "error": format!("no service `{service}` in this ecosystem")})
+                }
                 Some(rt) => {
                     rt.log.event(&service, "restart requested");
                     match rt.restart().await {
                         Ok(()) => serde_json::json!({"ok": true, "status": rt.status()}),
-                        Err(e) => serde_json::json!({"ok": false, "error": format!("`{service}` did not come back: {e:?}"), "tail": rt.log.tail(15)}),
+                        Err(e) => {
+                            serde_json::json!({"ok": false, "error": format!("`{service}` did not come back: {e:?}"), "tail": rt.log.tail(15)})
+                        }
                     }
                 }
             },
@@ -310,21 +344,30 @@ impl Orchestrator {
 }
 
 /// Await all futures (a small join_all, to avoid a dependency).
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futs: impl IntoIterator<Item = F>) {
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futs: impl IntoIterator<Item = F>,
+) {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
     for h in handles {
         let _ = h.await;
     }
 }
 
-fn router_bind(want: u16, base: u16, taken: &[u16]) -> std::io::Result<(std::net::TcpListener, bool)> {
+fn router_bind(
+    want: u16,
+    base: u16,
+    taken: &[u16],
+) -> std::io::Result<(std::net::TcpListener, bool)> {
     let reserved: Vec<u16> = taken.iter().copied().filter(|p| *p != want).collect();
     crate::router::bind(want, base, &reserved)
 }
 
 /// A service's complete environment: the allowed parent variables (secret-looking ones
 /// dropped), what the build added, then the plan's variables (its own `env:` last).
-fn service_env(plan: &crate::plan::ServicePlan, prepared: &build::Prepared) -> Vec<(String, String)> {
+fn service_env(
+    plan: &crate::plan::ServicePlan,
+    prepared: &build::Prepared,
+) -> Vec<(String, String)> {
     let mut env: IndexMap<String, String> = IndexMap::new();
     for (k, v) in std::env::vars() {
         let allowed = PARENT_ENV_ALLOWED.contains(&k.as_str()) || k.starts_with("LC_");
@@ -332,7 +375,8 @@ fn service_env(plan: &crate::plan::ServicePlan, prepared: &build::Prepared) -> V
             env.insert(k, v);
         }
     }
-    env.entry("PATH".into()).or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
     if !prepared.path_prefix.is_empty() {
         let mut parts: Vec<std::path::PathBuf> = prepared.path_prefix.clone();
         if let Some(p) = env.get("PATH") {

@@ -106,8 +106,20 @@ impl ServiceStatus {
 
 /// The reference's table (Service, Port, Status, PID, Health) plus replicas and restarts.
 pub fn table(status: &EcosystemStatus, color: bool) -> String {
-    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
-    let w = status.services.iter().map(|s| s.name.len()).max().unwrap_or(7).max(7);
+    let paint = |code: &str, s: &str| {
+        if color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
+    let w = status
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
     let mut out = format!(
         "{:w$}  {:>5}  {:9}  {:>8}  {:16}  {:>8}  {:>8}\n",
         "SERVICE", "PORT", "STATUS", "PID", "HEALTH", "REPLICAS", "RESTARTS"
@@ -116,14 +128,23 @@ pub fn table(status: &EcosystemStatus, color: bool) -> String {
         let port = s.port.map_or("-".to_string(), |p| p.to_string());
         let pid = match s.replicas.as_slice() {
             [one] => one.pid.map_or("-".to_string(), |p| p.to_string()),
-            many => many.first().and_then(|r| r.pid).map_or("-".to_string(), |p| format!("{p}+")),
+            many => many
+                .first()
+                .and_then(|r| r.pid)
+                .map_or("-".to_string(), |p| format!("{p}+")),
         };
-        let ready = s.replicas.iter().filter(|r| r.state == State::Ready).count();
+        let ready = s
+            .replicas
+            .iter()
+            .filter(|r| r.state == State::Ready)
+            .count();
         let latency = s
             .replicas
             .iter()
             .filter_map(|r| r.health_ms)
-            .fold(None, |acc: Option<f64>, x| Some(acc.map_or(x, |a| a.max(x))));
+            .fold(None, |acc: Option<f64>, x| {
+                Some(acc.map_or(x, |a| a.max(x)))
+            });
         let health = match (&s.health_check, latency) {
             (Some(path), Some(ms)) => format!("{path} {ms:.1}ms"),
             (None, Some(ms)) => format!("tcp {ms:.1}ms"),

@@ -83,7 +83,9 @@ impl ServiceRuntime {
             log,
             replicas: Mutex::new(replicas),
             changed: watch::channel(0).0,
-            desired: (0..n).map(|_| watch::channel(Desired::Running(0)).0).collect(),
+            desired: (0..n)
+                .map(|_| watch::channel(Desired::Running(0)).0)
+                .collect(),
             tasks: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -101,7 +103,9 @@ impl ServiceRuntime {
             let rt = self.clone();
             let rx = desired.subscribe();
             let launch = launch.clone();
-            tasks.push(tokio::spawn(async move { rt.run_replica(i, rx, launch).await }));
+            tasks.push(tokio::spawn(
+                async move { rt.run_replica(i, rx, launch).await },
+            ));
         }
     }
 
@@ -136,7 +140,11 @@ impl ServiceRuntime {
             return ports;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % ports.len();
-        ports[start..].iter().chain(&ports[..start]).copied().collect()
+        ports[start..]
+            .iter()
+            .chain(&ports[..start])
+            .copied()
+            .collect()
     }
 
     /// Wait until every replica is ready, one fails for good, or `deadline`.
@@ -149,7 +157,10 @@ impl ServiceRuntime {
                 State::Failed | State::Stopped => return Err(NotReady::Failed),
                 State::Starting => {}
             }
-            if tokio::time::timeout_at(deadline.into(), rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline.into(), rx.changed())
+                .await
+                .is_err()
+            {
                 return Err(NotReady::Timeout);
             }
         }
@@ -181,7 +192,10 @@ impl ServiceRuntime {
                 if s == State::Failed {
                     return Err(NotReady::Failed);
                 }
-                if tokio::time::timeout_at(deadline.into(), rx.changed()).await.is_err() {
+                if tokio::time::timeout_at(deadline.into(), rx.changed())
+                    .await
+                    .is_err()
+                {
                     return Err(NotReady::Timeout);
                 }
             }
@@ -213,7 +227,12 @@ impl ServiceRuntime {
         self.log.label(i + 1, self.desired.len())
     }
 
-    async fn run_replica(self: Arc<Self>, i: usize, mut desired: watch::Receiver<Desired>, launch: Arc<Launch>) {
+    async fn run_replica(
+        self: Arc<Self>,
+        i: usize,
+        mut desired: watch::Receiver<Desired>,
+        launch: Arc<Launch>,
+    ) {
         let label = self.label(i);
         let mut attempt: u32 = 0;
         let mut first = true;
@@ -254,13 +273,18 @@ impl ServiceRuntime {
             };
             let finished = self.plan.port.is_none() && code == 0;
             if finished || !self.plan.restart.auto_restart {
-                let state = if finished { State::Exited } else { State::Failed };
+                let state = if finished {
+                    State::Exited
+                } else {
+                    State::Failed
+                };
                 self.update(i, |r| {
                     r.state = state;
                     r.pid = None;
                 });
                 if !finished {
-                    self.log.event(&label, "not restarted (auto_restart is off)");
+                    self.log
+                        .event(&label, "not restarted (auto_restart is off)");
                 }
                 // Idle until asked to restart or stop.
                 loop {
@@ -281,7 +305,10 @@ impl ServiceRuntime {
                 r.state = State::Starting;
                 r.pid = None;
             });
-            self.log.event(&label, &format!("restarting in {}", humantime::format_duration(delay)));
+            self.log.event(
+                &label,
+                &format!("restarting in {}", humantime::format_duration(delay)),
+            );
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 r = desired.changed() => if r.is_err() { return },
@@ -289,13 +316,23 @@ impl ServiceRuntime {
         }
     }
 
-    async fn run_once(&self, i: usize, label: &str, launch: &Launch, desired: &mut watch::Receiver<Desired>) -> Outcome {
+    async fn run_once(
+        &self,
+        i: usize,
+        label: &str,
+        launch: &Launch,
+        desired: &mut watch::Receiver<Desired>,
+    ) -> Outcome {
         let port = match self.plan.port {
             Some(_) => match free_port() {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    self.log.event(label, &format!("no free port for the replica: {e}"));
-                    return Outcome::Exited { code: 1, healthy_for: Duration::ZERO };
+                    self.log
+                        .event(label, &format!("no free port for the replica: {e}"));
+                    return Outcome::Exited {
+                        code: 1,
+                        healthy_for: Duration::ZERO,
+                    };
                 }
             },
             None => None,
@@ -307,7 +344,11 @@ impl ServiceRuntime {
             }
         }
         let spec = NativeSpec {
-            argv: vec!["/bin/sh".into(), "-c".into(), self.plan.run.clone().unwrap_or_default()],
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                self.plan.run.clone().unwrap_or_default(),
+            ],
             cwd: self.plan.sandbox.dir.clone(),
             env,
             policy: launch.policy.clone(),
@@ -316,7 +357,10 @@ impl ServiceRuntime {
             Ok(c) => c,
             Err(e) => {
                 self.log.event(label, &format!("cannot start: {e}"));
-                return Outcome::Exited { code: 127, healthy_for: Duration::ZERO };
+                return Outcome::Exited {
+                    code: 127,
+                    healthy_for: Duration::ZERO,
+                };
             }
         };
         let pid = child.pid();
@@ -416,8 +460,13 @@ impl ServiceRuntime {
     ) -> Outcome {
         let stopping = *desired.borrow() == Desired::Stopped;
         let code = child.stop(grace).await.unwrap_or(1);
-        self.log.event(label, &format!("stopped (exit code {code})"));
-        if stopping { Outcome::Stopped } else { Outcome::Restart }
+        self.log
+            .event(label, &format!("stopped (exit code {code})"));
+        if stopping {
+            Outcome::Stopped
+        } else {
+            Outcome::Restart
+        }
     }
 }
 

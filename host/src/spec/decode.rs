@@ -50,7 +50,13 @@ pub struct Decoder<'a> {
 
 impl Decoder<'_> {
     /// Record an error at `span`.
-    pub fn error(&mut self, code: &'static str, span: Range<usize>, msg: impl Into<String>, help: impl Into<String>) {
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        span: Range<usize>,
+        msg: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         let d = Diagnostic::error(code, msg, self.source, span).with_help(help);
         self.diags.push(d);
     }
@@ -68,11 +74,19 @@ impl Decoder<'_> {
 
     /// The entries of a mapping, with `<<` merges applied and unknown keys reported (with a
     /// suggestion). `what` names the mapping in messages (`service \`api\``).
-    pub fn mapping<'n>(&mut self, node: &'n Node, what: &str, known: &[&str]) -> Option<Vec<Entry<'n>>> {
+    pub fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        known: &[&str],
+    ) -> Option<Vec<Entry<'n>>> {
         let NodeKind::Map(pairs) = &node.kind else {
             let d = Diagnostic::error(
                 "yaml::type",
-                format!("{what} must be a mapping of `key: value` pairs, found {}", node.describe()),
+                format!(
+                    "{what} must be a mapping of `key: value` pairs, found {}",
+                    node.describe()
+                ),
                 self.source,
                 node.span.clone(),
             );
@@ -95,7 +109,12 @@ impl Decoder<'_> {
                 continue;
             }
             let Some(key) = k.as_scalar() else {
-                self.error("yaml::key", k.span.clone(), "keys must be plain words", "write the key as a word, e.g. `port:`");
+                self.error(
+                    "yaml::key",
+                    k.span.clone(),
+                    "keys must be plain words",
+                    "write the key as a word, e.g. `port:`",
+                );
                 continue;
             };
             // `x-…` keys are extension fields for anchors and tools, as in docker compose.
@@ -107,7 +126,12 @@ impl Decoder<'_> {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("known fields: {}", known.join(", ")),
                 };
-                self.error("yaml::unknown-field", k.span.clone(), format!("unknown field `{key}` in {what}"), help);
+                self.error(
+                    "yaml::unknown-field",
+                    k.span.clone(),
+                    format!("unknown field `{key}` in {what}"),
+                    help,
+                );
                 continue;
             }
             entries.push(Entry {
@@ -171,7 +195,12 @@ impl Decoder<'_> {
                 Some(out)
             }
             Err(InterpolateError::Unterminated { at: i }) => {
-                self.error("yaml::interpolation", at(i..i + 2), "`${` is never closed", "close it with `}`, or write `$$` for a literal `$`");
+                self.error(
+                    "yaml::interpolation",
+                    at(i..i + 2),
+                    "`${` is never closed",
+                    "close it with `}`, or write `$$` for a literal `$`",
+                );
                 None
             }
             Err(InterpolateError::BadName { range }) => {
@@ -183,20 +212,35 @@ impl Decoder<'_> {
                 );
                 None
             }
-            Err(InterpolateError::Required { name, message, range }) => {
+            Err(InterpolateError::Required {
+                name,
+                message,
+                range,
+            }) => {
                 let msg = if message.is_empty() {
                     format!("required variable `{name}` is not set")
                 } else {
                     format!("required variable `{name}` is not set: {message}")
                 };
-                self.error("yaml::required-variable", at(range), msg, format!("set `{name}` in the environment before running pactown"));
+                self.error(
+                    "yaml::required-variable",
+                    at(range),
+                    msg,
+                    format!("set `{name}` in the environment before running pactown"),
+                );
                 None
             }
         }
     }
 
     /// An integer in `range`.
-    pub fn int(&mut self, node: &Node, what: &str, range: std::ops::RangeInclusive<i64>, example: &str) -> Option<i64> {
+    pub fn int(
+        &mut self,
+        node: &Node,
+        what: &str,
+        range: std::ops::RangeInclusive<i64>,
+        example: &str,
+    ) -> Option<i64> {
         let NodeKind::Scalar { .. } = &node.kind else {
             self.type_error(node, what, "a number", example);
             return None;
@@ -209,7 +253,11 @@ impl Decoder<'_> {
                 self.error(
                     "yaml::range",
                     node.span.clone(),
-                    format!("`{what}` is {v}, outside {}..={}", range.start(), range.end()),
+                    format!(
+                        "`{what}` is {v}, outside {}..={}",
+                        range.start(),
+                        range.end()
+                    ),
                     format!("for example `{what}: {example}`"),
                 );
                 None

@@ -198,7 +198,12 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Decode the YAML tree of an ecosystem file. READMEs are not read here.
-pub fn decode(source: &Arc<SourceFile>, root: &Node, env: EnvLookup<'_>, diags: &mut Diagnostics) -> Option<Ecosystem> {
+pub fn decode(
+    source: &Arc<SourceFile>,
+    root: &Node,
+    env: EnvLookup<'_>,
+    diags: &mut Diagnostics,
+) -> Option<Ecosystem> {
     let dir = source
         .path
         .parent()
@@ -209,7 +214,13 @@ pub fn decode(source: &Arc<SourceFile>, root: &Node, env: EnvLookup<'_>, diags: 
     let stem = source
         .path
         .file_name()
-        .map(|n| n.to_string_lossy().trim_end_matches(".yaml").trim_end_matches(".yml").trim_end_matches(".pactown").to_string())
+        .map(|n| {
+            n.to_string_lossy()
+                .trim_end_matches(".yaml")
+                .trim_end_matches(".yml")
+                .trim_end_matches(".pactown")
+                .to_string()
+        })
         .unwrap_or_else(|| "ecosystem".into());
     let mut eco = Ecosystem {
         source: source.clone(),
@@ -279,7 +290,12 @@ pub fn decode(source: &Arc<SourceFile>, root: &Node, env: EnvLookup<'_>, diags: 
     };
     let entries = d.mapping(services, "`services`", &[])?;
     if entries.is_empty() {
-        d.error("yaml::no-services", key_span, "`services` is empty", "add at least one service under `services:`");
+        d.error(
+            "yaml::no-services",
+            key_span,
+            "`services` is empty",
+            "add at least one service under `services:`",
+        );
         return None;
     }
     for e in entries {
@@ -308,7 +324,9 @@ fn registry(d: &mut Decoder<'_>, node: &Node) -> Option<Registry> {
 fn check_name(d: &mut Decoder<'_>, name: &str, span: Range<usize>) -> bool {
     let ok = name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
         d.error(
             "yaml::service-name",
@@ -320,7 +338,13 @@ fn check_name(d: &mut Decoder<'_>, name: &str, span: Range<usize>) -> bool {
     ok
 }
 
-fn service(d: &mut Decoder<'_>, dir: &Path, name: &str, name_span: Range<usize>, node: &Node) -> Option<Service> {
+fn service(
+    d: &mut Decoder<'_>,
+    dir: &Path,
+    name: &str,
+    name_span: Range<usize>,
+    node: &Node,
+) -> Option<Service> {
     let named_ok = check_name(d, name, name_span.clone());
     let what = format!("service `{name}`");
     // `api:` with nothing under it takes every default.
@@ -417,7 +441,11 @@ fn health(d: &mut Decoder<'_>, node: &Node) -> Option<HealthCheck> {
         return None;
     }
     let (path, path_span, interval) = if node.as_scalar().is_some() {
-        (d.string(node, "health_check")?, node.span.clone(), DEFAULT_HEALTH_INTERVAL)
+        (
+            d.string(node, "health_check")?,
+            node.span.clone(),
+            DEFAULT_HEALTH_INTERVAL,
+        )
     } else {
         let entries = d.mapping(node, "`health_check`", HEALTH_FIELDS)?;
         let mut path = None;
@@ -430,7 +458,12 @@ fn health(d: &mut Decoder<'_>, node: &Node) -> Option<HealthCheck> {
             }
         }
         let Some((p, span)) = path else {
-            d.error("yaml::health", node.span.clone(), "`health_check` has no `path`", "write `health_check: /health` or `health_check: {path: /health, interval: 5s}`");
+            d.error(
+                "yaml::health",
+                node.span.clone(),
+                "`health_check` has no `path`",
+                "write `health_check: /health` or `health_check: {path: /health, interval: 5s}`",
+            );
             return None;
         };
         (p, span, interval)
@@ -455,7 +488,10 @@ pub fn is_env_name(name: &str) -> bool {
 
 fn env_map(d: &mut Decoder<'_>, node: &Node) -> IndexMap<String, String> {
     let mut out = IndexMap::new();
-    let mut set = |d: &mut Decoder<'_>, key: &str, key_span: Range<usize>, value: Option<String>| {
+    let mut set = |d: &mut Decoder<'_>,
+                   key: &str,
+                   key_span: Range<usize>,
+                   value: Option<String>| {
         if !is_env_name(key) {
             d.error(
                 "yaml::env-name",
@@ -490,12 +526,17 @@ fn env_map(d: &mut Decoder<'_>, node: &Node) -> IndexMap<String, String> {
                     d.error(
                         "yaml::type",
                         item.span.clone(),
-                        format!("an `env` list item must be `KEY=value`, found {}", item.describe()),
+                        format!(
+                            "an `env` list item must be `KEY=value`, found {}",
+                            item.describe()
+                        ),
                         "write `env: [KEY=value]`, or a mapping `env: {KEY: value}`",
                     );
                     continue;
                 }
-                let Some(text) = d.string(item, "env") else { continue };
+                let Some(text) = d.string(item, "env") else {
+                    continue;
+                };
                 match text.split_once('=') {
                     Some((k, v)) => set(d, k, item.span.clone(), Some(v.to_string())),
                     None => set(d, &text, item.span.clone(), None),
@@ -531,7 +572,9 @@ fn depends_on(d: &mut Decoder<'_>, node: &Node) -> Vec<Dependency> {
     for item in items {
         let dep = if item.as_scalar().is_some() {
             // `name` or `name@version`
-            let Some(text) = d.string(item, "depends_on") else { continue };
+            let Some(text) = d.string(item, "depends_on") else {
+                continue;
+            };
             let (name, version) = match text.split_once('@') {
                 Some((n, v)) => (n.to_string(), Some(v.to_string())),
                 None => (text.clone(), None),
@@ -575,19 +618,17 @@ fn depends_on(d: &mut Decoder<'_>, node: &Node) -> Vec<Dependency> {
                     }),
                     "registry" => d.string(v, "registry").map(|s| dep.registry = s),
                     "endpoint" => d.opt_string(v, "endpoint").map(|s| {
-                        if let Some(url) = &s {
-                            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        if let Some(url) = &s
+                            && !(url.starts_with("http://") || url.starts_with("https://")) {
                                 d.error("yaml::endpoint", v.span.clone(), format!("endpoint `{url}` is not an http(s) URL"), "write a URL such as `http://localhost:8003`");
                             }
-                        }
                         dep.endpoint = s;
                     }),
                     "env_var" => d.opt_string(v, "env_var").map(|s| {
-                        if let Some(n) = &s {
-                            if !is_env_name(n) {
+                        if let Some(n) = &s
+                            && !is_env_name(n) {
                                 d.error("yaml::env-name", v.span.clone(), format!("`{n}` is not a valid variable name"), "variable names use letters, digits and `_`, and do not start with a digit");
                             }
-                        }
                         dep.env_var = s;
                     }),
                     _ => unreachable!(),
@@ -595,7 +636,12 @@ fn depends_on(d: &mut Decoder<'_>, node: &Node) -> Vec<Dependency> {
                 ok &= got.is_some();
             }
             if dep.name.is_empty() {
-                d.error("yaml::dependency", item.span.clone(), "a `depends_on` entry needs a `name`", "write `- name: database`");
+                d.error(
+                    "yaml::dependency",
+                    item.span.clone(),
+                    "a `depends_on` entry needs a `name`",
+                    "write `- name: database`",
+                );
                 continue;
             }
             if !ok {
@@ -603,16 +649,16 @@ fn depends_on(d: &mut Decoder<'_>, node: &Node) -> Vec<Dependency> {
             }
             dep
         };
-        if let Some(span) = &dep.version_span {
-            if let Err(e) = semver::VersionReq::parse(dep.version.trim()) {
-                d.error(
-                    "yaml::version",
-                    span.clone(),
-                    format!("`{}` is not a version requirement: {e}", dep.version),
-                    "write a semver requirement such as `*`, `1`, `^1.2` or `>=1.0, <2`",
-                );
-                continue;
-            }
+        if let Some(span) = &dep.version_span
+            && let Err(e) = semver::VersionReq::parse(dep.version.trim())
+        {
+            d.error(
+                "yaml::version",
+                span.clone(),
+                format!("`{}` is not a version requirement: {e}", dep.version),
+                "write a semver requirement such as `*`, `1`, `^1.2` or `>=1.0, <2`",
+            );
+            continue;
         }
         if let Some(first) = out.iter().find(|o| o.name == dep.name) {
             let diag = Diagnostic::error(
@@ -642,7 +688,10 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
             diags.push(
                 Diagnostic::error(
                     "yaml::name-collision",
-                    format!("services `{}` and `{}` both become `{var}_URL` for their dependents", other.name, s.name),
+                    format!(
+                        "services `{}` and `{}` both become `{var}_URL` for their dependents",
+                        other.name, s.name
+                    ),
                     src,
                     s.name_span.clone(),
                 )
@@ -671,7 +720,10 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
             let Some(target) = eco.services.get(&dep.name) else {
                 let mut diag = Diagnostic::error(
                     "yaml::unknown-dependency",
-                    format!("service `{}` depends on `{}`, which is not a service of this ecosystem", s.name, dep.name),
+                    format!(
+                        "service `{}` depends on `{}`, which is not a service of this ecosystem",
+                        s.name, dep.name
+                    ),
                     src,
                     dep.name_span.clone(),
                 );
@@ -687,12 +739,18 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
                 diags.push(diag);
                 continue;
             };
-            if let (Some(span), Ok(req)) = (&dep.version_span, semver::VersionReq::parse(dep.version.trim())) {
+            if let (Some(span), Ok(req)) = (
+                &dep.version_span,
+                semver::VersionReq::parse(dep.version.trim()),
+            ) {
                 match target.version.as_deref().map(semver::Version::parse) {
                     Some(Ok(v)) if !req.matches(&v) => diags.push(
                         Diagnostic::error(
                             "yaml::version-mismatch",
-                            format!("`{}` needs `{}` {}, but `{}` is version {v}", s.name, dep.name, dep.version, dep.name),
+                            format!(
+                                "`{}` needs `{}` {}, but `{}` is version {v}",
+                                s.name, dep.name, dep.version, dep.name
+                            ),
                             src,
                             span.clone(),
                         )
@@ -701,11 +759,17 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
                     None if dep.version.trim() != "*" => diags.push(
                         Diagnostic::warning(
                             "yaml::version-unknown",
-                            format!("`{}` requires version {} of `{}`, which declares no `version`", s.name, dep.version, dep.name),
+                            format!(
+                                "`{}` requires version {} of `{}`, which declares no `version`",
+                                s.name, dep.version, dep.name
+                            ),
                             src,
                             span.clone(),
                         )
-                        .with_help(format!("add `version:` to service `{}` so the requirement can be checked", dep.name)),
+                        .with_help(format!(
+                            "add `version:` to service `{}` so the requirement can be checked",
+                            dep.name
+                        )),
                     ),
                     _ => {}
                 }
@@ -723,12 +787,20 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
                 diags.push(
                     Diagnostic::error(
                         "yaml::duplicate-port",
-                        format!("port {p} is given to both `{}` and `{}`", first.name, s.name),
+                        format!(
+                            "port {p} is given to both `{}` and `{}`",
+                            first.name, s.name
+                        ),
                         src,
                         span,
                     )
-                    .with_secondary(first.port_span.clone().unwrap_or(first.name_span.clone()), format!("`{}` has it", first.name))
-                    .with_help("give each service its own port, or remove `port:` to let pactown pick one"),
+                    .with_secondary(
+                        first.port_span.clone().unwrap_or(first.name_span.clone()),
+                        format!("`{}` has it", first.name),
+                    )
+                    .with_help(
+                        "give each service its own port, or remove `port:` to let pactown pick one",
+                    ),
                 );
             } else {
                 ports.insert(p, s);

@@ -79,9 +79,8 @@ fn expand(
                 i += 2;
             }
             Some(b'{') => {
-                let close = matching_brace(input, i + 2).ok_or(InterpolateError::Unterminated {
-                    at: base + i,
-                })?;
+                let close = matching_brace(input, i + 2)
+                    .ok_or(InterpolateError::Unterminated { at: base + i })?;
                 let inner = &input[i + 2..close];
                 let whole = base + i..base + close + 1;
                 out.push_str(&substitute(inner, base + i + 2, whole, lookup, unset)?);
@@ -202,11 +201,14 @@ mod tests {
         assert_eq!(run("${NOPE-d}").unwrap().0, "d");
         assert_eq!(run("${NOPE:-${HOME}}").unwrap().0, "/home/u");
         assert_eq!(run("a$$b $c").unwrap().0, "a$b $c");
-        assert_eq!(run("${EMPTY:?x}").unwrap_err(), InterpolateError::Required {
-            name: "EMPTY".into(),
-            message: "x".into(),
-            range: 0..11
-        });
+        assert_eq!(
+            run("${EMPTY:?x}").unwrap_err(),
+            InterpolateError::Required {
+                name: "EMPTY".into(),
+                message: "x".into(),
+                range: 0..11
+            }
+        );
         assert!(run("${EMPTY?x}").is_ok());
     }
 
@@ -214,17 +216,32 @@ mod tests {
     fn unset_is_reported() {
         let (v, unset) = run("x${NOPE}y").unwrap();
         assert_eq!(v, "xy");
-        assert_eq!(unset, vec![Unset {
-            name: "NOPE".into(),
-            range: 1..8
-        }]);
+        assert_eq!(
+            unset,
+            vec![Unset {
+                name: "NOPE".into(),
+                range: 1..8
+            }]
+        );
     }
 
     #[test]
     fn errors() {
-        assert_eq!(run("ab${X").unwrap_err(), InterpolateError::Unterminated { at: 2 });
-        assert_eq!(run("${1A}").unwrap_err(), InterpolateError::BadName { range: 2..4 });
-        assert_eq!(run("${}").unwrap_err(), InterpolateError::BadName { range: 2..2 });
-        assert_eq!(run("${A B}").unwrap_err(), InterpolateError::BadName { range: 2..5 });
+        assert_eq!(
+            run("ab${X").unwrap_err(),
+            InterpolateError::Unterminated { at: 2 }
+        );
+        assert_eq!(
+            run("${1A}").unwrap_err(),
+            InterpolateError::BadName { range: 2..4 }
+        );
+        assert_eq!(
+            run("${}").unwrap_err(),
+            InterpolateError::BadName { range: 2..2 }
+        );
+        assert_eq!(
+            run("${A B}").unwrap_err(),
+            InterpolateError::BadName { range: 2..5 }
+        );
     }
 }

@@ -149,7 +149,9 @@ impl Block {
         let span = match needle {
             Some(n) if !n.is_empty() => self.loc.file.text[range.clone()]
                 .find(n)
-                .map_or(range.clone(), |i| range.start + i..range.start + i + n.len()),
+                .map_or(range.clone(), |i| {
+                    range.start + i..range.start + i + n.len()
+                }),
             _ => range,
         };
         Loc {
@@ -164,12 +166,10 @@ pub fn parse_blocks(path: &Path, cache: &SourceCache, diags: &mut Diagnostics) -
     let source = match cache.load(path) {
         Ok(s) => s,
         Err(e) => {
-            diags.push(
-                Diagnostic::file_error(
-                    "readme::unreadable",
-                    format!("cannot read README `{}`: {e}", path.display()),
-                ),
-            );
+            diags.push(Diagnostic::file_error(
+                "readme::unreadable",
+                format!("cannot read README `{}`: {e}", path.display()),
+            ));
             return Vec::new();
         }
     };
@@ -346,8 +346,10 @@ fn include(
 }
 
 fn short_name(p: &Path) -> String {
-    p.file_name()
-        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Whitespace-separated words of `text` with their absolute byte spans (`base` is the offset of
@@ -375,7 +377,7 @@ fn header(
     let line_text = &source.text[line_range.clone()];
     // Find the info string in the raw line so every word has its exact column.
     let fence_end = line_text
-        .find(|c: char| c == '`' || c == '~')
+        .find(['`', '~'])
         .map(|i| i + code.fence_length)
         .unwrap_or(0)
         .min(line_text.len());
@@ -419,8 +421,13 @@ fn header(
             source,
             tag_span,
         );
-        d = match (kind_name, did_you_mean(kind_name, KINDS.iter().map(|(n, _)| *n))) {
-            ("include", _) => d.with_help("includes are HTML comments: `<!-- markpact:include path=other.md -->`"),
+        d = match (
+            kind_name,
+            did_you_mean(kind_name, KINDS.iter().map(|(n, _)| *n)),
+        ) {
+            ("include", _) => {
+                d.with_help("includes are HTML comments: `<!-- markpact:include path=other.md -->`")
+            }
             (_, Some(s)) => d.with_help(format!("did you mean `markpact:{s}`?")),
             _ => d.with_help(format!(
                 "known kinds: {}",
@@ -453,7 +460,10 @@ fn header(
             if !known.contains(&m.key.as_str()) {
                 let mut d = Diagnostic::warning(
                     "readme::unknown-option",
-                    format!("unknown option `{}` for `markpact:{kind_name}`; it is ignored", m.key),
+                    format!(
+                        "unknown option `{}` for `markpact:{kind_name}`; it is ignored",
+                        m.key
+                    ),
                     source,
                     m.loc.span.clone(),
                 );
@@ -510,22 +520,27 @@ mod tests {
         );
         assert!(diags.is_empty(), "{diags}");
         let kinds: Vec<_> = blocks.iter().map(|b| (b.kind, b.lang.clone())).collect();
-        assert_eq!(kinds, vec![
-            (BlockKind::Deps, Some("python".into())),
-            (BlockKind::File, Some("python".into())),
-            (BlockKind::File, Some("python".into())),
-        ]);
+        assert_eq!(
+            kinds,
+            vec![
+                (BlockKind::Deps, Some("python".into())),
+                (BlockKind::File, Some("python".into())),
+                (BlockKind::File, Some("python".into())),
+            ]
+        );
         assert_eq!(blocks[1].option("path").unwrap().value, "a.py");
         assert_eq!(blocks[2].option("path").unwrap().value, "b.py");
         assert_eq!(blocks[2].body, "B\n");
-        assert_eq!(blocks[2].loc.to_string().rsplit_once('/').unwrap().1, "README.md:9:4");
+        assert_eq!(
+            blocks[2].loc.to_string().rsplit_once('/').unwrap().1,
+            "README.md:9:4"
+        );
     }
 
     #[test]
     fn empty_block_does_not_swallow_its_neighbour() {
-        let (blocks, _) = parse(
-            "```markpact:file path=empty.txt\n```\n\n```markpact:file path=b.txt\nB\n```\n",
-        );
+        let (blocks, _) =
+            parse("```markpact:file path=empty.txt\n```\n\n```markpact:file path=b.txt\nB\n```\n");
         assert_eq!(blocks.len(), 2);
         assert_eq!(blocks[0].body, "");
         assert_eq!(blocks[1].body, "B\n");
@@ -533,9 +548,7 @@ mod tests {
 
     #[test]
     fn longer_fence_holds_a_fence() {
-        let (blocks, _) = parse(
-            "````markpact:file path=doc.md\n```\ninner\n```\n````\n",
-        );
+        let (blocks, _) = parse("````markpact:file path=doc.md\n```\ninner\n```\n````\n");
         assert_eq!(blocks[0].body, "```\ninner\n```\n");
     }
 

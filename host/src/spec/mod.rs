@@ -37,7 +37,8 @@ pub fn load(path: &Path, env: decode::EnvLookup<'_>) -> Result<Loaded, Diagnosti
                 format!("cannot read ecosystem file `{}`: {e}", path.display()),
             );
             if e.kind() == std::io::ErrorKind::NotFound {
-                d = d.with_help("check the path, or create a starter ecosystem with `pactown init`");
+                d = d
+                    .with_help("check the path, or create a starter ecosystem with `pactown init`");
             }
             return Err(d.into());
         }
@@ -47,17 +48,31 @@ pub fn load(path: &Path, env: decode::EnvLookup<'_>) -> Result<Loaded, Diagnosti
 
 /// Check an ecosystem file's text as if it were at `path` (used by `generate` to prove its
 /// output valid before writing it).
-pub fn load_str(path: &Path, text: String, env: decode::EnvLookup<'_>) -> Result<Loaded, Diagnostics> {
-    load_source(SourceFile::new(normalize(path), text), &SourceCache::default(), env)
+pub fn load_str(
+    path: &Path,
+    text: String,
+    env: decode::EnvLookup<'_>,
+) -> Result<Loaded, Diagnostics> {
+    load_source(
+        SourceFile::new(normalize(path), text),
+        &SourceCache::default(),
+        env,
+    )
 }
 
-fn load_source(source: std::sync::Arc<SourceFile>, cache: &SourceCache, env: decode::EnvLookup<'_>) -> Result<Loaded, Diagnostics> {
+fn load_source(
+    source: std::sync::Arc<SourceFile>,
+    cache: &SourceCache,
+    env: decode::EnvLookup<'_>,
+) -> Result<Loaded, Diagnostics> {
     let mut diags = Diagnostics::default();
     let Some(root) = yaml::parse(&source, &mut diags) else {
         if !diags.has_errors() {
             diags.push(
                 Diagnostic::error("yaml::empty", "the ecosystem file is empty", &source, 0..0)
-                    .with_help("start with `name:` and a `services:` mapping, or run `pactown init`"),
+                    .with_help(
+                        "start with `name:` and a `services:` mapping, or run `pactown init`",
+                    ),
             );
         }
         return Err(diags);
@@ -69,10 +84,10 @@ fn load_source(source: std::sync::Arc<SourceFile>, cache: &SourceCache, env: dec
         read_readme(s, &source, cache, &mut diags);
     }
     ecosystem::check(&eco, &mut diags);
-    if !diags.has_errors() {
-        if let Err(cycle) = crate::graph::DependencyGraph::from_ecosystem(&eco) {
-            diags.push(cycle);
-        }
+    if !diags.has_errors()
+        && let Err(cycle) = crate::graph::DependencyGraph::from_ecosystem(&eco)
+    {
+        diags.push(cycle);
     }
     if diags.has_errors() {
         Err(diags)
@@ -84,22 +99,41 @@ fn load_source(source: std::sync::Arc<SourceFile>, cache: &SourceCache, env: dec
     }
 }
 
-fn read_readme(s: &mut Service, yaml: &std::sync::Arc<SourceFile>, cache: &SourceCache, diags: &mut Diagnostics) {
+fn read_readme(
+    s: &mut Service,
+    yaml: &std::sync::Arc<SourceFile>,
+    cache: &SourceCache,
+    diags: &mut Diagnostics,
+) {
     match std::fs::metadata(&s.readme) {
         Ok(m) if m.is_file() => s.content = ServiceSource::load(&s.readme, cache, diags),
         found => {
-            let what = if found.is_ok() { "is not a file" } else { "does not exist" };
+            let what = if found.is_ok() {
+                "is not a file"
+            } else {
+                "does not exist"
+            };
             let (span, help) = match &s.readme_span {
-                Some(span) => (span.clone(), "the path is relative to the ecosystem file".to_string()),
+                Some(span) => (
+                    span.clone(),
+                    "the path is relative to the ecosystem file".to_string(),
+                ),
                 None => (
                     s.name_span.clone(),
-                    format!("without `readme:` a service's README is `{}/README.md`; add `readme: path/to/README.md`", s.name),
+                    format!(
+                        "without `readme:` a service's README is `{}/README.md`; add `readme: path/to/README.md`",
+                        s.name
+                    ),
                 ),
             };
             diags.push(
                 Diagnostic::error(
                     "spec::missing-readme",
-                    format!("README `{}` of service `{}` {what}", s.readme.display(), s.name),
+                    format!(
+                        "README `{}` of service `{}` {what}",
+                        s.readme.display(),
+                        s.name
+                    ),
                     yaml,
                     span,
                 )
@@ -117,8 +151,13 @@ pub fn load_readme(readme: &Path, port: Option<u16>) -> Result<Loaded, Diagnosti
     let readme = normalize(readme);
     if !readme.is_file() {
         diags.push(
-            Diagnostic::file_error("spec::missing-readme", format!("README `{}` does not exist", readme.display()))
-                .with_help("give the path of a markpact README, e.g. `pactown run examples/hello/README.md`"),
+            Diagnostic::file_error(
+                "spec::missing-readme",
+                format!("README `{}` does not exist", readme.display()),
+            )
+            .with_help(
+                "give the path of a markpact README, e.g. `pactown run examples/hello/README.md`",
+            ),
         );
         return Err(diags);
     }
@@ -178,7 +217,16 @@ pub fn load_readme(readme: &Path, port: Option<u16>) -> Result<Loaded, Diagnosti
 pub fn sanitize_name(raw: &str) -> String {
     let s: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
-    s.trim_matches(|c: char| !c.is_ascii_alphanumeric()).chars().take(63).collect()
+    s.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .chars()
+        .take(63)
+        .collect()
 }

@@ -38,7 +38,10 @@ impl RuntimeKind {
 
     /// The spelling.
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, k)| *k == self).map_or("native", |(n, _)| n)
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("native", |(n, _)| n)
     }
 }
 
@@ -63,7 +66,9 @@ impl SandboxPath {
             return Err(format!("`{raw}` points into a home directory"));
         }
         if raw.contains('\\') {
-            return Err(format!("`{raw}` contains a backslash; use `/` between directories"));
+            return Err(format!(
+                "`{raw}` contains a backslash; use `/` between directories"
+            ));
         }
         let mut parts: Vec<&str> = Vec::new();
         for part in raw.split('/') {
@@ -78,7 +83,9 @@ impl SandboxPath {
             }
         }
         if parts.is_empty() {
-            return Err(format!("`{raw}` names the sandbox itself, not a file in it"));
+            return Err(format!(
+                "`{raw}` names the sandbox itself, not a file in it"
+            ));
         }
         Ok(Self(parts.join("/")))
     }
@@ -299,7 +306,9 @@ impl ServiceSource {
                                 &block.loc.file,
                                 block.loc.span.clone(),
                             )
-                            .with_help("write the command that starts the service, e.g. `python3 main.py`"),
+                            .with_help(
+                                "write the command that starts the service, e.g. `python3 main.py`",
+                            ),
                         );
                     }
                     if let Some(first) = &out.run {
@@ -410,7 +419,10 @@ fn file_block(block: &Block, diags: &mut Diagnostics) -> Option<FileBlock> {
         Some(m) => match u32::from_str_radix(&m.value, 8) {
             Ok(v) if v <= 0o777 => Some(v),
             _ => {
-                diags.push(invalid_option(m, "octal permissions such as `755` or `0644`"));
+                diags.push(invalid_option(
+                    m,
+                    "octal permissions such as `755` or `0644`",
+                ));
                 None
             }
         },
@@ -457,7 +469,10 @@ fn check_file_dir_conflicts(files: &[FileBlock], diags: &mut Diagnostics) {
                     &f.loc.file,
                     f.loc.span.clone(),
                 )
-                .with_help(format!("rename one of them (the other block is at {})", inner.loc)),
+                .with_help(format!(
+                    "rename one of them (the other block is at {})",
+                    inner.loc
+                )),
             );
         }
     }
@@ -542,21 +557,32 @@ fn test_block(block: &Block, diags: &mut Diagnostics) -> Tests {
     Tests::Http(checks)
 }
 
-fn http_check(block: &Block, index: usize, line: &str, diags: &mut Diagnostics) -> Option<HttpCheck> {
+fn http_check(
+    block: &Block,
+    index: usize,
+    line: &str,
+    diags: &mut Diagnostics,
+) -> Option<HttpCheck> {
     let trimmed = line.trim();
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return None;
     }
     let err = |needle: &str, msg: String, help: &str| {
         let loc = block.body_loc(index, Some(needle));
-        Diagnostic::error("readme::test-line", msg, &loc.file, loc.span.clone()).with_help(help.to_string())
+        Diagnostic::error("readme::test-line", msg, &loc.file, loc.span.clone())
+            .with_help(help.to_string())
     };
-    const FORM: &str = "a check is `METHOD /path [EXPECT code] [BODY {json}]`, e.g. `GET /health EXPECT 200`";
+    const FORM: &str =
+        "a check is `METHOD /path [EXPECT code] [BODY {json}]`, e.g. `GET /health EXPECT 200`";
     let mut rest = trimmed;
     let method = next_word(&mut rest);
     let upper = method.to_ascii_uppercase();
     if !METHODS.contains(&upper.as_str()) {
-        diags.push(err(method, format!("`{method}` is not an HTTP method"), FORM));
+        diags.push(err(
+            method,
+            format!("`{method}` is not an HTTP method"),
+            FORM,
+        ));
         return None;
     }
     let path = next_word(&mut rest);
@@ -599,7 +625,8 @@ fn http_check(block: &Block, index: usize, line: &str, diags: &mut Diagnostics) 
             }
             "BODY" => {
                 let json = rest.trim_start();
-                let mut stream = serde_json::Deserializer::from_str(json).into_iter::<serde_json::Value>();
+                let mut stream =
+                    serde_json::Deserializer::from_str(json).into_iter::<serde_json::Value>();
                 match stream.next() {
                     Some(Ok(v)) => {
                         check.body = Some(v);
@@ -616,7 +643,11 @@ fn http_check(block: &Block, index: usize, line: &str, diags: &mut Diagnostics) 
                 }
             }
             other => {
-                diags.push(err(other, format!("unexpected `{other}` in a test check"), FORM));
+                diags.push(err(
+                    other,
+                    format!("unexpected `{other}` in a test check"),
+                    FORM,
+                ));
                 return None;
             }
         }
@@ -638,7 +669,10 @@ mod tests {
 
     #[test]
     fn sandbox_paths() {
-        assert_eq!(SandboxPath::parse("a/./b/../c.py").unwrap().as_str(), "a/c.py");
+        assert_eq!(
+            SandboxPath::parse("a/./b/../c.py").unwrap().as_str(),
+            "a/c.py"
+        );
         assert!(SandboxPath::parse("../x").is_err());
         assert!(SandboxPath::parse("a/../../x").is_err());
         assert!(SandboxPath::parse("/etc/passwd").is_err());
@@ -648,8 +682,14 @@ mod tests {
 
     #[test]
     fn comments_in_deps() {
-        assert_eq!(strip_comment("fastapi  # web", Installer::Pip).trim(), "fastapi");
-        assert_eq!(strip_comment("x = { git = \"a#b\" } # c", Installer::Cargo), "x = { git = \"a#b\" } ");
+        assert_eq!(
+            strip_comment("fastapi  # web", Installer::Pip).trim(),
+            "fastapi"
+        );
+        assert_eq!(
+            strip_comment("x = { git = \"a#b\" } # c", Installer::Cargo),
+            "x = { git = \"a#b\" } "
+        );
         assert_eq!(strip_comment("# all", Installer::Pip), "");
     }
 }

@@ -36,7 +36,10 @@ impl SourceCache {
         let text = String::from_utf8(bytes).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+                format!(
+                    "not UTF-8 (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
             )
         })?;
         let file = SourceFile::new(key.clone(), text);

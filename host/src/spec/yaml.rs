@@ -184,8 +184,12 @@ impl Builder<'_> {
             Event::Scalar(value, style, anchor, tag) => {
                 if let Some(tag) = tag {
                     // Only the core-schema tags that do not change our reading are accepted.
-                    if !(tag.handle == "!!" && matches!(tag.suffix.as_str(), "str" | "int" | "bool" | "null" | "float"))
-                        && !(tag.handle == "tag:yaml.org,2002:")
+                    if !(tag.handle == "!!"
+                        && matches!(
+                            tag.suffix.as_str(),
+                            "str" | "int" | "bool" | "null" | "float"
+                        ))
+                        && (tag.handle != "tag:yaml.org,2002:")
                     {
                         self.diags.push(
                             Diagnostic::error(
@@ -285,10 +289,7 @@ impl Builder<'_> {
                 }
                 self.push_value(node);
             }
-            Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentEnd
-            | Event::Nothing => {}
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
         true
     }
@@ -301,12 +302,13 @@ impl Builder<'_> {
                 entries,
                 pending_key,
                 ..
-            }) => match pending_key.take() {
-                None => *pending_key = Some(node),
-                Some(key) => {
-                    if let (Some(k), false) = (key.as_scalar(), is_merge_key(&key)) {
-                        if let Some((first, _)) =
-                            entries.iter().find(|(e, _)| e.as_scalar() == Some(k))
+            }) => {
+                match pending_key.take() {
+                    None => *pending_key = Some(node),
+                    Some(key) => {
+                        if let (Some(k), false) = (key.as_scalar(), is_merge_key(&key))
+                            && let Some((first, _)) =
+                                entries.iter().find(|(e, _)| e.as_scalar() == Some(k))
                         {
                             self.diags.push(
                                 Diagnostic::error(
@@ -320,10 +322,10 @@ impl Builder<'_> {
                                 .with_help("a key may appear once in a mapping: merge the two or remove one"),
                             );
                         }
+                        entries.push((key, node));
                     }
-                    entries.push((key, node));
                 }
-            },
+            }
         }
     }
 }

@@ -101,7 +101,9 @@ impl NativeChild {
         let status = self.child.wait().await?;
         self.done = true;
         use std::os::unix::process::ExitStatusExt;
-        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
     /// Stop gracefully, escalating after `grace`. Returns the exit code.

@@ -49,12 +49,18 @@ pub fn run(args: ShimArgs) -> ! {
 
 fn run_inner(args: ShimArgs) -> io::Result<i32> {
     if args.argv.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command given"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no command given",
+        ));
     }
     let argv: Vec<CString> = args
         .argv
         .iter()
-        .map(|a| CString::new(a.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument")))
+        .map(|a| {
+            CString::new(a.as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
+        })
         .collect::<io::Result<_>>()?;
 
     // SAFETY: plain syscalls on our own process; the process is single-threaded here.
@@ -64,14 +70,19 @@ fn run_inner(args: ShimArgs) -> io::Result<i32> {
             // Already a group leader (e.g. started by hand): carry on in our group.
             libc::setpgid(0, 0);
         }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, PARENT_DEATH as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            PARENT_DEATH as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             return Err(io::Error::last_os_error());
         }
-        if let Some(ppid) = args.parent_pid {
-            if libc::getppid() != ppid {
-                // pactown died between fork and prctl: nothing to run for.
-                return Ok(128 + libc::SIGKILL);
-            }
+        if args.parent_pid.is_some_and(|ppid| libc::getppid() != ppid) {
+            // pactown died between fork and prctl: nothing to run for.
+            return Ok(128 + libc::SIGKILL);
         }
         if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
             return Err(io::Error::last_os_error());
@@ -84,7 +95,14 @@ fn run_inner(args: ShimArgs) -> io::Result<i32> {
     // SAFETY: sigset manipulation on local values.
     unsafe {
         libc::sigemptyset(&mut handled);
-        for s in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, PARENT_DEATH] {
+        for s in [
+            libc::SIGCHLD,
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            PARENT_DEATH,
+        ] {
             libc::sigaddset(&mut handled, s);
         }
         if libc::sigprocmask(libc::SIG_BLOCK, &handled, &mut previous) != 0 {
@@ -102,7 +120,13 @@ fn run_inner(args: ShimArgs) -> io::Result<i32> {
         unsafe {
             libc::setpgid(0, 0);
             libc::sigprocmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
         }
         if let Err(e) = args.policy.apply_in_child() {
             eprintln!("pactown sandbox-exec: cannot apply the sandbox: {e}");
@@ -207,7 +231,10 @@ fn children_of(pid: u32) -> Vec<i32> {
     };
     for t in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-            out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
         }
     }
     out
