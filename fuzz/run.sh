@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 secs="${1:-660}"
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
-for target in markpact ecosystem; do
+for target in ${TARGETS:-markpact ecosystem}; do
   mkdir -p "corpus/$target"
   cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
     -max_total_time="$secs" -max_len=16384 -dict=dict.txt -print_final_stats=1 2>&1 | tee "run-$target.log" | tail -25

@@ -3,7 +3,9 @@
 //!
 //! - [`native`]: a process started through `pactown sandbox-exec`, in its own session and
 //!   process group, killed with its supervisor.
+//! - [`wasm`]: a WASI component in wasmtime, with capabilities granted explicitly.
 
 #![deny(missing_docs)]
 
 pub mod native;
+pub mod wasm;

@@ -226,10 +226,11 @@ fn include_directives(
     let mut at = 0;
     while let Some(open) = text[at..].find("<!--") {
         let open = at + open;
-        let Some(close) = text[open..].find("-->") else {
+        // The close must come after the opening `<!--` (`<!-->` is not a closed comment).
+        let Some(close) = text[open + 4..].find("-->") else {
             break;
         };
-        let close = open + close + 3;
+        let close = open + 4 + close + 3;
         at = close;
         let inner = &text[open + 4..close - 3];
         let mut words = words(inner, range.start + open + 4);

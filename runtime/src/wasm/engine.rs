@@ -1,0 +1,184 @@
+//! The one wasmtime `Engine` of a pactown process: pooling instance allocator (instantiation in
+//! microseconds), epoch interruption for CPU deadlines with a single ticker thread, and
+//! components precompiled once to native code and kept on disk, keyed by the component's hash
+//! and the engine's compatibility hash, then loaded with mmap and never recompiled.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::state::HostState;
+
+/// How often the epoch advances: the granularity of CPU deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The largest memory any instance may have; per-service limits are checked against it.
+pub const MAX_MEMORY: usize = 1 << 30;
+
+/// Sizing of the engine's pool.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Instances that may exist at once, across all services.
+    pub total_instances: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            total_instances: 1000,
+        }
+    }
+}
+
+/// What a component exports, which decides how it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentKind {
+    /// `wasi:http/incoming-handler`: a fresh instance per request.
+    Http,
+    /// `wasi:cli/run`: runs long.
+    Command,
+}
+
+/// Counters of work done, so callers can prove a warm start compiled nothing.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Components compiled to native code.
+    pub compiled: AtomicU64,
+    /// Components loaded from the precompiled cache.
+    pub loaded: AtomicU64,
+}
+
+/// The shared engine and linker.
+pub struct WasmEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: PathBuf,
+    ticker_stop: Arc<AtomicBool>,
+    /// Work counters.
+    pub stats: EngineStats,
+}
+
+impl WasmEngine {
+    /// Create the engine, its linker (WASI p2 + wasi:http) and the epoch ticker. Compiled
+    /// components are kept in `cache_dir`.
+    pub fn new(config: &EngineConfig, cache_dir: impl Into<PathBuf>) -> anyhow::Result<Arc<Self>> {
+        let mut pool = PoolingAllocationConfig::new();
+        let n = config.total_instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n * 2)
+            .total_tables(n * 2)
+            .total_stacks(n)
+            .max_memory_size(MAX_MEMORY)
+            .max_unused_warm_slots(64);
+        let mut c = Config::new();
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .parallel_compilation(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed)
+            // Keep address-space reservations modest: the pool multiplies them.
+            .memory_reservation(MAX_MEMORY as u64)
+            .memory_guard_size(64 << 20);
+        let engine = Engine::new(&c)
+            .map_err(anyhow::Error::from)
+            .context("cannot create the wasmtime engine")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let stop = ticker_stop.clone();
+        std::thread::Builder::new()
+            .name("pactown-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => return,
+                    }
+                }
+            })?;
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            cache_dir: cache_dir.into(),
+            ticker_stop,
+            stats: EngineStats::default(),
+        }))
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker with every WASI interface (capabilities come from each store's context).
+    pub fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    /// Load a component: from the precompiled cache when present, else compile it once and
+    /// store the result. `key` identifies the component's bytes (e.g. their SHA-256).
+    pub fn load(&self, wasm: &Path, key: &str) -> anyhow::Result<Component> {
+        let compat = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.engine.precompile_compatibility_hash().hash(&mut h);
+            h.finish()
+        };
+        let cwasm = self.cache_dir.join(format!("{key}-{compat:016x}.cwasm"));
+        if cwasm.is_file() {
+            // SAFETY: the file was written by `precompile_component` of an engine with the same
+            // compatibility hash, into pactown's own cache.
+            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &cwasm) } {
+                self.stats.loaded.fetch_add(1, Ordering::Relaxed);
+                return Ok(c);
+            }
+        }
+        let bytes =
+            std::fs::read(wasm).with_context(|| format!("cannot read `{}`", wasm.display()))?;
+        let compiled = self
+            .engine
+            .precompile_component(&bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("`{}` is not a valid WebAssembly component", wasm.display())
+            })?;
+        self.stats.compiled.fetch_add(1, Ordering::Relaxed);
+        std::fs::create_dir_all(&self.cache_dir)?;
+        let tmp = cwasm.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::write(&tmp, &compiled)?;
+        std::fs::rename(&tmp, &cwasm)?;
+        // SAFETY: as above; we just wrote it.
+        unsafe { Component::deserialize_file(&self.engine, &cwasm) }.map_err(anyhow::Error::from)
+    }
+
+    /// What a component exports.
+    pub fn kind(&self, component: &Component) -> Option<ComponentKind> {
+        let ty = component.component_type();
+        let mut kind = None;
+        for (name, _) in ty.exports(&self.engine) {
+            if name.starts_with("wasi:http/incoming-handler@") {
+                return Some(ComponentKind::Http);
+            }
+            if name.starts_with("wasi:cli/run@") {
+                kind = Some(ComponentKind::Command);
+            }
+        }
+        kind
+    }
+}
+
+impl Drop for WasmEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,273 @@
+//! `wasm-http` services: a component exporting `wasi:http/incoming-handler`, served with a
+//! fresh instance per request from a pre-instantiated `ProxyPre` and the pooling allocator.
+//!
+//! A guest that traps, runs out of memory or runs past its CPU deadline fails that request
+//! alone: the caller gets a 500 with the reason, the host logs it, the next request gets a new
+//! instance.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use tokio::sync::Semaphore;
+use wasmtime::Store;
+use wasmtime::component::Component;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use super::engine::{EPOCH_TICK, WasmEngine};
+use super::outgoing::{HOPS_HEADER, OutgoingHooks};
+use super::state::{Capabilities, HostState, LineSink};
+
+/// Boxed error of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Response bodies of wasm services.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Settings of one wasm HTTP service.
+#[derive(Clone)]
+pub struct HttpSettings {
+    /// The service's name (for messages).
+    pub name: String,
+    /// What each instance may do.
+    pub caps: Capabilities,
+    /// Outgoing HTTP.
+    pub hooks: OutgoingHooks,
+    /// Instances at once; more requests wait.
+    pub max_instances: usize,
+    /// Wall-clock limit of a request (a guest blocked in a host call is not interrupted by
+    /// the CPU deadline).
+    pub timeout: Duration,
+    /// Where failures are reported (one line each).
+    pub errors: Option<LineSink>,
+}
+
+/// A loaded wasm HTTP service.
+pub struct HttpService {
+    settings: HttpSettings,
+    engine: Arc<WasmEngine>,
+    pre: ProxyPre<HostState>,
+    permits: Arc<Semaphore>,
+    /// Requests handled.
+    pub requests: AtomicU64,
+    /// Requests that failed inside the guest.
+    pub failures: AtomicU64,
+    /// Instances alive now.
+    pub active: Arc<AtomicU64>,
+}
+
+impl HttpService {
+    /// Pre-instantiate `component` (links every import now, so a missing one is an error here,
+    /// not at the first request).
+    pub fn new(
+        engine: Arc<WasmEngine>,
+        component: &Component,
+        settings: HttpSettings,
+    ) -> anyhow::Result<Self> {
+        let pre = ProxyPre::new(
+            engine
+                .linker()
+                .instantiate_pre(component)
+                .map_err(anyhow::Error::from)?,
+        )
+        .map_err(anyhow::Error::from)?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(settings.max_instances.max(1))),
+            settings,
+            engine,
+            pre,
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            active: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// Handle one request in a fresh instance.
+    pub async fn handle<B>(&self, req: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let what = format!("{} {}", req.method(), req.uri().path());
+        match self.run(req).await {
+            Ok(resp) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+            Err(reason) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                if let Some(log) = &self.settings.errors {
+                    log(&format!("{what} failed in the guest: {reason}"));
+                }
+                error_response(
+                    500,
+                    &format!("service `{}` failed: {reason}", self.settings.name),
+                )
+            }
+        }
+    }
+
+    async fn run<B>(
+        &self,
+        req: http::Request<B>,
+    ) -> Result<http::Response<wasmtime_wasi_http::WasiBody>, String>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "service is stopping".to_string())?;
+        let hops = req
+            .headers()
+            .get(HOPS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let caps = &self.settings.caps;
+        let state = HostState::new(caps, self.settings.hooks.with_hops(hops))
+            .map_err(|e| format!("{e:#}"))?;
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        match caps.limits.cpu_ticks {
+            Some(ticks) => {
+                store.set_epoch_deadline(ticks);
+                store.epoch_deadline_trap();
+            }
+            None => store.epoch_deadline_async_yield_and_update(10),
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(|e| format!("bad request: {e:#}"))?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(tx)
+            .map_err(|e| format!("{e:#}"))?;
+        let pre = self.pre.clone();
+        let memory = caps.limits.memory;
+        let cpu = caps.limits.cpu_ticks;
+        let errors = self.settings.errors.clone();
+        let guard = ActiveGuard::new(&self.active);
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let _alive = guard;
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, out)
+                .await
+        });
+        let answer = tokio::time::timeout(self.settings.timeout, rx).await;
+        match answer {
+            Ok(Ok(Ok(resp))) => {
+                // The body may still be streaming from the guest; report a late failure.
+                if let Some(log) = errors {
+                    tokio::spawn(async move {
+                        if let Ok(Err(e)) = task.await {
+                            log(&format!(
+                                "failed after responding: {}",
+                                explain(&e, memory, cpu)
+                            ));
+                        }
+                    });
+                }
+                Ok(resp)
+            }
+            Ok(Ok(Err(code))) => Err(format!("the guest answered with an error: {code:?}")),
+            Ok(Err(_)) => Err(match task.await {
+                Ok(Ok(())) => "the guest returned without a response".to_string(),
+                Ok(Err(e)) => explain(&e, memory, cpu),
+                Err(e) => format!("the instance task failed: {e}"),
+            }),
+            Err(_) => {
+                task.abort();
+                Err(format!(
+                    "ran past its deadline of {}",
+                    humanize(self.settings.timeout)
+                ))
+            }
+        }
+    }
+}
+
+/// Counts live instances while it lives.
+struct ActiveGuard(Arc<AtomicU64>);
+
+impl ActiveGuard {
+    fn new(c: &Arc<AtomicU64>) -> Self {
+        c.fetch_add(1, Ordering::Relaxed);
+        Self(c.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a guest failed, in words.
+pub fn explain(e: &wasmtime::Error, memory: usize, cpu_ticks: Option<u64>) -> String {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::Interrupt {
+            let budget = cpu_ticks
+                .map(|t| humanize(EPOCH_TICK * t as u32))
+                .unwrap_or_default();
+            return format!("ran past its CPU time limit of {budget} (trap: interrupt)");
+        }
+    }
+    let text = format!("{e:#}");
+    if text.contains("forcing trap when growing memory")
+        || text.contains("memory") && text.contains("limit")
+    {
+        return format!(
+            "ran out of memory (limit {} MiB): {}",
+            memory >> 20,
+            first_line(&text)
+        );
+    }
+    format!("trapped: {}", first_line(&text))
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+fn humanize(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+/// A JSON error response.
+pub fn error_response(status: u16, message: &str) -> http::Response<ResponseBody> {
+    let body = serde_json::json!({"error": message}).to_string();
+    let mut r = http::Response::new(
+        http_body_util::Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}

@@ -1,0 +1,15 @@
+//! WebAssembly sandboxes in wasmtime: one shared engine ([`engine`]), per-request HTTP
+//! instances ([`http`]), long-running commands ([`command`]), the capabilities a guest gets
+//! ([`state`]) and where its outgoing requests go ([`outgoing`]).
+
+pub mod command;
+pub mod engine;
+pub mod http;
+pub mod outgoing;
+pub mod state;
+
+pub use command::{CommandInstance, CommandService};
+pub use engine::{ComponentKind, EngineConfig, WasmEngine};
+pub use http::{HttpService, HttpSettings, ResponseBody};
+pub use outgoing::{InProcess, OutgoingHooks, Resolver, Route};
+pub use state::{Capabilities, DirGrant, Limits, NetPolicy};
