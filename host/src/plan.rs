@@ -125,6 +125,30 @@ pub struct ReferenceOnly {
     pub at: Loc,
 }
 
+/// Limits with defaults applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsPlan {
+    /// Memory, bytes (per instance for wasm).
+    pub memory: u64,
+    /// CPU time per request (wasm-http).
+    #[serde(with = "secs")]
+    pub cpu_time: std::time::Duration,
+    /// Instances at once (wasm-http).
+    pub instances: u32,
+    /// Wall-clock time per request (wasm-http).
+    #[serde(with = "secs")]
+    pub request_timeout: std::time::Duration,
+}
+
+/// Safe defaults for wasm services.
+pub const DEFAULT_WASM_MEMORY: u64 = 128 << 20;
+/// CPU budget of one request.
+pub const DEFAULT_CPU_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+/// Concurrent instances of one service.
+pub const DEFAULT_INSTANCES: u32 = 64;
+/// Wall-clock budget of one request.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Health settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct HealthPlan {
@@ -186,6 +210,10 @@ pub struct ServicePlan {
     pub depends_on: Vec<String>,
     /// Tests from the README.
     pub tests: Vec<Tests>,
+    /// Resource limits.
+    pub limits: LimitsPlan,
+    /// Directories it may see.
+    pub dirs: Vec<crate::spec::ecosystem::DirGrant>,
     /// Blocks pactown reads but does not act on (`bootstrap`, `publish`, `target`, `workload`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reference_only: Vec<ReferenceOnly>,
@@ -305,6 +333,13 @@ fn service_plan(
         replicas: s.replicas,
         depends_on: s.depends_on.iter().map(|d| d.name.clone()).collect(),
         tests: s.content.tests.clone(),
+        limits: LimitsPlan {
+            memory: s.limits.memory.unwrap_or(DEFAULT_WASM_MEMORY),
+            cpu_time: s.limits.cpu_time.unwrap_or(DEFAULT_CPU_TIME),
+            instances: s.limits.instances.unwrap_or(DEFAULT_INSTANCES),
+            request_timeout: s.limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+        },
+        dirs: s.dirs.clone(),
         reference_only: s
             .content
             .extras
@@ -318,6 +353,12 @@ fn service_plan(
 }
 
 fn sandbox_kind(s: &Service) -> (RuntimeKind, String) {
+    if let Some((k, by)) = s.runtime_override() {
+        return (k, format!("{} as set by {by}", k.as_str()));
+    }
+    if crate::build::rust::is_rust(s) {
+        return crate::build::rust::kind_from_source(s);
+    }
     let Some(run) = &s.content.run else {
         return (
             RuntimeKind::Native,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -22,13 +22,20 @@ use tokio::net::TcpListener;
 use crate::orchestrator::supervisor::ServiceRuntime;
 
 /// Response bodies of the router.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Errors of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body from bytes.
 pub fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into())
         .map_err(|never: Infallible| match never {})
-        .boxed()
+        .boxed_unsync()
+}
+
+fn boxed(b: Incoming) -> Body {
+    b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
 }
 
 /// A JSON response.
@@ -127,17 +134,31 @@ impl Router {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         service: &ServiceRuntime,
         peer: SocketAddr,
     ) -> Response<Body> {
         let name = &service.plan.name;
+        if let Some(handler) = service.http_handler() {
+            // In-process: a fresh instance for this request. The guest sees its own name as
+            // the authority, whatever Host the client sent.
+            let path = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            if let Ok(uri) = format!("http://{name}{path}").parse() {
+                *req.uri_mut() = uri;
+            }
+            return handler.handle(req).await;
+        }
         let ports = service.ready_ports();
         let Some(&first) = ports.first() else {
             return unavailable(service);
         };
         let retryable = is_idempotent(req.method()) && body_is_empty(&req);
         let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
         let path = parts
             .uri
             .path_and_query()
@@ -152,7 +173,7 @@ impl Router {
             .parse()
             .expect("valid uri");
         match self.client.request(Request::from_parts(parts, body)).await {
-            Ok(resp) => resp.map(|b| b.boxed()),
+            Ok(resp) => relay(resp),
             // The replica is gone (refused, or a pooled connection it closed as it died): an
             // idempotent request without a body is safe to send once more, to another replica.
             Err(e) if retryable => {
@@ -166,7 +187,7 @@ impl Router {
                         .request(Request::from_parts(p, Empty::new()))
                         .await
                     {
-                        Ok(resp) => return resp.map(|b| b.boxed()),
+                        Ok(resp) => return relay(resp),
                         Err(_) => continue,
                     }
                 }
@@ -179,6 +200,42 @@ impl Router {
             Err(e) => bad_gateway(name, &e),
         }
     }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded. Passing a
+/// replica's `connection: close` to the client would close the client's connection too.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
+        .collect();
+    for n in named
+        .iter()
+        .map(String::as_str)
+        .chain(HOP_BY_HOP.iter().copied())
+    {
+        headers.remove(n);
+    }
+}
+
+fn relay(mut resp: Response<Incoming>) -> Response<Body> {
+    strip_hop_by_hop(resp.headers_mut());
+    resp.map(boxed)
 }
 
 fn is_idempotent(m: &http::Method) -> bool {

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod python;
+pub mod rust;
 
 use std::path::{Path, PathBuf};
 

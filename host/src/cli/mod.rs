@@ -198,10 +198,19 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Load an ecosystem, print its warnings, and turn errors into the CLI's failure.
+/// Load an ecosystem (or a single README, as a one-service ecosystem), print its warnings,
+/// and turn errors into the CLI's failure.
 pub(crate) fn load(path: &std::path::Path, term: &Term) -> anyhow::Result<crate::spec::Loaded> {
     let env = |k: &str| std::env::var(k).ok();
-    match crate::spec::load(path, &env) {
+    let is_readme = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("md"));
+    let result = if is_readme {
+        crate::spec::load_readme(path, None)
+    } else {
+        crate::spec::load(path, &env)
+    };
+    match result {
         Ok(loaded) => {
             term.diagnostics(&loaded.warnings);
             Ok(loaded)

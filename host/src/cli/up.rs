@@ -202,8 +202,20 @@ async fn up(
         Some(Ok(())) => {}
     }
     let status = orch.status();
+    let stats = orch.build_stats();
+    let wasm = if stats.compiled + stats.loaded > 0 {
+        format!(
+            "; wasm: {} cargo build{}, {} compiled, {} loaded precompiled",
+            stats.cargo_builds,
+            if stats.cargo_builds == 1 { "" } else { "s" },
+            stats.compiled,
+            stats.loaded
+        )
+    } else {
+        String::new()
+    };
     term.info(&format!(
-        "\n{}\n{} ready in {} ms (state in {})",
+        "\n{}\n{} ready in {} ms (state in {}{wasm})",
         status::table(&status, term.color).trim_end(),
         eco.name,
         started.elapsed().as_millis(),
@@ -235,7 +247,14 @@ async fn up(
 /// A run command that mentions neither `$PORT` nor `$MARKPACT_PORT` cannot listen where the
 /// router sends traffic (pactown never rewrites commands).
 fn port_warning(s: &crate::spec::Service) -> Option<String> {
-    if s.port == crate::spec::PortSpec::None {
+    use crate::spec::RuntimeKind;
+    let default = if crate::build::rust::is_rust(s) {
+        RuntimeKind::WasmHttp
+    } else {
+        RuntimeKind::Native
+    };
+    let kind = s.runtime_override().map_or(default, |(k, _)| k);
+    if s.port == crate::spec::PortSpec::None || kind != RuntimeKind::Native {
         return None;
     }
     let run = s.content.run.as_ref()?;
@@ -262,6 +281,9 @@ async fn wait_for_signal() {
 }
 
 fn failure_text(e: &anyhow::Error) -> String {
+    if let Some(d) = e.downcast_ref::<crate::spec::Diagnostics>() {
+        return d.render(false).trim_end().to_string();
+    }
     match e.downcast_ref::<StartFailure>() {
         Some(f) => {
             let mut s = f.message.clone();
@@ -276,6 +298,15 @@ fn failure_text(e: &anyhow::Error) -> String {
 }
 
 fn report_failure(term: &Term, e: &anyhow::Error) {
+    if let Some(d) = e.downcast_ref::<crate::spec::Diagnostics>() {
+        term.diagnostics(d);
+        let n = d.error_count();
+        term.error(&format!(
+            "{n} error{} found; nothing was started",
+            if n == 1 { "" } else { "s" }
+        ));
+        return;
+    }
     match e.downcast_ref::<StartFailure>() {
         Some(f) => {
             term.error(&f.message);

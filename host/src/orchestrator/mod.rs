@@ -22,7 +22,33 @@ use crate::router::Router;
 use crate::spec::{Ecosystem, PortSpec};
 use logs::{ConsoleLine, ServiceLog};
 use status::{EcosystemStatus, State};
-use supervisor::{Launch, NotReady, ServiceRuntime};
+use supervisor::{Backend, Launch, NotReady, ServiceRuntime};
+
+use pactown_runtime::wasm::{
+    self, Capabilities, ComponentKind, HttpService, Resolver, Route, WasmEngine,
+};
+
+/// A prepared service: what its native environment adds, and what runs.
+pub struct PreparedService {
+    /// Environment additions of a native service.
+    pub native: build::Prepared,
+    /// What runs.
+    pub backend: Backend,
+}
+
+/// Work done while preparing, to show that a warm start builds and compiles nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BuildStats {
+    /// Services cargo built.
+    pub cargo_builds: u64,
+    /// Components compiled to native code.
+    pub compiled: u64,
+    /// Components loaded precompiled.
+    pub loaded: u64,
+}
+
+/// wasm-http services by name, for in-process calls between guests.
+type HttpRegistry = Arc<std::sync::RwLock<std::collections::HashMap<String, Arc<HttpService>>>>;
 
 /// How `up` runs.
 #[derive(Debug, Clone)]
@@ -64,6 +90,9 @@ pub struct Orchestrator {
     console_done: Option<tokio::task::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     say: Arc<dyn Fn(&str) + Send + Sync>,
+    http_registry: HttpRegistry,
+    engine: std::sync::OnceLock<Arc<WasmEngine>>,
+    stats: std::sync::Mutex<BuildStats>,
 }
 
 impl Orchestrator {
@@ -137,6 +166,9 @@ impl Orchestrator {
             console_done,
             tasks: Vec::new(),
             say,
+            http_registry: Default::default(),
+            engine: std::sync::OnceLock::new(),
+            stats: Default::default(),
         })
     }
 
@@ -173,48 +205,303 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Prepare every sandbox (files, dependencies) in parallel.
+    /// What preparing cost (cargo builds, components compiled or loaded).
+    pub fn build_stats(&self) -> BuildStats {
+        *self.stats.lock().expect("stats")
+    }
+
+    /// Prepare every service in parallel: native sandboxes (files, dependencies) and wasm
+    /// components (built, or found in the cache; loaded precompiled, or compiled once).
     pub async fn prepare(
         &self,
         eco: &Ecosystem,
         cache: &Cache,
-    ) -> anyhow::Result<IndexMap<String, build::Prepared>> {
+    ) -> anyhow::Result<IndexMap<String, PreparedService>> {
         let mut jobs = Vec::new();
         for (name, sp) in &self.plan.services {
             let service = eco.services[name.as_str()].clone();
             let sp = sp.clone();
             let cache = cache.clone();
             let say = self.say.clone();
+            let wasm = sp.sandbox.kind != crate::spec::RuntimeKind::Native;
             jobs.push((
                 name.clone(),
-                tokio::task::spawn_blocking(move || build::prepare(&service, &sp, &cache, &*say)),
+                tokio::task::spawn_blocking(move || -> anyhow::Result<Built> {
+                    if wasm {
+                        match build::rust::build(&service, &cache, &*say) {
+                            Ok(a) => Ok(Built::Wasm(a)),
+                            Err(build::rust::BuildError::Code(d)) => Err(d.into()),
+                            Err(build::rust::BuildError::Other(e)) => Err(e),
+                        }
+                    } else {
+                        build::prepare(&service, &sp, &cache, &*say).map(Built::Native)
+                    }
+                }),
             ));
         }
-        let mut out = IndexMap::new();
+        let mut built = IndexMap::new();
+        let mut errors = crate::spec::Diagnostics::default();
+        let mut other = None;
         for (name, job) in jobs {
-            let prepared = job.await.context("a build task panicked")??;
-            out.insert(name, prepared);
+            match job.await.context("a build task panicked")? {
+                Ok(b) => {
+                    built.insert(name, b);
+                }
+                Err(e) => match e.downcast::<crate::spec::Diagnostics>() {
+                    Ok(d) => errors.extend(d),
+                    Err(e) => other = other.or(Some(e.context(format!("cannot prepare `{name}`")))),
+                },
+            }
+        }
+        if errors.has_errors() {
+            return Err(errors.into());
+        }
+        if let Some(e) = other {
+            return Err(e);
+        }
+        let mut out = IndexMap::new();
+        for (name, b) in built {
+            let backend = match b {
+                Built::Native(p) => {
+                    out.insert(
+                        name,
+                        PreparedService {
+                            native: p,
+                            backend: Backend::Native,
+                        },
+                    );
+                    continue;
+                }
+                Built::Wasm(artifact) => {
+                    self.stats.lock().expect("stats").cargo_builds += u64::from(artifact.built);
+                    self.wasm_backend(&name, &artifact, cache).await?
+                }
+            };
+            out.insert(
+                name,
+                PreparedService {
+                    native: build::Prepared::default(),
+                    backend,
+                },
+            );
+        }
+        let stats = self.engine.get().map(|e| {
+            (
+                e.stats.compiled.load(std::sync::atomic::Ordering::Relaxed),
+                e.stats.loaded.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        });
+        if let Some((compiled, loaded)) = stats {
+            let mut s = self.stats.lock().expect("stats");
+            s.compiled = compiled;
+            s.loaded = loaded;
         }
         Ok(out)
     }
 
+    fn engine(&self, cache: &Cache) -> anyhow::Result<Arc<WasmEngine>> {
+        if let Some(e) = self.engine.get() {
+            return Ok(e.clone());
+        }
+        let e = WasmEngine::new(
+            &wasm::EngineConfig::default(),
+            cache.path(&["wasm", "compiled"]),
+        )?;
+        Ok(self.engine.get_or_init(|| e).clone())
+    }
+
+    /// Load a built component and make the service's backend.
+    async fn wasm_backend(
+        &self,
+        name: &str,
+        artifact: &build::rust::Artifact,
+        cache: &Cache,
+    ) -> anyhow::Result<Backend> {
+        let engine = self.engine(cache)?;
+        let rt = self.services[name].clone();
+        let sp = &rt.plan;
+        let (e, wasm_path, key) = (
+            engine.clone(),
+            artifact.wasm.clone(),
+            artifact.key[..32].to_string(),
+        );
+        let component = tokio::task::spawn_blocking(move || e.load(&wasm_path, &key))
+            .await
+            .context("a compile task panicked")?
+            .with_context(|| format!("cannot load the component of `{name}`"))?;
+        let want = match sp.sandbox.kind {
+            crate::spec::RuntimeKind::WasmHttp => ComponentKind::Http,
+            _ => ComponentKind::Command,
+        };
+        let got = engine.kind(&component);
+        if got != Some(want) {
+            let exports = match got {
+                Some(ComponentKind::Http) => "wasi:http/incoming-handler",
+                Some(ComponentKind::Command) => "wasi:cli/run",
+                None => "neither wasi:http/incoming-handler nor wasi:cli/run",
+            };
+            anyhow::bail!(
+                "`{name}` runs as {}, but its component exports {exports}; set `runtime:` to match, or change the code",
+                sp.sandbox.kind.as_str()
+            );
+        }
+        let caps = self.capabilities(&rt)?;
+        let hooks = wasm::OutgoingHooks::new(name, Some(self.resolver(name)));
+        Ok(match want {
+            ComponentKind::Http => {
+                let log = rt.log.clone();
+                let label = name.to_string();
+                let svc = Arc::new(HttpService::new(
+                    engine,
+                    &component,
+                    wasm::HttpSettings {
+                        name: name.to_string(),
+                        caps,
+                        hooks,
+                        max_instances: sp.limits.instances as usize,
+                        timeout: sp.limits.request_timeout,
+                        errors: Some(Arc::new(move |m: &str| log.event(&label, m))),
+                    },
+                )?);
+                self.http_registry
+                    .write()
+                    .expect("registry")
+                    .insert(name.to_string(), svc.clone());
+                Backend::WasmHttp(svc)
+            }
+            ComponentKind::Command => Backend::WasmCommand {
+                service: Arc::new(wasm::CommandService::new(engine, &component)?),
+                caps,
+                hooks,
+            },
+        })
+    }
+
+    /// Deny by default: the plan's variables, the granted directories, its dependencies'
+    /// addresses, its limits; output and refusals go to its log.
+    fn capabilities(&self, rt: &Arc<ServiceRuntime>) -> anyhow::Result<Capabilities> {
+        let sp = &rt.plan;
+        let mut caps = Capabilities::new();
+        caps.env = sp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for d in &sp.dirs {
+            if d.write {
+                std::fs::create_dir_all(&d.host)
+                    .with_context(|| format!("cannot create `{}`", d.host.display()))?;
+            }
+            caps.dirs.push(wasm::DirGrant {
+                host: d.host.clone(),
+                guest: d.guest.clone(),
+                write: d.write,
+            });
+        }
+        caps.net.connect = sp
+            .depends_on
+            .iter()
+            .filter_map(|dep| self.plan.services.get(dep).and_then(|d| d.port))
+            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        let ticks = sp.limits.cpu_time.as_millis() / wasm::engine::EPOCH_TICK.as_millis();
+        caps.limits = wasm::Limits {
+            memory: sp.limits.memory as usize,
+            cpu_ticks: (sp.sandbox.kind == crate::spec::RuntimeKind::WasmHttp)
+                .then_some(ticks.max(1) as u64),
+        };
+        let log = rt.log.clone();
+        let label = sp.name.clone();
+        caps.output = Some(Arc::new(move |line: &str| log.line(&label, line)));
+        let log = rt.log.clone();
+        let label = sp.name.clone();
+        caps.denials = Some(Arc::new(move |action: &str, target: &str| {
+            log.event(&label, &format!("denied {action} {target}"))
+        }));
+        Ok(caps)
+    }
+
+    /// Where `caller`'s outgoing requests go: declared dependencies by name (or by their
+    /// stable address), a wasm-http dependency in-process; anything else is refused with a
+    /// message the guest can read, and logged.
+    fn resolver(&self, caller: &str) -> Resolver {
+        let me = &self.plan.services[caller];
+        let deps: std::collections::HashMap<String, Option<u16>> = me
+            .depends_on
+            .iter()
+            .map(|d| (d.clone(), self.plan.services.get(d).and_then(|s| s.port)))
+            .collect();
+        let names: std::collections::HashSet<String> = self.plan.services.keys().cloned().collect();
+        let registry = self.http_registry.clone();
+        let log = self.services[caller].log.clone();
+        let caller = caller.to_string();
+        Arc::new(move |host: &str, port: Option<u16>| {
+            let by_addr = || {
+                let loopback = matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]");
+                port.filter(|_| loopback).and_then(|p| {
+                    deps.iter()
+                        .find(|(_, dp)| **dp == Some(p))
+                        .map(|(n, _)| n.clone())
+                })
+            };
+            let target = if deps.contains_key(host) {
+                Some(host.to_string())
+            } else {
+                by_addr()
+            };
+            if let Some(t) = target {
+                if let Some(svc) = registry.read().expect("registry").get(&t) {
+                    return Route::InProcess(Arc::new(wasm::InProcessHttp(svc.clone())));
+                }
+                return match deps[&t] {
+                    Some(p) => Route::Forward(std::net::SocketAddr::from(([127, 0, 0, 1], p))),
+                    None => Route::Respond {
+                        status: 502,
+                        message: format!("service `{t}` has no address"),
+                    },
+                };
+            }
+            let (status, message) = if names.contains(host) {
+                (
+                    403,
+                    format!(
+                        "`{caller}` may not call `{host}`: it is not in `{caller}`'s `depends_on`; add it there"
+                    ),
+                )
+            } else {
+                (502, format!("no service `{host}` in this ecosystem"))
+            };
+            log.event(
+                &caller,
+                &format!("refused outgoing request to `{host}`: {message}"),
+            );
+            Route::Respond { status, message }
+        })
+    }
+
     /// Start the services wave by wave; each wave waits for the previous to be ready. On a
     /// failure, the error carries the failing service's last log lines.
-    pub async fn start(&self, prepared: &IndexMap<String, build::Prepared>) -> anyhow::Result<()> {
+    pub async fn start(&self, prepared: &IndexMap<String, PreparedService>) -> anyhow::Result<()> {
         let exe = std::env::current_exe()
             .context("cannot find the pactown binary for the sandbox shim")?;
         for wave in &self.plan.waves {
             let mut waiting = Vec::new();
             for name in wave {
                 let rt = &self.services[name.as_str()];
-                if rt.plan.run.is_none() {
+                let p = &prepared[name.as_str()];
+                if matches!(p.backend, Backend::Native) && rt.plan.run.is_none() {
                     rt.log.event(name, "no run block: nothing to start");
                     continue;
                 }
                 let launch = Arc::new(Launch {
                     exe: exe.clone(),
-                    env: service_env(&rt.plan, &prepared[name.as_str()]),
+                    env: match p.backend {
+                        Backend::Native => service_env(&rt.plan, &p.native),
+                        _ => rt
+                            .plan
+                            .env
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    },
                     policy: Default::default(),
+                    backend: p.backend.clone(),
                 });
                 rt.start(launch);
                 waiting.push((name, rt.clone(), Instant::now() + rt.plan.health.timeout));
@@ -341,6 +628,12 @@ impl Orchestrator {
     pub fn say(&self, msg: &str) {
         (self.say)(msg)
     }
+}
+
+/// What a build produced.
+enum Built {
+    Native(build::Prepared),
+    Wasm(build::rust::Artifact),
 }
 
 /// Await all futures (a small join_all, to avoid a dependency).

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pactown_runtime::native::{NativeSpec, SandboxPolicy};
+use pactown_runtime::native::{NativeChild, NativeSpec, SandboxPolicy};
+use pactown_runtime::wasm::{
+    Capabilities, CommandInstance, CommandService, HttpService, OutgoingHooks,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -29,15 +32,68 @@ enum Desired {
     Stopped,
 }
 
-/// Everything needed to start a replica's process.
-#[derive(Debug, Clone)]
+/// Everything needed to start a replica.
+#[derive(Clone)]
 pub struct Launch {
     /// The pactown binary (for the sandbox shim).
     pub exe: PathBuf,
     /// Environment without the per-replica port variables.
     pub env: Vec<(String, String)>,
-    /// Confinement.
+    /// Confinement of native processes.
     pub policy: SandboxPolicy,
+    /// What runs.
+    pub backend: Backend,
+}
+
+/// What a service's replicas are.
+#[derive(Clone)]
+pub enum Backend {
+    /// Processes through the sandbox shim.
+    Native,
+    /// A long-running component; each replica an instance on its own port.
+    WasmCommand {
+        /// The loaded component.
+        service: Arc<CommandService>,
+        /// Its capabilities (the replica's port is added per replica).
+        caps: Capabilities,
+        /// Its outgoing HTTP.
+        hooks: OutgoingHooks,
+    },
+    /// A component handling requests in-process, a fresh instance per request.
+    WasmHttp(Arc<HttpService>),
+}
+
+/// A running replica: a process or a component instance.
+enum Running {
+    Native(NativeChild),
+    Wasm(CommandInstance),
+}
+
+impl Running {
+    fn pid(&self) -> i32 {
+        match self {
+            Running::Native(c) => c.pid(),
+            Running::Wasm(_) => std::process::id() as i32,
+        }
+    }
+
+    async fn wait(&mut self) -> i32 {
+        match self {
+            Running::Native(c) => c.wait().await.unwrap_or(1),
+            Running::Wasm(i) => i.wait().await,
+        }
+    }
+
+    async fn stop(&mut self, grace: Duration) -> i32 {
+        match self {
+            Running::Native(c) => c.stop(grace).await.unwrap_or(1),
+            // A component has no signal handlers: its instance is dropped.
+            Running::Wasm(i) => {
+                i.kill();
+                i.wait().await
+            }
+        }
+    }
 }
 
 /// A supervised service.
@@ -50,6 +106,7 @@ pub struct ServiceRuntime {
     changed: watch::Sender<u64>,
     desired: Vec<watch::Sender<Desired>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    http: std::sync::OnceLock<Arc<HttpService>>,
     next: AtomicUsize,
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -66,7 +123,12 @@ pub enum NotReady {
 impl ServiceRuntime {
     /// Create the service's runtime state (nothing starts yet).
     pub fn new(plan: ServicePlan, log: Arc<ServiceLog>) -> Arc<Self> {
-        let n = plan.replicas as usize;
+        // Per-request instances have no replicas to count: one in-process entry stands for them.
+        let n = if plan.sandbox.kind == crate::spec::RuntimeKind::WasmHttp {
+            1
+        } else {
+            plan.replicas as usize
+        };
         let replicas = (1..=n)
             .map(|index| ReplicaStatus {
                 index,
@@ -87,6 +149,7 @@ impl ServiceRuntime {
                 .map(|_| watch::channel(Desired::Running(0)).0)
                 .collect(),
             tasks: Mutex::new(Vec::new()),
+            http: std::sync::OnceLock::new(),
             next: AtomicUsize::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
         })
@@ -95,6 +158,15 @@ impl ServiceRuntime {
     /// Start every replica. Must be called from an async task on a runtime worker thread:
     /// the kernel's parent-death signal is tied to the thread that forks.
     pub fn start(self: &Arc<Self>, launch: Arc<Launch>) {
+        if let Backend::WasmHttp(svc) = &launch.backend {
+            // Loaded and pre-instantiated: ready now; instances are made per request.
+            let _ = self.http.set(svc.clone());
+            self.update(0, |r| {
+                r.state = State::Ready;
+                r.pid = Some(std::process::id() as i32);
+            });
+            return;
+        }
         for i in 0..self.desired.len() {
             self.update(i, |r| r.state = State::Starting);
         }
@@ -121,6 +193,14 @@ impl ServiceRuntime {
             restarts: replicas.iter().map(|r| r.restarts).sum(),
             replicas,
         }
+    }
+
+    /// The in-process handler of a `wasm-http` service.
+    pub fn http_handler(&self) -> Option<Arc<HttpService>> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.http.get().cloned()
     }
 
     /// Internal ports of ready replicas, starting at the next one in round-robin order.
@@ -206,6 +286,12 @@ impl ServiceRuntime {
     /// Stop every replica (SIGTERM, grace period, then kill) and wait for them.
     pub async fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
+        if self.http.get().is_some() {
+            self.update(0, |r| {
+                r.state = State::Stopped;
+                r.pid = None;
+            });
+        }
         for d in &self.desired {
             let _ = d.send(Desired::Stopped);
         }
@@ -337,26 +423,10 @@ impl ServiceRuntime {
             },
             None => None,
         };
-        let mut env = launch.env.clone();
-        if let Some(p) = port {
-            for var in crate::plan::REPLICA_PORT_VARS {
-                env.push((var.to_string(), p.to_string()));
-            }
-        }
-        let spec = NativeSpec {
-            argv: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                self.plan.run.clone().unwrap_or_default(),
-            ],
-            cwd: self.plan.sandbox.dir.clone(),
-            env,
-            policy: launch.policy.clone(),
-        };
-        let mut child = match spec.spawn(&launch.exe) {
+        let mut child = match self.launch(i, label, launch, port) {
             Ok(c) => c,
             Err(e) => {
-                self.log.event(label, &format!("cannot start: {e}"));
+                self.log.event(label, &format!("cannot start: {e:#}"));
                 return Outcome::Exited {
                     code: 127,
                     healthy_for: Duration::ZERO,
@@ -370,16 +440,18 @@ impl ServiceRuntime {
             r.port = port;
             r.health_ms = None;
         });
-        let (out, err) = child.take_output();
-        if let Some(out) = out {
-            let log = self.log.clone();
-            let l = label.to_string();
-            tokio::spawn(async move { log.drain(l, out).await });
-        }
-        if let Some(err) = err {
-            let log = self.log.clone();
-            let l = label.to_string();
-            tokio::spawn(async move { log.drain(l, err).await });
+        if let Running::Native(c) = &mut child {
+            let (out, err) = c.take_output();
+            if let Some(out) = out {
+                let log = self.log.clone();
+                let l = label.to_string();
+                tokio::spawn(async move { log.drain(l, out).await });
+            }
+            if let Some(err) = err {
+                let log = self.log.clone();
+                let l = label.to_string();
+                tokio::spawn(async move { log.drain(l, err).await });
+            }
         }
         let path = self.plan.health.check.as_deref();
         let grace = self.plan.stop_grace_period;
@@ -393,7 +465,6 @@ impl ServiceRuntime {
         };
         tokio::select! {
             code = child.wait() => {
-                let code = code.unwrap_or(1);
                 self.log.event(label, &format!("exited with code {code} before it was ready"));
                 self.update(i, |r| r.last_exit = Some(code));
                 return Outcome::Exited { code, healthy_for: Duration::ZERO };
@@ -435,7 +506,6 @@ impl ServiceRuntime {
         };
         tokio::select! {
             code = child.wait() => {
-                let code = code.unwrap_or(1);
                 self.log.event(label, &format!("exited with code {code}"));
                 self.update(i, |r| r.last_exit = Some(code));
                 Outcome::Exited { code, healthy_for: ready_at.elapsed() }
@@ -443,7 +513,7 @@ impl ServiceRuntime {
             _ = live => {
                 self.log.event(label, &format!("failed {LIVENESS_FAILURES} health checks in a row; stopping it"));
                 self.update(i, |r| r.state = State::Starting);
-                let code = child.stop(grace).await.unwrap_or(1);
+                let code = child.stop(grace).await;
                 self.update(i, |r| r.last_exit = Some(code));
                 Outcome::Exited { code: code.max(1), healthy_for: ready_at.elapsed() }
             }
@@ -451,15 +521,65 @@ impl ServiceRuntime {
         }
     }
 
+    /// Start replica `i`: a process through the shim, or a component instance.
+    fn launch(
+        &self,
+        i: usize,
+        label: &str,
+        launch: &Launch,
+        port: Option<u16>,
+    ) -> anyhow::Result<Running> {
+        let mut env = launch.env.clone();
+        if let Some(p) = port {
+            for var in crate::plan::REPLICA_PORT_VARS {
+                env.push((var.to_string(), p.to_string()));
+            }
+        }
+        let _ = i;
+        match &launch.backend {
+            Backend::Native | Backend::WasmHttp(_) => {
+                let spec = NativeSpec {
+                    argv: vec![
+                        "/bin/sh".into(),
+                        "-c".into(),
+                        self.plan.run.clone().unwrap_or_default(),
+                    ],
+                    cwd: self.plan.sandbox.dir.clone(),
+                    env,
+                    policy: launch.policy.clone(),
+                };
+                Ok(Running::Native(spec.spawn(&launch.exe)?))
+            }
+            Backend::WasmCommand {
+                service,
+                caps,
+                hooks,
+            } => {
+                let mut caps = caps.clone();
+                caps.env = env;
+                caps.net.bind_port = port;
+                let log = self.log.clone();
+                let l = label.to_string();
+                let report: pactown_runtime::wasm::state::LineSink =
+                    Arc::new(move |m: &str| log.event(&l, m));
+                Ok(Running::Wasm(service.start(
+                    &caps,
+                    hooks.clone(),
+                    Some(report),
+                )?))
+            }
+        }
+    }
+
     async fn stop_child(
         &self,
-        child: &mut pactown_runtime::native::NativeChild,
+        child: &mut Running,
         desired: &watch::Receiver<Desired>,
         grace: Duration,
         label: &str,
     ) -> Outcome {
         let stopping = *desired.borrow() == Desired::Stopped;
-        let code = child.stop(grace).await.unwrap_or(1);
+        let code = child.stop(grace).await;
         self.log
             .event(label, &format!("stopped (exit code {code})"));
         if stopping {

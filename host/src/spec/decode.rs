@@ -319,6 +319,37 @@ impl Decoder<'_> {
         parsed
     }
 
+    /// A size in bytes: a number, or a number with a unit (`64M`, `64MiB`, `1G`, `512k`).
+    pub fn byte_size(&mut self, node: &Node, what: &str) -> Option<u64> {
+        let text = self.string(node, what)?;
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let mult: Option<u64> = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => Some(1),
+            "k" | "kb" | "kib" => Some(1 << 10),
+            "m" | "mb" | "mib" => Some(1 << 20),
+            "g" | "gb" | "gib" => Some(1 << 30),
+            _ => None,
+        };
+        match (num.parse::<f64>(), mult) {
+            (Ok(n), Some(m)) if n > 0.0 => Some((n * m as f64) as u64),
+            _ => {
+                self.error(
+                    "yaml::size",
+                    node.span.clone(),
+                    format!("`{what}` must be a size, found `{text}`"),
+                    format!(
+                        "write bytes or a size with a unit, e.g. `{what}: 64M` or `{what}: 1G`"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// A list; a single scalar is not silently promoted.
     pub fn seq<'n>(&mut self, node: &'n Node, what: &str, example: &str) -> Option<&'n [Node]> {
         match &node.kind {

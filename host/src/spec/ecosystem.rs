@@ -43,7 +43,16 @@ const SERVICE_FIELDS: &[&str] = &[
     "sandbox_path",
     "version",
     "stop_grace_period",
+    "runtime",
+    "limits",
+    "dirs",
 ];
+
+const LIMIT_FIELDS: &[&str] = &["memory", "cpu_time", "instances", "request_timeout"];
+const DIR_FIELDS: &[&str] = &["host", "guest", "write"];
+
+/// The most memory one wasm instance may be given.
+pub const MAX_WASM_MEMORY: u64 = 1 << 30;
 
 const DEPENDENCY_FIELDS: &[&str] = &["name", "version", "registry", "endpoint", "env_var"];
 const REGISTRY_FIELDS: &[&str] = &["url", "namespace", "auth_token"];
@@ -91,6 +100,36 @@ pub struct HealthCheck {
     /// Time between liveness checks once ready.
     #[serde(with = "secs")]
     pub interval: Duration,
+}
+
+/// Resource limits of a service. For wasm services they apply per instance (`memory`), per
+/// request (`cpu_time`, `request_timeout`) and per service (`instances`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Limits {
+    /// Bytes of memory.
+    pub memory: Option<u64>,
+    /// CPU time per request.
+    #[serde(with = "opt_secs")]
+    pub cpu_time: Option<Duration>,
+    /// Instances at once.
+    pub instances: Option<u32>,
+    /// Wall-clock time per request.
+    #[serde(with = "opt_secs")]
+    pub request_timeout: Option<Duration>,
+}
+
+/// A directory a service may see.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirGrant {
+    /// On the host (relative to the ecosystem file).
+    pub host: PathBuf,
+    /// Where the service sees it.
+    pub guest: String,
+    /// Writable (read-only otherwise).
+    pub write: bool,
+    /// Where it is granted.
+    #[serde(skip)]
+    pub span: Range<usize>,
 }
 
 /// One entry of `depends_on`.
@@ -146,6 +185,15 @@ pub struct Service {
     /// Time between SIGTERM and SIGKILL on stop.
     #[serde(with = "secs")]
     pub stop_grace_period: Duration,
+    /// `runtime:`, overriding the kind pactown would pick.
+    pub runtime: Option<super::service::RuntimeKind>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Directories it may see (none by default).
+    pub dirs: Vec<DirGrant>,
+    /// The `runtime:` value.
+    #[serde(skip)]
+    pub runtime_span: Option<Range<usize>>,
     /// What its README says.
     #[serde(skip)]
     pub content: ServiceSource,
@@ -158,6 +206,23 @@ pub struct Service {
     /// The `readme:` value.
     #[serde(skip)]
     pub readme_span: Option<Range<usize>>,
+}
+
+impl Service {
+    /// The kind the user asked for, and where: `runtime:` in the ecosystem file wins over
+    /// `runtime=` on the README's run block.
+    pub fn runtime_override(&self) -> Option<(super::service::RuntimeKind, String)> {
+        if let (Some(k), Some(_)) = (self.runtime, &self.runtime_span) {
+            return Some((k, "`runtime:` in the ecosystem file".into()));
+        }
+        let run = self.content.run.as_ref()?;
+        run.runtime.map(|k| {
+            (
+                k,
+                format!("`runtime={}` on the run block ({})", k.as_str(), run.loc),
+            )
+        })
+    }
 }
 
 /// A whole ecosystem file, checked.
@@ -367,6 +432,10 @@ fn service(
         sandbox_path: None,
         version: None,
         stop_grace_period: DEFAULT_STOP_GRACE,
+        runtime: None,
+        limits: Limits::default(),
+        dirs: Vec::new(),
+        runtime_span: None,
         content: ServiceSource::default(),
         name_span,
         port_span: None,
@@ -417,6 +486,28 @@ fn service(
                     s.sandbox_path = p.map(|p| normalize(&dir.join(p)));
                 }
             }
+            "runtime" => {
+                if let Some(text) = d.string(v, "runtime") {
+                    match super::service::RuntimeKind::parse(text.trim()) {
+                        Some(k) => {
+                            s.runtime = Some(k);
+                            s.runtime_span = Some(v.span.clone());
+                        }
+                        None => d.error(
+                            "yaml::runtime",
+                            v.span.clone(),
+                            format!("unknown runtime `{text}`"),
+                            "write `native`, `wasm-http` or `wasm-command`",
+                        ),
+                    }
+                }
+            }
+            "limits" => {
+                if let Some(l) = limits(d, v) {
+                    s.limits = l;
+                }
+            }
+            "dirs" => s.dirs = dirs(d, dir, v),
             "version" => {
                 if let Some(ver) = d.string(v, "version") {
                     match semver::Version::parse(ver.trim()) {
@@ -434,6 +525,121 @@ fn service(
         }
     }
     (named_ok && d.diags.error_count() == errors_before).then_some(s)
+}
+
+fn limits(d: &mut Decoder<'_>, node: &Node) -> Option<Limits> {
+    let entries = d.mapping(node, "`limits`", LIMIT_FIELDS)?;
+    let mut l = Limits::default();
+    for e in entries {
+        let v = e.value;
+        match e.key {
+            "memory" => {
+                let bytes = d.byte_size(v, "memory")?;
+                if bytes < 1 << 20 {
+                    d.error(
+                        "yaml::range",
+                        v.span.clone(),
+                        "`memory` is below 1 MiB",
+                        "give at least `memory: 16M`",
+                    );
+                    return None;
+                }
+                l.memory = Some(bytes);
+            }
+            "cpu_time" => l.cpu_time = Some(d.duration(v, "cpu_time")?),
+            "request_timeout" => l.request_timeout = Some(d.duration(v, "request_timeout")?),
+            "instances" => l.instances = Some(d.int(v, "instances", 1..=10_000, "32")? as u32),
+            _ => unreachable!(),
+        }
+    }
+    Some(l)
+}
+
+/// `dirs:` items: `./data` (read-only at `/data`), `./data:/srv/data[:rw|ro]`, or
+/// `{host: ./data, guest: /data, write: true}`.
+fn dirs(d: &mut Decoder<'_>, base: &Path, node: &Node) -> Vec<DirGrant> {
+    let Some(items) = d.seq(node, "dirs", "[./data]") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let (host, guest, write) = if item.as_scalar().is_some() {
+            let Some(text) = d.string(item, "dirs") else {
+                continue;
+            };
+            let mut parts = text.split(':');
+            let host = parts.next().unwrap_or_default().to_string();
+            let guest = parts.next().map(str::to_string);
+            let write = match parts.next() {
+                None | Some("ro") => false,
+                Some("rw") => true,
+                Some(other) => {
+                    d.error(
+                        "yaml::dirs",
+                        item.span.clone(),
+                        format!("unknown access `{other}`"),
+                        "end with `:ro` (the default) or `:rw`",
+                    );
+                    continue;
+                }
+            };
+            (host, guest, write)
+        } else {
+            let Some(entries) = d.mapping(item, "a `dirs` entry", DIR_FIELDS) else {
+                continue;
+            };
+            let (mut host, mut guest, mut write) = (None, None, false);
+            for e in entries {
+                match e.key {
+                    "host" => host = d.string(e.value, "host"),
+                    "guest" => guest = d.string(e.value, "guest"),
+                    "write" => write = d.bool(e.value, "write").unwrap_or(false),
+                    _ => unreachable!(),
+                }
+            }
+            let Some(host) = host else {
+                d.error(
+                    "yaml::dirs",
+                    item.span.clone(),
+                    "a `dirs` entry needs `host`",
+                    "write `{host: ./data, guest: /data}`",
+                );
+                continue;
+            };
+            (host, guest, write)
+        };
+        let name = Path::new(&host)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".into());
+        let guest = guest.unwrap_or_else(|| format!("/{name}"));
+        if !guest.starts_with('/') {
+            d.error(
+                "yaml::dirs",
+                item.span.clone(),
+                format!("guest path `{guest}` is not absolute"),
+                format!("write `/{guest}`"),
+            );
+            continue;
+        }
+        let host_path = normalize(&base.join(&host));
+        if !write && !host_path.is_dir() {
+            d.error(
+                "yaml::dirs",
+                item.span.clone(),
+                format!("directory `{}` does not exist", host_path.display()),
+                "create it, or grant it with `:rw` to have pactown create it",
+            );
+            continue;
+        }
+        out.push(DirGrant {
+            host: host_path,
+            guest,
+            write,
+            span: item.span.clone(),
+        });
+    }
+    out
 }
 
 fn health(d: &mut Decoder<'_>, node: &Node) -> Option<HealthCheck> {
@@ -776,6 +982,9 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
             }
         }
     }
+    for s in eco.services.values() {
+        check_runtime(s, src, diags);
+    }
     let mut ports: IndexMap<u16, &Service> = IndexMap::new();
     for s in eco.services.values() {
         if let PortSpec::Fixed(p) = s.port {
@@ -805,6 +1014,46 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
             } else {
                 ports.insert(p, s);
             }
+        }
+    }
+}
+
+/// A wasm runtime needs a language with a WASM build; memory must fit the engine's pool.
+fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
+    let wasm = matches!(
+        s.runtime_override(),
+        Some((
+            super::service::RuntimeKind::WasmHttp | super::service::RuntimeKind::WasmCommand,
+            _
+        ))
+    );
+    if wasm && !crate::build::rust::is_rust(s) {
+        diags.push(
+            Diagnostic::error(
+                "yaml::runtime",
+                format!(
+                    "`{}` has no Rust source, and only Rust services build to WebAssembly yet",
+                    s.name
+                ),
+                src,
+                s.runtime_span.clone().unwrap_or(s.name_span.clone()),
+            )
+            .with_help(
+                "use `runtime: native`, or write the service in Rust (a `src/main.rs` file block)",
+            ),
+        );
+    }
+    if let Some(m) = s.limits.memory {
+        if m > MAX_WASM_MEMORY && (wasm || s.runtime.is_none() && crate::build::rust::is_rust(s)) {
+            diags.push(
+                Diagnostic::error(
+                    "yaml::range",
+                    format!("`{}` asks for {} MiB per instance; wasm instances may have at most 1024 MiB", s.name, m >> 20),
+                    src,
+                    s.name_span.clone(),
+                )
+                .with_help("lower `limits.memory` to `1G` or less"),
+            );
         }
     }
 }
@@ -852,6 +1101,19 @@ pub fn assign_ports(eco: &Ecosystem) -> IndexMap<String, Option<u16>> {
         out.insert(s.name.clone(), port);
     }
     out
+}
+
+/// Serialize optional durations as fractional seconds.
+pub mod opt_secs {
+    use std::time::Duration;
+
+    /// Serialize as seconds or null.
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// Serialize durations as fractional seconds.

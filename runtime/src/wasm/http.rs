@@ -204,6 +204,29 @@ impl HttpService {
     }
 }
 
+/// A wasm HTTP service as an in-process callee of other guests: wasm → wasm without TCP.
+pub struct InProcessHttp(pub Arc<HttpService>);
+
+impl super::outgoing::InProcess for InProcessHttp {
+    fn call(
+        &self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = http::Response<wasmtime_wasi_http::WasiBody>> + Send>,
+    > {
+        let svc = self.0.clone();
+        let (parts, body) = request.into_parts();
+        let request =
+            http::Request::from_parts(parts, super::outgoing::DrainedBody::spawn(body).boxed());
+        Box::pin(async move {
+            svc.handle(request).await.map(|b| {
+                b.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+                    .boxed_unsync()
+            })
+        })
+    }
+}
+
 /// Counts live instances while it lives.
 struct ActiveGuard(Arc<AtomicU64>);
 

@@ -43,8 +43,8 @@ pub trait InProcess: Send + Sync {
     ) -> std::pin::Pin<Box<dyn Future<Output = http::Response<WasiBody>> + Send>>;
 }
 
-/// Decides a [`Route`] from the request's host name and the hop count so far.
-pub type Resolver = Arc<dyn Fn(&str) -> Route + Send + Sync>;
+/// Decides a [`Route`] from the request's host name and port (if it gave one).
+pub type Resolver = Arc<dyn Fn(&str, Option<u16>) -> Route + Send + Sync>;
 
 /// The `WasiHttpHooks` of one instance.
 #[derive(Clone)]
@@ -89,6 +89,69 @@ pub fn json_response(status: u16, message: &str) -> http::Response<WasiBody> {
     r
 }
 
+/// A guest's request body as seen by whoever receives it (a callee in-process, or hyper
+/// sending it over TCP). Like a socket buffer, it lets the guest finish writing even when the
+/// receiver is done with the body early (answered without reading it, or saw it was empty): a
+/// task reads the guest's body to its end, passing frames on while the receiver listens and
+/// discarding them after. Without this, wstd's client, which writes the body while awaiting
+/// the response, fails with "connection reset" whenever the other side is quicker. The body's
+/// size hint is kept, so framing (content-length or chunked) is unchanged.
+pub struct DrainedBody {
+    rx: tokio::sync::mpsc::Receiver<Result<http_body::Frame<Bytes>, Error>>,
+    hint: http_body::SizeHint,
+    ended: bool,
+}
+
+impl DrainedBody {
+    /// Start draining `body`.
+    pub fn spawn(mut body: WasiBody) -> Self {
+        use http_body::Body as _;
+        let hint = body.size_hint();
+        let ended = body.is_end_stream();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            while let Some(frame) = body.frame().await {
+                if let Some(t) = &tx {
+                    if t.send(frame).await.is_err() {
+                        tx = None; // the receiver is gone: keep reading, discard
+                    }
+                }
+            }
+        });
+        Self { rx, hint, ended }
+    }
+
+    /// As the boxed body type of wasi:http.
+    pub fn boxed(self) -> WasiBody {
+        BodyExt::boxed_unsync(self)
+    }
+}
+
+impl http_body::Body for DrainedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
+        let polled = self.rx.poll_recv(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.hint.clone()
+    }
+}
+
 type SendFuture = Box<
     dyn Future<
             Output = Result<
@@ -116,13 +179,14 @@ impl WasiHttpHooks for OutgoingHooks {
         let done =
             || Box::new(async { Ok(()) }) as Box<dyn Future<Output = Result<(), Error>> + Send>;
         let host = request.uri().host().unwrap_or_default().to_string();
+        let port = request.uri().port_u16();
         let hops = self.hops + 1;
         if hops > MAX_HOPS {
             let msg = format!("request loop: more than {MAX_HOPS} hops between services");
             return Box::new(async move { Ok((json_response(508, &msg), done())) });
         }
         let route = match &self.resolver {
-            Some(r) => r(&host),
+            Some(r) => r(&host, port),
             None => Route::Respond {
                 status: 403,
                 message: format!("outgoing HTTP is not allowed for `{}`", self.caller),
@@ -141,6 +205,8 @@ impl WasiHttpHooks for OutgoingHooks {
                 Box::new(async move { Ok((callee.call(request).await, done())) })
             }
             Route::Forward(addr) => {
+                let request = request.map(|b| DrainedBody::spawn(b).boxed());
+                let mut request = request;
                 let path = request
                     .uri()
                     .path_and_query()

@@ -105,10 +105,11 @@ impl Capabilities {
                 .map_err(anyhow::Error::from)?;
         }
         let net = self.net.clone();
-        if net.bind_port.is_some() || !net.connect.is_empty() {
-            b.allow_tcp(true);
-        }
-        b.allow_udp(false).allow_ip_name_lookup(false);
+        // TCP goes through the check below, so every refused attempt is reported; UDP and name
+        // lookup are off.
+        b.allow_tcp(true)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         let denials = self.denials.clone();
         b.socket_addr_check(move |addr, usage| {
             let allowed = match usage {
