@@ -47,7 +47,10 @@ pub fn json<T: serde::Serialize>(status: u16, value: &T) -> Response<Body> {
 
 /// A plain-text response.
 pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
-    let mut r = Response::new(Body::from(body.into()));
+    let body = body.into();
+    let len = body.len();
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert("content-length", len.into());
     *r.status_mut() = wstd::http::StatusCode::from_u16(status)
         .unwrap_or(wstd::http::StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(

@@ -6,3 +6,4 @@ mod support_up;
 
 mod spec_cli;
 mod up;
+mod wasm;

@@ -9,7 +9,7 @@ use crate::support::TestEnv;
 use crate::support_up::{Up, alive, http_get, http_request, py_service, test_cache, wait_until};
 
 /// Copy an example into the test's folder with OS-chosen ports.
-fn example(env: &TestEnv, name: &str) -> String {
+pub fn example(env: &TestEnv, name: &str) -> String {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(name);

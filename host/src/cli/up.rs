@@ -282,7 +282,12 @@ async fn wait_for_signal() {
 
 fn failure_text(e: &anyhow::Error) -> String {
     if let Some(d) = e.downcast_ref::<crate::spec::Diagnostics>() {
-        return d.render(false).trim_end().to_string();
+        let n = d.error_count();
+        return format!(
+            "{}\n{n} error{} found; nothing was started",
+            d.render(false).trim_end(),
+            if n == 1 { "" } else { "s" }
+        );
     }
     match e.downcast_ref::<StartFailure>() {
         Some(f) => {

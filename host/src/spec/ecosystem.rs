@@ -1043,18 +1043,23 @@ fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
             ),
         );
     }
-    if let Some(m) = s.limits.memory {
-        if m > MAX_WASM_MEMORY && (wasm || s.runtime.is_none() && crate::build::rust::is_rust(s)) {
-            diags.push(
-                Diagnostic::error(
-                    "yaml::range",
-                    format!("`{}` asks for {} MiB per instance; wasm instances may have at most 1024 MiB", s.name, m >> 20),
-                    src,
-                    s.name_span.clone(),
-                )
-                .with_help("lower `limits.memory` to `1G` or less"),
-            );
-        }
+    if let Some(m) = s.limits.memory
+        && m > MAX_WASM_MEMORY
+        && (wasm || s.runtime.is_none() && crate::build::rust::is_rust(s))
+    {
+        diags.push(
+            Diagnostic::error(
+                "yaml::range",
+                format!(
+                    "`{}` asks for {} MiB per instance; wasm instances may have at most 1024 MiB",
+                    s.name,
+                    m >> 20
+                ),
+                src,
+                s.name_span.clone(),
+            )
+            .with_help("lower `limits.memory` to `1G` or less"),
+        );
     }
 }
 

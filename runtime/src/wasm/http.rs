@@ -245,13 +245,13 @@ impl Drop for ActiveGuard {
 
 /// Why a guest failed, in words.
 pub fn explain(e: &wasmtime::Error, memory: usize, cpu_ticks: Option<u64>) -> String {
-    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-        if *trap == wasmtime::Trap::Interrupt {
-            let budget = cpu_ticks
-                .map(|t| humanize(EPOCH_TICK * t as u32))
-                .unwrap_or_default();
-            return format!("ran past its CPU time limit of {budget} (trap: interrupt)");
-        }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
+        && *trap == wasmtime::Trap::Interrupt
+    {
+        let budget = cpu_ticks
+            .map(|t| humanize(EPOCH_TICK * t as u32))
+            .unwrap_or_default();
+        return format!("ran past its CPU time limit of {budget} (trap: interrupt)");
     }
     let text = format!("{e:#}");
     if text.contains("forcing trap when growing memory")

@@ -112,10 +112,10 @@ impl DrainedBody {
         tokio::spawn(async move {
             let mut tx = Some(tx);
             while let Some(frame) = body.frame().await {
-                if let Some(t) = &tx {
-                    if t.send(frame).await.is_err() {
-                        tx = None; // the receiver is gone: keep reading, discard
-                    }
+                if let Some(t) = &tx
+                    && t.send(frame).await.is_err()
+                {
+                    tx = None; // the receiver is gone: keep reading, discard
                 }
             }
         });
@@ -148,7 +148,7 @@ impl http_body::Body for DrainedBody {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 

@@ -113,11 +113,9 @@ impl Capabilities {
         let denials = self.denials.clone();
         b.socket_addr_check(move |addr, usage| {
             let allowed = match usage {
-                // Its own port; or port 0, the implicit bind of an outgoing connection.
-                SocketAddrUse::TcpBind => {
-                    net.bind_port == Some(addr.port())
-                        || addr.port() == 0 && !net.connect.is_empty()
-                }
+                // Its own port; or port 0, the implicit bind of an outgoing connection (which
+                // cannot listen, and whose connect is checked next, with its real target).
+                SocketAddrUse::TcpBind => net.bind_port == Some(addr.port()) || addr.port() == 0,
                 SocketAddrUse::TcpListen => net.bind_port == Some(addr.port()),
                 SocketAddrUse::TcpAccept => net.bind_port.is_some(),
                 SocketAddrUse::TcpConnect => net.connect.iter().any(|a| {
@@ -126,19 +124,17 @@ impl Capabilities {
                 }),
                 _ => false,
             };
-            if !allowed {
-                if let Some(d) = &denials {
-                    let action = match usage {
-                        SocketAddrUse::TcpBind => "tcp bind",
-                        SocketAddrUse::TcpListen => "tcp listen",
-                        SocketAddrUse::TcpAccept => "tcp accept",
-                        SocketAddrUse::TcpConnect => "tcp connect",
-                        SocketAddrUse::UdpBind => "udp bind",
-                        SocketAddrUse::UdpSend => "udp send",
-                        SocketAddrUse::UdpReceive => "udp receive",
-                    };
-                    d(action, &addr.to_string());
-                }
+            if !allowed && let Some(d) = &denials {
+                let action = match usage {
+                    SocketAddrUse::TcpBind => "tcp bind",
+                    SocketAddrUse::TcpListen => "tcp listen",
+                    SocketAddrUse::TcpAccept => "tcp accept",
+                    SocketAddrUse::TcpConnect => "tcp connect",
+                    SocketAddrUse::UdpBind => "udp bind",
+                    SocketAddrUse::UdpSend => "udp send",
+                    SocketAddrUse::UdpReceive => "udp receive",
+                };
+                d(action, &addr.to_string());
             }
             Box::pin(async move { allowed })
         });
