@@ -214,6 +214,8 @@ pub struct ServicePlan {
     pub limits: LimitsPlan,
     /// Directories it may see.
     pub dirs: Vec<crate::spec::ecosystem::DirGrant>,
+    /// Token bucket on its stable address.
+    pub rate_limit: Option<crate::spec::ecosystem::RateLimit>,
     /// Blocks pactown reads but does not act on (`bootstrap`, `publish`, `target`, `workload`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reference_only: Vec<ReferenceOnly>,
@@ -340,6 +342,7 @@ fn service_plan(
             request_timeout: s.limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
         },
         dirs: s.dirs.clone(),
+        rate_limit: s.rate_limit,
         reference_only: s
             .content
             .extras

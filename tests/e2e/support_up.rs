@@ -144,7 +144,7 @@ pub struct Up<'a> {
 impl<'a> Up<'a> {
     /// `pactown up -d FILE`, asserting it succeeds.
     pub fn start(env: &'a TestEnv, file: &str) -> Self {
-        let started = env.run_up(&["up", "-d", file]);
+        let started = env.run_up(&["up", "-d", file, "--listen", "127.0.0.1:0"]);
         let up = Self {
             env,
             file: file.to_string(),

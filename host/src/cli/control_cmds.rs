@@ -95,6 +95,7 @@ fn stopped_status(eco: &Ecosystem) -> EcosystemStatus {
         ecosystem: eco.name.clone(),
         running: false,
         pid: None,
+        gateway: None,
         services: eco
             .services
             .values()

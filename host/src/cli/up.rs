@@ -23,6 +23,10 @@ pub struct UpCommand {
     /// Run in the background; return once every service is ready (or failed).
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Where the admin endpoint and the `<service>.localhost` gateway listen (default
+    /// 127.0.0.1:7100, or the next free port); `127.0.0.1:0` lets the OS pick.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
     /// Internal: the descriptor a detaching parent waits on.
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
@@ -36,6 +40,9 @@ pub struct RunCommand {
     /// The port of its stable address (default: 8000, or the next free one).
     #[arg(short, long)]
     pub port: Option<u16>,
+    /// Where the admin endpoint and gateway listen (see `up --listen`).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl UpCommand {
@@ -44,7 +51,7 @@ impl UpCommand {
         let loaded = super::load(&self.file, term)?;
         let eco = loaded.ecosystem;
         if self.detach {
-            return detach(&self.file, &eco, term);
+            return detach(&self.file, &eco, term, self.listen);
         }
         let ready = self.ready_fd.map(|fd| {
             // Close-on-exec at once: a service that inherited it would hold the parent's pipe
@@ -54,7 +61,13 @@ impl UpCommand {
             std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })
         });
         let console = ready.is_none();
-        block_on(up(eco, term.clone(), console, ready.map(Relay::new)))
+        block_on(up(
+            eco,
+            term.clone(),
+            console,
+            ready.map(Relay::new),
+            self.listen,
+        ))
     }
 }
 
@@ -63,7 +76,7 @@ impl RunCommand {
     pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
         let loaded = crate::spec::load_readme(&self.readme, self.port)?;
         term.diagnostics(&loaded.warnings);
-        block_on(up(loaded.ecosystem, term.clone(), true, None))
+        block_on(up(loaded.ecosystem, term.clone(), true, None, self.listen))
     }
 }
 
@@ -111,6 +124,7 @@ async fn up(
     term: Term,
     console: bool,
     ready: Option<Relay>,
+    listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitStatus> {
     let started = Instant::now();
     let state = StateDir::new(&eco.state_dir);
@@ -145,7 +159,9 @@ async fn up(
     let opts = UpOptions {
         console,
         color: term.color,
+        listen,
     };
+    let say_serving = say.clone();
     let mut orch = match Orchestrator::bind(&eco, state.clone(), &opts, say) {
         Ok(o) => o,
         Err(e) => {
@@ -167,6 +183,11 @@ async fn up(
             .collect(),
     })?;
     orch.serve_addresses()?;
+    (say_serving)(&format!(
+        "Serving HTTP on http://{}/ (status at /_pactown/services, metrics at /_pactown/metrics, services at http://<name>.localhost:{}/)",
+        orch.gateway,
+        orch.gateway.port()
+    ));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let signals = tokio::spawn(async move {
@@ -339,7 +360,12 @@ fn notify(ready: &Option<Relay>, line: &str) {
 
 /// `up -d`: start a detached `up` (own session, output to its log file) and wait on a pipe
 /// until it says ready or failed.
-fn detach(file: &std::path::Path, eco: &Ecosystem, term: &Term) -> anyhow::Result<ExitStatus> {
+fn detach(
+    file: &std::path::Path,
+    eco: &Ecosystem,
+    term: &Term,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitStatus> {
     let state = StateDir::new(&eco.state_dir);
     if state.is_running() {
         return Err(user_error(
@@ -368,6 +394,7 @@ fn detach(file: &std::path::Path, eco: &Ecosystem, term: &Term) -> anyhow::Resul
         .arg(file)
         .arg("--ready-fd")
         .arg("3")
+        .args(listen.map(|l| format!("--listen={l}")))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

@@ -7,6 +7,7 @@ pub mod logs;
 pub mod status;
 pub mod supervisor;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use crate::build::{self, Cache};
 use crate::control::{Request, StateDir};
 use crate::graph::DependencyGraph;
 use crate::plan::{PARENT_ENV_ALLOWED, Plan, is_secret_name};
-use crate::router::Router;
+use crate::router::{Endpoint, RequestLog, Router};
 use crate::spec::{Ecosystem, PortSpec};
 use logs::{ConsoleLine, ServiceLog};
 use status::{EcosystemStatus, State};
@@ -57,7 +58,12 @@ pub struct UpOptions {
     pub console: bool,
     /// Colour on the console.
     pub color: bool,
+    /// The admin/gateway address; `None` for the default (127.0.0.1:7100, or the next free).
+    pub listen: Option<SocketAddr>,
 }
+
+/// Where the admin endpoint and the `<service>.localhost` gateway listen by default.
+pub const DEFAULT_GATEWAY_PORT: u16 = 7100;
 
 /// A failure of `up` that is the services' fault, not pactown's: reported with log tails.
 #[derive(Debug)]
@@ -87,6 +93,11 @@ pub struct Orchestrator {
     socket: std::path::PathBuf,
     control: Option<tokio::net::UnixListener>,
     listeners: IndexMap<String, std::net::TcpListener>,
+    proxies: IndexMap<String, std::net::TcpListener>,
+    proxy_addrs: IndexMap<String, SocketAddr>,
+    admin: Option<std::net::TcpListener>,
+    /// The admin/gateway address.
+    pub gateway: SocketAddr,
     console_done: Option<tokio::task::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     say: Arc<dyn Fn(&str) + Send + Sync>,
@@ -134,7 +145,20 @@ impl Orchestrator {
             listeners.insert(name.clone(), listener);
             ports.insert(name.clone(), Some(got));
         }
+        let admin = match opts.listen {
+            Some(addr) => std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr}"))?,
+            None => router_bind(DEFAULT_GATEWAY_PORT, DEFAULT_GATEWAY_PORT, &taken)?.0,
+        };
+        let gateway = admin.local_addr()?;
         let plan = Plan::build(eco, &graph, &ports);
+        // Each native service gets its own proxy address, so the proxy knows who calls.
+        let mut proxies = IndexMap::new();
+        for (name, sp) in &plan.services {
+            if sp.sandbox.kind == crate::spec::RuntimeKind::Native {
+                proxies.insert(name.clone(), std::net::TcpListener::bind(("127.0.0.1", 0))?);
+            }
+        }
         let socket = state.socket_path()?;
         // Bound now, so `status` works from the first moment `state.json` names it.
         let _ = std::fs::remove_file(&socket);
@@ -163,6 +187,13 @@ impl Orchestrator {
             socket,
             control: Some(control),
             listeners,
+            proxy_addrs: proxies
+                .iter()
+                .filter_map(|(n, l)| Some((n.clone(), l.local_addr().ok()?)))
+                .collect(),
+            proxies,
+            admin: Some(admin),
+            gateway,
             console_done,
             tasks: Vec::new(),
             say,
@@ -188,19 +219,57 @@ impl Orchestrator {
             ecosystem: self.plan.ecosystem.clone(),
             running: true,
             pid: Some(std::process::id()),
+            gateway: Some(format!("http://{}/", self.gateway)),
             services: self.services.values().map(|s| s.status()).collect(),
         }
     }
 
-    /// Serve every stable address (503 until a replica is ready).
+    /// Serve every stable address (503 until a replica is ready), each native service's proxy,
+    /// and the admin/gateway address.
     pub fn serve_addresses(&mut self) -> anyhow::Result<()> {
-        let router = Router::new();
+        let endpoints: IndexMap<String, Arc<Endpoint>> = self
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), Endpoint::new(s.clone())))
+            .collect();
+        let log = RequestLog::open(&self.state.path().join("logs").join("requests.log"))?;
+        let router = Router::new(endpoints, log);
+        let tokio_listener = |l: std::net::TcpListener| -> anyhow::Result<tokio::net::TcpListener> {
+            l.set_nonblocking(true)?;
+            Ok(tokio::net::TcpListener::from_std(l)?)
+        };
         for (name, listener) in self.listeners.drain(..) {
-            listener.set_nonblocking(true)?;
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            let svc = self.services[name.as_str()].clone();
-            let r = router.clone();
-            self.tasks.push(tokio::spawn(r.serve(listener, svc)));
+            let ep = router.endpoints[name.as_str()].clone();
+            self.tasks.push(tokio::spawn(
+                router.clone().serve(tokio_listener(listener)?, ep),
+            ));
+        }
+        for (name, listener) in self.proxies.drain(..) {
+            let caller: Arc<str> = name.as_str().into();
+            let deps: Arc<std::collections::HashSet<String>> = Arc::new(
+                self.plan.services[name.as_str()]
+                    .depends_on
+                    .iter()
+                    .cloned()
+                    .collect(),
+            );
+            self.tasks.push(tokio::spawn(router.clone().serve_with(
+                tokio_listener(listener)?,
+                move |r, req, peer| {
+                    let (caller, deps) = (caller.clone(), deps.clone());
+                    async move { crate::router::proxy::handle(r, req, peer, caller, deps).await }
+                },
+            )));
+        }
+        if let Some(admin) = self.admin.take() {
+            let name: Arc<str> = self.plan.ecosystem.as_str().into();
+            self.tasks.push(tokio::spawn(router.clone().serve_with(
+                tokio_listener(admin)?,
+                move |r, req, peer| {
+                    let name = name.clone();
+                    async move { crate::router::admin::handle(r, req, peer, &name).await }
+                },
+            )));
         }
         Ok(())
     }
@@ -492,7 +561,11 @@ impl Orchestrator {
                 let launch = Arc::new(Launch {
                     exe: exe.clone(),
                     env: match p.backend {
-                        Backend::Native => service_env(&rt.plan, &p.native),
+                        Backend::Native => service_env(
+                            &rt.plan,
+                            &p.native,
+                            self.proxy_addrs.get(name.as_str()).copied(),
+                        ),
                         _ => rt
                             .plan
                             .env
@@ -656,10 +729,12 @@ fn router_bind(
 }
 
 /// A service's complete environment: the allowed parent variables (secret-looking ones
-/// dropped), what the build added, then the plan's variables (its own `env:` last).
+/// dropped), what the build added, its proxy for calls by name, then the plan's variables (its
+/// own `env:` last).
 fn service_env(
     plan: &crate::plan::ServicePlan,
     prepared: &build::Prepared,
+    proxy: Option<SocketAddr>,
 ) -> Vec<(String, String)> {
     let mut env: IndexMap<String, String> = IndexMap::new();
     for (k, v) in std::env::vars() {
@@ -681,6 +756,19 @@ fn service_env(
     }
     for (k, v) in &prepared.env {
         env.insert(k.clone(), v.clone());
+    }
+    // Calls by name (`http://api/...`) through pactown's proxy; addresses stay direct.
+    if let Some(p) = proxy {
+        let url = format!("http://{p}");
+        let direct = "localhost,127.0.0.1,::1".to_string();
+        for (k, v) in [
+            ("HTTP_PROXY", &url),
+            ("http_proxy", &url),
+            ("NO_PROXY", &direct),
+            ("no_proxy", &direct),
+        ] {
+            env.insert(k.into(), v.clone());
+        }
     }
     for (k, v) in &plan.env {
         env.insert(k.clone(), v.clone());

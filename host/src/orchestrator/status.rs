@@ -80,6 +80,10 @@ pub struct EcosystemStatus {
     pub running: bool,
     /// pid of the `up` process.
     pub pid: Option<u32>,
+    /// The admin/gateway address (`/_pactown/services`, `/_pactown/metrics`,
+    /// `http://<service>.localhost:<port>/`).
+    #[serde(default)]
+    pub gateway: Option<String>,
     /// Services in file order.
     pub services: Vec<ServiceStatus>,
 }

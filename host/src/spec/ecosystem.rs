@@ -46,7 +46,10 @@ const SERVICE_FIELDS: &[&str] = &[
     "runtime",
     "limits",
     "dirs",
+    "rate_limit",
 ];
+
+const RATE_FIELDS: &[&str] = &["requests", "per", "burst"];
 
 const LIMIT_FIELDS: &[&str] = &["memory", "cpu_time", "instances", "request_timeout"];
 const DIR_FIELDS: &[&str] = &["host", "guest", "write"];
@@ -116,6 +119,18 @@ pub struct Limits {
     /// Wall-clock time per request.
     #[serde(with = "opt_secs")]
     pub request_timeout: Option<Duration>,
+}
+
+/// A token bucket on a service's stable address: `requests` per `per`, bursts up to `burst`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct RateLimit {
+    /// Requests allowed per period.
+    pub requests: u32,
+    /// The period.
+    #[serde(with = "secs")]
+    pub per: Duration,
+    /// Most requests at once (the bucket's size).
+    pub burst: u32,
 }
 
 /// A directory a service may see.
@@ -191,6 +206,8 @@ pub struct Service {
     pub limits: Limits,
     /// Directories it may see (none by default).
     pub dirs: Vec<DirGrant>,
+    /// Requests allowed through its stable address.
+    pub rate_limit: Option<RateLimit>,
     /// The `runtime:` value.
     #[serde(skip)]
     pub runtime_span: Option<Range<usize>>,
@@ -435,6 +452,7 @@ fn service(
         runtime: None,
         limits: Limits::default(),
         dirs: Vec::new(),
+        rate_limit: None,
         runtime_span: None,
         content: ServiceSource::default(),
         name_span,
@@ -508,6 +526,7 @@ fn service(
                 }
             }
             "dirs" => s.dirs = dirs(d, dir, v),
+            "rate_limit" => s.rate_limit = rate_limit(d, v),
             "version" => {
                 if let Some(ver) = d.string(v, "version") {
                     match semver::Version::parse(ver.trim()) {
@@ -527,32 +546,102 @@ fn service(
     (named_ok && d.diags.error_count() == errors_before).then_some(s)
 }
 
+/// `rate_limit: 100/s` (also `/m`, `/h`), or `{requests: 100, per: 1s, burst: 20}`.
+fn rate_limit(d: &mut Decoder<'_>, node: &Node) -> Option<RateLimit> {
+    const HELP: &str = "write `rate_limit: 100/s` (or `/m`, `/h`), or `rate_limit: {requests: 100, per: 1s, burst: 20}`";
+    if node.as_scalar().is_some() {
+        let text = d.string(node, "rate_limit")?;
+        let parsed = text.split_once('/').and_then(|(n, unit)| {
+            let requests: u32 = n.trim().parse().ok().filter(|n| *n > 0)?;
+            let per = match unit.trim() {
+                "s" | "sec" | "second" => Duration::from_secs(1),
+                "m" | "min" | "minute" => Duration::from_secs(60),
+                "h" | "hour" => Duration::from_secs(3600),
+                other => humantime::parse_duration(other)
+                    .ok()
+                    .filter(|d| !d.is_zero())?,
+            };
+            Some(RateLimit {
+                requests,
+                per,
+                burst: requests,
+            })
+        });
+        if parsed.is_none() {
+            d.error(
+                "yaml::rate-limit",
+                node.span.clone(),
+                format!("invalid rate limit `{text}`"),
+                HELP,
+            );
+        }
+        return parsed;
+    }
+    let entries = d.mapping(node, "`rate_limit`", RATE_FIELDS)?;
+    let (mut requests, mut per, mut burst) = (None, Duration::from_secs(1), None);
+    for e in entries {
+        match e.key {
+            "requests" => {
+                requests = Some(d.int(e.value, "requests", 1..=1_000_000_000, "100")? as u32)
+            }
+            "per" => per = d.duration(e.value, "per")?,
+            "burst" => burst = Some(d.int(e.value, "burst", 1..=1_000_000_000, "20")? as u32),
+            _ => unreachable!(),
+        }
+    }
+    let Some(requests) = requests else {
+        d.error(
+            "yaml::rate-limit",
+            node.span.clone(),
+            "`rate_limit` needs `requests`",
+            HELP,
+        );
+        return None;
+    };
+    Some(RateLimit {
+        requests,
+        per,
+        burst: burst.unwrap_or(requests),
+    })
+}
+
 fn limits(d: &mut Decoder<'_>, node: &Node) -> Option<Limits> {
     let entries = d.mapping(node, "`limits`", LIMIT_FIELDS)?;
     let mut l = Limits::default();
+    let mut ok = true;
     for e in entries {
         let v = e.value;
+        // Read every field, so every mistake is reported in one round.
         match e.key {
-            "memory" => {
-                let bytes = d.byte_size(v, "memory")?;
-                if bytes < 1 << 20 {
+            "memory" => match d.byte_size(v, "memory") {
+                Some(b) if b < 1 << 20 => {
                     d.error(
                         "yaml::range",
                         v.span.clone(),
                         "`memory` is below 1 MiB",
                         "give at least `memory: 16M`",
                     );
-                    return None;
+                    ok = false;
                 }
-                l.memory = Some(bytes);
-            }
-            "cpu_time" => l.cpu_time = Some(d.duration(v, "cpu_time")?),
-            "request_timeout" => l.request_timeout = Some(d.duration(v, "request_timeout")?),
-            "instances" => l.instances = Some(d.int(v, "instances", 1..=10_000, "32")? as u32),
+                Some(b) => l.memory = Some(b),
+                None => ok = false,
+            },
+            "cpu_time" => match d.duration(v, "cpu_time") {
+                Some(t) => l.cpu_time = Some(t),
+                None => ok = false,
+            },
+            "request_timeout" => match d.duration(v, "request_timeout") {
+                Some(t) => l.request_timeout = Some(t),
+                None => ok = false,
+            },
+            "instances" => match d.int(v, "instances", 1..=10_000, "32") {
+                Some(n) => l.instances = Some(n as u32),
+                None => ok = false,
+            },
             _ => unreachable!(),
         }
     }
-    Some(l)
+    ok.then_some(l)
 }
 
 /// `dirs:` items: `./data` (read-only at `/data`), `./data:/srv/data[:rw|ro]`, or

@@ -190,6 +190,7 @@ pub fn load_readme(readme: &Path, port: Option<u16>) -> Result<Loaded, Diagnosti
         runtime: None,
         limits: Default::default(),
         dirs: Vec::new(),
+        rate_limit: None,
         runtime_span: None,
         content,
         name_span: 0..0,

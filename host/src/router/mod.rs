@@ -3,6 +3,11 @@
 //! body. A replica that refuses the connection (it just died) costs an idempotent request one
 //! retry on the next replica, not an error. A restarted replica never changes the address its
 //! dependents use.
+//!
+//! Every request through a stable address is rate-limited (when the service asks for it),
+//! counted ([`metrics`]) and logged with its caller ([`requests`]). [`admin`] serves the live
+//! status, Prometheus metrics and a `<service>.localhost` gateway; [`proxy`] lets native services
+//! call others by name through `HTTP_PROXY`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,7 +24,21 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use indexmap::IndexMap;
+use pactown_runtime::wasm::outgoing::CALLER_HEADER;
+
 use crate::orchestrator::supervisor::ServiceRuntime;
+use crate::spec::ecosystem::RateLimit;
+
+pub mod admin;
+pub mod limit;
+pub mod metrics;
+pub mod proxy;
+pub mod requests;
+
+use limit::TokenBucket;
+use metrics::Metrics;
+pub use requests::RequestLog;
 
 /// Response bodies of the router.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -79,22 +98,39 @@ pub fn bind(
     ))
 }
 
+/// One service as the router sees it: where requests go, its counters, its rate limit.
+pub struct Endpoint {
+    /// The service.
+    pub service: Arc<ServiceRuntime>,
+    /// Its traffic counters.
+    pub metrics: Metrics,
+    bucket: Option<TokenBucket>,
+}
+
+impl Endpoint {
+    /// An endpoint for `service`, with its rate limit from the plan.
+    pub fn new(service: Arc<ServiceRuntime>) -> Arc<Self> {
+        Arc::new(Self {
+            bucket: service.plan.rate_limit.map(TokenBucket::new),
+            metrics: Metrics::default(),
+            service,
+        })
+    }
+}
+
 /// The proxy shared by all listeners.
 #[derive(Clone)]
 pub struct Router {
     client: Client<HttpConnector, Incoming>,
     retry_client: Client<HttpConnector, Empty<Bytes>>,
-}
-
-impl Default for Router {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Every service's endpoint, in file order.
+    pub endpoints: Arc<IndexMap<String, Arc<Endpoint>>>,
+    requests: RequestLog,
 }
 
 impl Router {
-    /// A router with a pooled keep-alive client.
-    pub fn new() -> Self {
+    /// A router over `endpoints`, with a pooled keep-alive client and a request log.
+    pub fn new(endpoints: IndexMap<String, Arc<Endpoint>>, requests: RequestLog) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
@@ -105,23 +141,37 @@ impl Router {
         Self {
             client,
             retry_client,
+            endpoints: Arc::new(endpoints),
+            requests,
         }
     }
 
-    /// Serve a service's stable address until the listener is dropped with the task.
-    pub async fn serve(self, listener: TcpListener, service: Arc<ServiceRuntime>) {
+    /// Serve a service's stable address until the task is dropped.
+    pub async fn serve(self, listener: TcpListener, endpoint: Arc<Endpoint>) {
+        self.serve_with(listener, move |router, req, peer| {
+            let endpoint = endpoint.clone();
+            async move { router.dispatch(req, &endpoint, peer, None).await }
+        })
+        .await
+    }
+
+    /// Accept HTTP/1 connections on `listener` and answer each request with `handle`.
+    pub async fn serve_with<F, Fut>(self, listener: TcpListener, handle: F)
+    where
+        F: Fn(Router, Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+    {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
             let router = self.clone();
-            let service = service.clone();
+            let handle = handle.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let router = router.clone();
-                    let service = service.clone();
-                    async move { Ok::<_, Infallible>(router.forward(req, &service, peer).await) }
+                    let fut = handle(router.clone(), req, peer);
+                    async move { Ok::<_, Infallible>(fut.await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
@@ -130,6 +180,57 @@ impl Router {
                     .await;
             });
         }
+    }
+
+    /// One request to a service: rate limit, forward, count, log. `caller` is the calling
+    /// service when pactown knows it (its proxy), else the `x-pactown-caller` header a wasm
+    /// guest's request carries.
+    pub async fn dispatch(
+        &self,
+        mut req: Request<Incoming>,
+        endpoint: &Endpoint,
+        peer: SocketAddr,
+        caller: Option<&str>,
+    ) -> Response<Body> {
+        let started = std::time::Instant::now();
+        let caller = match caller {
+            Some(c) => c.to_string(),
+            None => req
+                .headers()
+                .get(CALLER_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string(),
+        };
+        if let Ok(v) = header::HeaderValue::from_str(&caller) {
+            req.headers_mut().insert(CALLER_HEADER, v);
+        }
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let resp = match endpoint.bucket.as_ref().map(TokenBucket::take) {
+            Some(Err(wait)) => {
+                endpoint
+                    .metrics
+                    .rate_limited
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                rate_limited(
+                    &endpoint.service.plan.name,
+                    endpoint.bucket.as_ref().map(TokenBucket::limit),
+                    wait,
+                )
+            }
+            _ => self.forward(req, &endpoint.service, peer).await,
+        };
+        let latency = started.elapsed();
+        endpoint.metrics.record(resp.status().as_u16(), latency);
+        self.requests.record(
+            &caller,
+            &endpoint.service.plan.name,
+            &method,
+            &path,
+            resp.status().as_u16(),
+            latency,
+        );
+        resp
     }
 
     async fn forward(
@@ -200,6 +301,36 @@ impl Router {
             Err(e) => bad_gateway(name, &e),
         }
     }
+
+    /// Send a request to an address outside pactown (the native proxy's pass-through).
+    pub async fn pass_through(&self, req: Request<Incoming>) -> Response<Body> {
+        let host = req.uri().host().unwrap_or_default().to_string();
+        match self.client.request(req).await {
+            Ok(resp) => relay(resp),
+            Err(e) => json_response(
+                StatusCode::BAD_GATEWAY,
+                &serde_json::json!({"error": format!("`{host}` failed to answer: {e}")}),
+            ),
+        }
+    }
+}
+
+fn rate_limited(name: &str, limit: Option<RateLimit>, wait: std::time::Duration) -> Response<Body> {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let what = limit.map_or(String::new(), |l| {
+        format!(
+            " of {} requests per {}",
+            l.requests,
+            humantime::format_duration(l.per)
+        )
+    });
+    let mut r = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &serde_json::json!({"error": format!("rate limit{what} exceeded for `{name}`"), "service": name, "retry_after": secs}),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    r
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded. Passing a

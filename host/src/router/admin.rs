@@ -1,0 +1,119 @@
+//! The host's own address (`up --listen`, default 127.0.0.1:7100): the live status at
+//! `/_pactown/services`, Prometheus metrics at `/_pactown/metrics`, and every service reachable
+//! from a browser as `http://<service>.localhost:<port>/` (browsers resolve `*.localhost` to the
+//! loopback address).
+
+use std::net::SocketAddr;
+
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::{Body, Router, full, json_response, metrics};
+use crate::orchestrator::status::{EcosystemStatus, State};
+
+/// Answer a request on the admin/gateway address.
+pub async fn handle(
+    router: Router,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    ecosystem: &str,
+) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+    if let Some(service) = hostname.strip_suffix(".localhost") {
+        return match router.endpoints.get(service) {
+            Some(ep) => router.dispatch(req, ep, peer, Some("gateway")).await,
+            None => json_response(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": format!("no service `{service}` in {ecosystem}"), "services": router.endpoints.keys().collect::<Vec<_>>()}),
+            ),
+        };
+    }
+    match req.uri().path() {
+        "/_pactown/services" => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(status(&router, ecosystem)).unwrap_or_default(),
+        ),
+        "/_pactown/metrics" => {
+            let samples: Vec<metrics::Sample<'_>> = router
+                .endpoints
+                .iter()
+                .map(|(name, ep)| {
+                    let st = ep.service.status();
+                    let instances = match ep.service.http_handler() {
+                        Some(h) => h.active.load(std::sync::atomic::Ordering::Relaxed),
+                        None => st
+                            .replicas
+                            .iter()
+                            .filter(|r| r.state == State::Ready)
+                            .count() as u64,
+                    };
+                    metrics::Sample {
+                        service: name,
+                        metrics: &ep.metrics,
+                        instances,
+                        restarts: u64::from(st.restarts),
+                        up: st.state == State::Ready,
+                    }
+                })
+                .collect();
+            let mut r = Response::new(full(metrics::render(&samples)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        "/" => {
+            let port = host.rsplit_once(':').map_or("", |(_, p)| p);
+            let rows: String = router
+                .endpoints
+                .iter()
+                .map(|(name, ep)| {
+                    let st = ep.service.status();
+                    format!(
+                        "<tr><td><a href=\"http://{name}.localhost:{port}/\">{name}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        st.kind,
+                        st.state.as_str(),
+                        st.port.map_or("-".into(), |p| p.to_string())
+                    )
+                })
+                .collect();
+            let page = format!(
+                "<!doctype html><title>{ecosystem}</title><h1>{ecosystem}</h1>\
+                 <table><tr><th>service</th><th>kind</th><th>state</th><th>port</th></tr>{rows}</table>\
+                 <p><a href=\"/_pactown/services\">services</a> · <a href=\"/_pactown/metrics\">metrics</a></p>"
+            );
+            let mut r = Response::new(full(page));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+        other => json_response(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": format!("no `{other}` here"), "try": ["/_pactown/services", "/_pactown/metrics", "http://<service>.localhost:<port>/"]}),
+        ),
+    }
+}
+
+/// The live status, as `status --json` prints it.
+pub fn status(router: &Router, ecosystem: &str) -> EcosystemStatus {
+    EcosystemStatus {
+        ecosystem: ecosystem.to_string(),
+        running: true,
+        pid: Some(std::process::id()),
+        gateway: None,
+        services: router
+            .endpoints
+            .values()
+            .map(|e| e.service.status())
+            .collect(),
+    }
+}
