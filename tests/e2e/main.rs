@@ -4,6 +4,7 @@
 mod support;
 mod support_up;
 
+mod routing;
 mod spec_cli;
 mod up;
 mod wasm;

@@ -225,3 +225,28 @@ impl TestEnv {
         )
     }
 }
+
+/// A GET returning the whole raw response (head and body).
+pub fn http_raw(port: u16, method: &str, path: &str) -> std::io::Result<String> {
+    raw(
+        port,
+        &format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// A GET with a given Host header, returning the raw response.
+pub fn http_raw_host(port: u16, path: &str, host: &str) -> std::io::Result<String> {
+    raw(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+fn raw(port: u16, request: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(request.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

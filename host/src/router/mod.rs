@@ -366,6 +366,9 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
 
 fn relay(mut resp: Response<Incoming>) -> Response<Body> {
     strip_hop_by_hop(resp.headers_mut());
+    // Answer in our own protocol version, whatever the replica spoke (an HTTP/1.0 server would
+    // otherwise turn every client connection into one that closes).
+    *resp.version_mut() = http::Version::HTTP_11;
     resp.map(boxed)
 }
 

@@ -214,10 +214,8 @@ impl super::outgoing::InProcess for InProcessHttp {
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = http::Response<wasmtime_wasi_http::WasiBody>> + Send>,
     > {
+        // The request body already drains on its own (the outgoing hook wraps every body).
         let svc = self.0.clone();
-        let (parts, body) = request.into_parts();
-        let request =
-            http::Request::from_parts(parts, super::outgoing::DrainedBody::spawn(body).boxed());
         Box::pin(async move {
             svc.handle(request).await.map(|b| {
                 b.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))

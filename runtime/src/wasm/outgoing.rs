@@ -171,13 +171,16 @@ impl WasiHttpHooks for OutgoingHooks {
 
     fn send_request(
         &mut self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
         drop(fut);
         let done =
             || Box::new(async { Ok(()) }) as Box<dyn Future<Output = Result<(), Error>> + Send>;
+        // Whatever happens to it, the guest's body is read to its end, so the guest never sees
+        // its write fail because we were quicker (see `DrainedBody`).
+        let mut request = request.map(|b| DrainedBody::spawn(b).boxed());
         let host = request.uri().host().unwrap_or_default().to_string();
         let port = request.uri().port_u16();
         let hops = self.hops + 1;
@@ -205,8 +208,6 @@ impl WasiHttpHooks for OutgoingHooks {
                 Box::new(async move { Ok((callee.call(request).await, done())) })
             }
             Route::Forward(addr) => {
-                let request = request.map(|b| DrainedBody::spawn(b).boxed());
-                let mut request = request;
                 let path = request
                     .uri()
                     .path_and_query()

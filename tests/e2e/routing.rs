@@ -1,0 +1,205 @@
+//! Services call each other by name, and only the ones they declared; every stable address is
+//! rate-limited, counted and logged; the admin address serves status, metrics and a gateway.
+
+use crate::support::TestEnv;
+use crate::support_up::{Up, http_get, http_request, py_service};
+
+const CALLER: &str = r#"# caller
+
+```rust markpact:file path=src/main.rs
+use pactown_guest::http::{Body, Request, Response, Result};
+
+#[wstd::http_server]
+async fn main(req: Request<Body>) -> Result<Response<Body>> {
+    let (service, path) = match req.uri().path() {
+        "/native" => ("native", "/whoami"),
+        "/wasm" => ("wasmdep", "/"),
+        "/undeclared" => ("stranger", "/whoami"),
+        "/unknown" => ("nosuch", "/"),
+        _ => return Ok(pactown_guest::text(200, "caller")),
+    };
+    pactown_guest::get(service, path).await
+}
+```
+"#;
+
+const WASMDEP: &str = r#"# wasmdep
+
+```rust markpact:file path=src/main.rs
+#[wstd::http_server]
+async fn main(_req: pactown_guest::http::Request<pactown_guest::http::Body>) -> pactown_guest::http::Result<pactown_guest::http::Response<pactown_guest::http::Body>> {
+    Ok(pactown_guest::text(200, "from wasm"))
+}
+```
+"#;
+
+fn mixed() -> TestEnv {
+    let env = TestEnv::new();
+    let client = py_service(
+        "import urllib.request, urllib.error",
+        r#"        elif self.path.startswith("/call/"):
+            target = self.path[len("/call/"):]
+            try:
+                with urllib.request.urlopen(f"http://{target}/whoami", timeout=5) as r:
+                    self.reply(r.status, json.loads(r.read()))
+            except urllib.error.HTTPError as e:
+                self.reply(e.code, json.loads(e.read()))"#,
+    );
+    env.write("caller/README.md", CALLER)
+        .write("wasmdep/README.md", WASMDEP)
+        .write("native/README.md", &py_service("", ""))
+        .write("stranger/README.md", &py_service("", ""))
+        .write("client/README.md", &client)
+        .write(
+            "m.pactown.yaml",
+            "base_port: 0\nservices:\n  native: {health_check: /health}\n  stranger: {health_check: /health}\n  wasmdep: {}\n  \
+             caller: {depends_on: [native, wasmdep]}\n  client: {health_check: /health, depends_on: [native]}\n",
+        );
+    env
+}
+
+#[test]
+fn a_wasm_service_calls_wasm_and_native_dependencies_by_name() {
+    let env = mixed();
+    let up = Up::start(&env, "m.pactown.yaml");
+    let port = up.port("caller");
+    let (code, body) = http_get(port, "/native").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"service\": \"native\""), "{body}");
+    assert_eq!(
+        http_get(port, "/wasm").unwrap(),
+        (200, "from wasm".to_string())
+    );
+
+    let (code, body) = http_get(port, "/undeclared").unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("`caller` may not call `stranger`"), "{body}");
+    assert!(body.contains("depends_on"), "{body}");
+    let (code, body) = http_get(port, "/unknown").unwrap();
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("no service `nosuch`"), "{body}");
+
+    let logs = env
+        .run_up(&["logs", "m.pactown.yaml", "caller"])
+        .ok()
+        .stdout
+        .clone();
+    assert!(
+        logs.contains("refused outgoing request to `stranger`"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("refused outgoing request to `nosuch`"),
+        "{logs}"
+    );
+    // The request log names the caller of the native service.
+    let requests = env.read(".pactown/m/logs/requests.log");
+    assert!(
+        requests
+            .lines()
+            .any(|l| l.contains("\"caller\":\"caller\"") && l.contains("\"service\":\"native\"")),
+        "{requests}"
+    );
+}
+
+#[test]
+fn native_services_call_by_name_through_the_proxy() {
+    let env = mixed();
+    let up = Up::start(&env, "m.pactown.yaml");
+    let port = up.port("client");
+    let (code, body) = http_get(port, "/call/native").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"service\": \"native\""), "{body}");
+    let (code, body) = http_get(port, "/call/stranger").unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("`client` may not call `stranger`"), "{body}");
+    let (code, body) = http_get(port, "/call/nosuch").unwrap();
+    assert_eq!(code, 502, "{body}");
+}
+
+#[test]
+fn rate_limits_answer_429_with_retry_after() {
+    let env = TestEnv::new();
+    env.write("api/README.md", &py_service("", "")).write(
+        "r.pactown.yaml",
+        "base_port: 0\nservices:\n  api:\n    health_check: /health\n    rate_limit: {requests: 3, per: 1m, burst: 3}\n",
+    );
+    let up = Up::start(&env, "r.pactown.yaml");
+    let port = up.port("api");
+    // The health checks go to the replica directly, so they do not spend the budget.
+    for _ in 0..3 {
+        assert_eq!(http_get(port, "/whoami").unwrap().0, 200);
+    }
+    let raw = crate::support_up::http_raw(port, "GET", "/whoami").unwrap();
+    assert!(raw.starts_with("HTTP/1.1 429"), "{raw}");
+    let retry: u64 = raw
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a Retry-After header");
+    assert!((1..=20).contains(&retry), "one token every 20 s: {retry}");
+    assert!(
+        raw.contains("rate limit of 3 requests per 1m exceeded for `api`"),
+        "{raw}"
+    );
+}
+
+#[test]
+fn metrics_count_what_the_test_sent_and_the_gateway_routes_by_host() {
+    let env = TestEnv::new();
+    env.write("api/README.md", &py_service("", ""))
+        .write("w/README.md", WASMDEP)
+        .write(
+            "x.pactown.yaml",
+            "base_port: 0\nservices:\n  api: {health_check: /health}\n  w: {}\n",
+        );
+    let up = Up::start(&env, "x.pactown.yaml");
+    let gateway: String = up.status()["gateway"]
+        .as_str()
+        .expect("a gateway address")
+        .to_string();
+    let gport: u16 = gateway
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (api, w) = (up.port("api"), up.port("w"));
+    for _ in 0..7 {
+        assert_eq!(http_get(api, "/whoami").unwrap().0, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(http_get(api, "/missing").unwrap().0, 404);
+    }
+    for _ in 0..5 {
+        assert_eq!(http_get(w, "/").unwrap().0, 200);
+    }
+    // Through the gateway, by host name: counted for `api` too.
+    let raw = crate::support_up::http_raw_host(gport, "/whoami", "api.localhost").unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let (code, metrics) = http_get(gport, "/_pactown/metrics").unwrap();
+    assert_eq!(code, 200);
+    for line in [
+        "pactown_requests_total{service=\"api\",code=\"2xx\"} 8",
+        "pactown_requests_total{service=\"api\",code=\"4xx\"} 3",
+        "pactown_request_duration_seconds_count{service=\"api\"} 11",
+        "pactown_requests_total{service=\"w\",code=\"2xx\"} 5",
+        "pactown_request_errors_total{service=\"api\"} 0",
+        "pactown_instances{service=\"api\"} 1",
+        "pactown_up{service=\"w\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in:\n{metrics}");
+    }
+    let (code, services) = http_get(gport, "/_pactown/services").unwrap();
+    assert_eq!(code, 200);
+    let services: serde_json::Value = serde_json::from_str(&services).unwrap();
+    assert_eq!(services["services"][0]["name"], "api");
+    assert_eq!(services["services"][1]["kind"], "wasm-http");
+    let (code, body) = http_request(gport, "GET", "/", None).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("api.localhost"), "{body}");
+}
