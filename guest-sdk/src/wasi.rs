@@ -33,9 +33,10 @@ pub async fn post_json<T: serde::Serialize>(
 
 /// A JSON response.
 pub fn json<T: serde::Serialize>(status: u16, value: &T) -> Response<Body> {
-    let mut r = Response::new(Body::from(
-        serde_json::to_string(value).unwrap_or_else(|_| "null".into()),
-    ));
+    let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+    let len = text.len();
+    let mut r = Response::new(Body::from(text));
+    r.headers_mut().insert("content-length", len.into());
     *r.status_mut() = wstd::http::StatusCode::from_u16(status)
         .unwrap_or(wstd::http::StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(

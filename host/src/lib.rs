@@ -10,6 +10,7 @@ pub mod build;
 pub mod cli;
 pub mod control;
 pub mod graph;
+pub mod jsonlog;
 pub mod orchestrator;
 pub mod plan;
 pub mod router;

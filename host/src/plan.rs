@@ -80,7 +80,7 @@ pub struct Plan {
     pub services: IndexMap<String, ServicePlan>,
 }
 
-/// Why a service runs the way it does.
+/// Why a service runs the way it does, and how tightly it is confined.
 #[derive(Debug, Clone, Serialize)]
 pub struct SandboxPlan {
     /// The kind.
@@ -89,6 +89,72 @@ pub struct SandboxPlan {
     pub reason: String,
     /// The sandbox directory.
     pub dir: PathBuf,
+    /// Full, partial or none.
+    pub level: SandboxLevel,
+    /// Each layer, on or off, and what it does or why it is off.
+    pub layers: Vec<Layer>,
+    /// The user a native service runs as (uid, gid), when one is set.
+    pub user: Option<(u32, u32)>,
+}
+
+/// How confined a service is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxLevel {
+    /// Every layer of its kind is on.
+    Full,
+    /// Some layer is off on this machine.
+    Partial,
+    /// Unconfined (`sandbox: off`).
+    None,
+}
+
+impl SandboxLevel {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxLevel::Full => "full",
+            SandboxLevel::Partial => "partial",
+            SandboxLevel::None => "none",
+        }
+    }
+}
+
+/// One layer of a sandbox.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Layer {
+    /// Its name (`landlock-fs`, `seccomp`, ...).
+    pub name: String,
+    /// Whether it applies.
+    pub on: bool,
+    /// What it does, or why it is off.
+    pub detail: String,
+}
+
+fn layer(name: &str, on: bool, detail: impl Into<String>) -> Layer {
+    Layer {
+        name: name.into(),
+        on,
+        detail: detail.into(),
+    }
+}
+
+/// A `user:` value as uid and gid: `uid:gid`, a numeric uid, or a user name.
+pub fn resolve_user(spec: &str) -> Option<(u32, u32)> {
+    if let Some((u, g)) = spec.split_once(':') {
+        return Some((u.trim().parse().ok()?, g.trim().parse().ok()?));
+    }
+    if let Ok(uid) = spec.trim().parse::<u32>() {
+        return Some((uid, uid));
+    }
+    let name = std::ffi::CString::new(spec.trim()).ok()?;
+    // SAFETY: getpwnam reads the password database; we copy the fields out immediately.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return None;
+    }
+    // SAFETY: non-null result of getpwnam.
+    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
 /// A file the sandbox will hold.
@@ -128,8 +194,14 @@ pub struct ReferenceOnly {
 /// Limits with defaults applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitsPlan {
-    /// Memory, bytes (per instance for wasm).
+    /// Memory, bytes (per instance for wasm, per replica for native).
     pub memory: u64,
+    /// CPU share of a native replica (0.5 = half a core); none means unlimited.
+    pub cpu: Option<f64>,
+    /// Processes and threads of a native replica.
+    pub processes: u64,
+    /// Open files of a native process.
+    pub open_files: u64,
     /// CPU time per request (wasm-http).
     #[serde(with = "secs")]
     pub cpu_time: std::time::Duration,
@@ -142,6 +214,12 @@ pub struct LimitsPlan {
 
 /// Safe defaults for wasm services.
 pub const DEFAULT_WASM_MEMORY: u64 = 128 << 20;
+/// Memory of a native replica when none is set: enough for real services, not for a bomb.
+pub const DEFAULT_NATIVE_MEMORY: u64 = 1 << 30;
+/// Processes and threads of a native replica.
+pub const DEFAULT_PROCESSES: u64 = 512;
+/// Open files of a native process.
+pub const DEFAULT_OPEN_FILES: u64 = 4096;
 /// CPU budget of one request.
 pub const DEFAULT_CPU_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 /// Concurrent instances of one service.
@@ -288,10 +366,35 @@ fn service_plan(
         .unwrap_or_else(|| eco.sandbox_root.join(&s.name));
     let run = s.content.run.as_ref().map(|r| r.command.clone());
     let (kind, reason) = sandbox_kind(s);
+    let profile = s.profile.as_ref().and_then(|(p, _)| eco.profiles.get(p));
+    let limits = profile.map_or_else(|| s.limits.clone(), |p| s.limits.or(&p.limits));
+    let rate_limit = s.rate_limit.or(profile.and_then(|p| p.rate_limit));
+    let user = s.user.as_deref().and_then(resolve_user);
+    let limits = LimitsPlan {
+        memory: limits.memory.unwrap_or(if kind == RuntimeKind::Native {
+            DEFAULT_NATIVE_MEMORY
+        } else {
+            DEFAULT_WASM_MEMORY
+        }),
+        cpu: limits.cpu,
+        processes: limits.processes.unwrap_or(DEFAULT_PROCESSES),
+        open_files: limits.open_files.unwrap_or(DEFAULT_OPEN_FILES),
+        cpu_time: limits.cpu_time.unwrap_or(DEFAULT_CPU_TIME),
+        instances: limits.instances.unwrap_or(DEFAULT_INSTANCES),
+        request_timeout: limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+    };
+    let (level, layers) = sandbox_layers(s, kind, &limits, user);
     ServicePlan {
         name: s.name.clone(),
         readme: s.readme.clone(),
-        sandbox: SandboxPlan { kind, reason, dir },
+        sandbox: SandboxPlan {
+            kind,
+            reason,
+            dir,
+            level,
+            layers,
+            user,
+        },
         files: s
             .content
             .files
@@ -335,14 +438,9 @@ fn service_plan(
         replicas: s.replicas,
         depends_on: s.depends_on.iter().map(|d| d.name.clone()).collect(),
         tests: s.content.tests.clone(),
-        limits: LimitsPlan {
-            memory: s.limits.memory.unwrap_or(DEFAULT_WASM_MEMORY),
-            cpu_time: s.limits.cpu_time.unwrap_or(DEFAULT_CPU_TIME),
-            instances: s.limits.instances.unwrap_or(DEFAULT_INSTANCES),
-            request_timeout: s.limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
-        },
+        limits,
         dirs: s.dirs.clone(),
-        rate_limit: s.rate_limit,
+        rate_limit,
         reference_only: s
             .content
             .extras
@@ -353,6 +451,142 @@ fn service_plan(
             })
             .collect(),
     }
+}
+
+/// The layers a service gets on this machine, and the level they add up to.
+fn sandbox_layers(
+    s: &Service,
+    kind: RuntimeKind,
+    limits: &LimitsPlan,
+    user: Option<(u32, u32)>,
+) -> (SandboxLevel, Vec<Layer>) {
+    let mib = limits.memory >> 20;
+    if kind != RuntimeKind::Native {
+        let fs = if s.dirs.is_empty() {
+            "no filesystem".to_string()
+        } else {
+            s.dirs
+                .iter()
+                .map(|d| format!("{} ({})", d.guest, if d.write { "rw" } else { "ro" }))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut layers = vec![
+            layer(
+                "wasm",
+                true,
+                "wasmtime: no system calls, memory-safe isolation",
+            ),
+            layer("filesystem", true, fs),
+            layer(
+                "network",
+                true,
+                "virtualized: its own port and its dependencies only",
+            ),
+            layer("memory", true, format!("{mib} MiB per instance")),
+        ];
+        if kind == RuntimeKind::WasmHttp {
+            layers.push(layer(
+                "cpu",
+                true,
+                format!(
+                    "{} per request",
+                    humantime::format_duration(limits.cpu_time)
+                ),
+            ));
+        }
+        return (SandboxLevel::Full, layers);
+    }
+    if !s.sandbox {
+        return (
+            SandboxLevel::None,
+            vec![
+                layer(
+                    "session",
+                    true,
+                    "own session and process group; dies with pactown",
+                ),
+                layer("sandbox", false, "`sandbox: off` in the ecosystem file"),
+            ],
+        );
+    }
+    let k = pactown_runtime::native::sandbox::probe();
+    let abi = k.landlock_abi.unwrap_or(0);
+    let cpu = limits
+        .cpu
+        .map_or("unlimited cpu".to_string(), |c| format!("cpu {c}"));
+    let mut layers = vec![
+        layer(
+            "session",
+            true,
+            "own session and process group; dies with pactown",
+        ),
+        layer(
+            "rlimits",
+            true,
+            format!("{} open files, no core dumps", limits.open_files),
+        ),
+        if k.cgroup_v1 {
+            layer(
+                "cgroup",
+                true,
+                format!("memory {mib} MiB, {} processes, {cpu}", limits.processes),
+            )
+        } else {
+            layer(
+                "cgroup",
+                false,
+                format!(
+                    "needs root (cgroup v1) or a delegated cgroup v2; memory falls back to RLIMIT_DATA {mib} MiB, processes and cpu unlimited"
+                ),
+            )
+        },
+        layer(
+            "landlock-fs",
+            abi >= 1,
+            if abi >= 1 {
+                "read-only system and toolchains, read-write only its sandbox dir".to_string()
+            } else {
+                "Landlock is not enabled in this kernel".to_string()
+            },
+        ),
+        layer(
+            "landlock-net",
+            abi >= 4,
+            if abi >= 4 {
+                "bind only its own port; connect only to its dependencies and its proxy".to_string()
+            } else {
+                format!("needs Landlock ABI 4, this kernel has {abi}")
+            },
+        ),
+        layer(
+            "seccomp",
+            k.seccomp,
+            if k.seccomp {
+                "namespaces, mount, ptrace, bpf, keyrings, modules, UDP and raw sockets denied"
+            } else {
+                "seccomp is not available"
+            },
+        ),
+        layer("no-new-privs", true, "no privilege gain through exec"),
+    ];
+    if let Some((uid, gid)) = user {
+        layers.push(layer(
+            "user",
+            k.root,
+            if k.root {
+                format!("runs as {uid}:{gid}, no supplementary groups")
+            } else {
+                "needs root to switch users".into()
+            },
+        ));
+    }
+    let level = if layers.iter().all(|l| l.on) {
+        SandboxLevel::Full
+    } else {
+        SandboxLevel::Partial
+    };
+    (level, layers)
 }
 
 fn sandbox_kind(s: &Service) -> (RuntimeKind, String) {

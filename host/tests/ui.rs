@@ -44,8 +44,16 @@ fn render(result: Result<Loaded, Diagnostics>) -> String {
         let eco = &l.ecosystem;
         let graph = DependencyGraph::from_ecosystem(eco).expect("loaded ecosystems are acyclic");
         let plan = Plan::build(eco, &graph, &assign_ports(eco)).redacted();
+        let mut json = serde_json::to_value(&plan).unwrap();
+        // A native sandbox's layers depend on the kernel and privileges of the machine.
+        for s in json["services"].as_object_mut().unwrap().values_mut() {
+            if s["sandbox"]["kind"] == "native" && s["sandbox"]["level"] != "none" {
+                s["sandbox"]["level"] = "<depends on the machine>".into();
+                s["sandbox"]["layers"] = "<depends on the machine>".into();
+            }
+        }
         out.push_str("--- plan ---\n");
-        out.push_str(&serde_json::to_string_pretty(&plan).unwrap());
+        out.push_str(&serde_json::to_string_pretty(&json).unwrap());
         out.push('\n');
         for s in eco.services.values() {
             if s.content.files.is_empty() {

@@ -5,6 +5,7 @@ mod support;
 mod support_up;
 
 mod routing;
+mod sandbox;
 mod spec_cli;
 mod up;
 mod wasm;

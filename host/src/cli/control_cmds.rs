@@ -104,6 +104,8 @@ fn stopped_status(eco: &Ecosystem) -> EcosystemStatus {
                 port: ports.get(&s.name).copied().flatten(),
                 state: State::Stopped,
                 kind: "native".into(),
+                sandbox: crate::plan::SandboxLevel::None,
+                layers: Vec::new(),
                 health_check: s.health_check.as_ref().map(|h| h.path.clone()),
                 replicas: (1..=s.replicas as usize)
                     .map(|index| ReplicaStatus {

@@ -83,12 +83,15 @@ impl RunCommand {
 /// A multi-threaded runtime for the orchestrator (children are forked from its worker threads,
 /// which live as long as it does; see the parent-death signal in the shim).
 pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime")
-        .block_on(f)
+        .expect("tokio runtime");
+    let out = rt.block_on(f);
+    // Everything was stopped in order already; do not wait on stragglers to exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    out
 }
 
 /// The pipe to a detaching parent: `say: …` and `warn: …` lines while starting, then `ok` or
@@ -162,6 +165,7 @@ async fn up(
         listen,
     };
     let say_serving = say.clone();
+    let warn_relay = ready.clone();
     let mut orch = match Orchestrator::bind(&eco, state.clone(), &opts, say) {
         Ok(o) => o,
         Err(e) => {
@@ -169,6 +173,27 @@ async fn up(
             return Err(e);
         }
     };
+    // A layer this machine cannot give is said, never skipped silently.
+    let mut said = std::collections::HashSet::new();
+    for sp in orch.plan.services.values() {
+        for l in sp
+            .sandbox
+            .layers
+            .iter()
+            .filter(|l| !l.on && l.name != "sandbox")
+        {
+            if said.insert(l.name.clone()) {
+                let w = format!(
+                    "sandbox layer `{}` is off on this machine: {} (affects `{}` and others like it)",
+                    l.name, l.detail, sp.name
+                );
+                term.warn(&w);
+                if let Some(r) = &warn_relay {
+                    r.send(&format!("warn: {w}"));
+                }
+            }
+        }
+    }
     state.write_state(&StateFile {
         ecosystem: eco.name.clone(),
         file: std::path::absolute(&eco.source.path)?,

@@ -42,6 +42,7 @@ pub fn log_path(state_dir: &Path, service: &str) -> PathBuf {
 /// One service's logs.
 pub struct ServiceLog {
     name: String,
+    anomalies: crate::jsonlog::JsonLog,
     color: usize,
     file: Mutex<Rotating>,
     tail: Mutex<VecDeque<String>>,
@@ -56,11 +57,13 @@ impl ServiceLog {
         name: &str,
         color: usize,
         console: Option<mpsc::Sender<ConsoleLine>>,
+        anomalies: crate::jsonlog::JsonLog,
     ) -> std::io::Result<Self> {
         let path = log_path(state_dir, name);
         std::fs::create_dir_all(path.parent().expect("log dir"))?;
         Ok(Self {
             name: name.to_string(),
+            anomalies,
             color,
             file: Mutex::new(Rotating::open(path)?),
             tail: Mutex::new(VecDeque::with_capacity(TAIL)),
@@ -100,6 +103,19 @@ impl ServiceLog {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Something this service tried and was denied: in its log, and in the ecosystem's anomaly
+    /// log (`logs/anomalies.log`, JSON lines: time, service, action, target).
+    pub fn denied(&self, action: &str, target: &str, detail: &str) {
+        self.event(
+            &self.name,
+            &format!(
+                "denied {action} {target}{}{detail}",
+                if detail.is_empty() { "" } else { ": " }
+            ),
+        );
+        self.anomalies.write(serde_json::json!({"service": self.name, "action": action, "target": target, "detail": detail}));
     }
 
     /// A message from pactown itself about this service.

@@ -4,6 +4,7 @@
 
 pub mod health;
 pub mod logs;
+pub mod sandbox;
 pub mod status;
 pub mod supervisor;
 
@@ -174,10 +175,18 @@ impl Orchestrator {
         let console_done = opts
             .console
             .then(|| tokio::spawn(logs::console(rx, width, opts.color)));
+        let anomalies =
+            crate::jsonlog::JsonLog::open(&state.path().join("logs").join("anomalies.log"))?;
         let mut services = IndexMap::new();
         for (i, (name, sp)) in plan.services.iter().enumerate() {
-            let log = ServiceLog::open(state.path(), name, i, opts.console.then(|| tx.clone()))
-                .with_context(|| format!("cannot open the log of `{name}`"))?;
+            let log = ServiceLog::open(
+                state.path(),
+                name,
+                i,
+                opts.console.then(|| tx.clone()),
+                anomalies.clone(),
+            )
+            .with_context(|| format!("cannot open the log of `{name}`"))?;
             services.insert(name.clone(), ServiceRuntime::new(sp.clone(), Arc::new(log)));
         }
         Ok(Self {
@@ -429,7 +438,16 @@ impl Orchestrator {
                         hooks,
                         max_instances: sp.limits.instances as usize,
                         timeout: sp.limits.request_timeout,
-                        errors: Some(Arc::new(move |m: &str| log.event(&label, m))),
+                        errors: Some(Arc::new(move |m: &str| {
+                            // A limit the guest hit is an anomaly as well as a failed request.
+                            if m.contains("ran out of memory") {
+                                log.denied("memory over its limit", &label, m);
+                            } else if m.contains("CPU time limit") {
+                                log.denied("cpu over its limit", &label, m);
+                            } else {
+                                log.event(&label, m);
+                            }
+                        })),
                     },
                 )?);
                 self.http_registry
@@ -479,9 +497,8 @@ impl Orchestrator {
         let label = sp.name.clone();
         caps.output = Some(Arc::new(move |line: &str| log.line(&label, line)));
         let log = rt.log.clone();
-        let label = sp.name.clone();
         caps.denials = Some(Arc::new(move |action: &str, target: &str| {
-            log.event(&label, &format!("denied {action} {target}"))
+            log.denied(action, target, "")
         }));
         Ok(caps)
     }
@@ -536,8 +553,9 @@ impl Orchestrator {
             } else {
                 (502, format!("no service `{host}` in this ecosystem"))
             };
-            log.event(
-                &caller,
+            log.denied(
+                "http call",
+                host,
                 &format!("refused outgoing request to `{host}`: {message}"),
             );
             Route::Respond { status, message }
@@ -558,22 +576,50 @@ impl Orchestrator {
                     rt.log.event(name, "no run block: nothing to start");
                     continue;
                 }
-                let launch = Arc::new(Launch {
-                    exe: exe.clone(),
-                    env: match p.backend {
-                        Backend::Native => service_env(
+                let (env, sandbox) = match p.backend {
+                    Backend::Native => {
+                        let mut env = service_env(
                             &rt.plan,
                             &p.native,
                             self.proxy_addrs.get(name.as_str()).copied(),
-                        ),
-                        _ => rt
-                            .plan
+                        );
+                        let path = env
+                            .iter()
+                            .rev()
+                            .find(|(k, _)| k == "PATH")
+                            .map(|(_, v)| v.clone());
+                        let sandbox = sandbox::native_sandbox(
+                            &self.plan,
+                            &rt.plan,
+                            &p.native,
+                            self.proxy_addrs.get(name.as_str()).map(SocketAddr::port),
+                            path.as_deref(),
+                        );
+                        if sandbox.is_some() {
+                            // HOME and TMPDIR inside the sandbox: the only place it may write.
+                            for (var, sub) in [("HOME", ".home"), ("TMPDIR", ".tmp")] {
+                                let dir = std::path::absolute(rt.plan.sandbox.dir.join(sub))?;
+                                std::fs::create_dir_all(&dir)?;
+                                if !rt.plan.env.contains_key(var) {
+                                    env.push((var.to_string(), dir.display().to_string()));
+                                }
+                            }
+                        }
+                        (env, sandbox)
+                    }
+                    _ => (
+                        rt.plan
                             .env
                             .iter()
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect(),
-                    },
-                    policy: Default::default(),
+                        None,
+                    ),
+                };
+                let launch = Arc::new(Launch {
+                    exe: exe.clone(),
+                    env,
+                    sandbox,
                     backend: p.backend.clone(),
                 });
                 rt.start(launch);
@@ -677,6 +723,8 @@ impl Orchestrator {
         for t in &self.tasks {
             t.abort();
         }
+        // wasm services reach each other through the registry: empty it to let them go.
+        self.http_registry.write().expect("registry").clear();
         self.state.clear(&self.socket);
     }
 

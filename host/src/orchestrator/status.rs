@@ -63,6 +63,12 @@ pub struct ServiceStatus {
     pub state: State,
     /// Sandbox kind.
     pub kind: String,
+    /// How confined: full, partial or none.
+    #[serde(default = "unknown_level")]
+    pub sandbox: crate::plan::SandboxLevel,
+    /// Each sandbox layer, on or off.
+    #[serde(default)]
+    pub layers: Vec<crate::plan::Layer>,
     /// Health check path.
     pub health_check: Option<String>,
     /// Replicas.
@@ -86,6 +92,10 @@ pub struct EcosystemStatus {
     pub gateway: Option<String>,
     /// Services in file order.
     pub services: Vec<ServiceStatus>,
+}
+
+fn unknown_level() -> crate::plan::SandboxLevel {
+    crate::plan::SandboxLevel::None
 }
 
 impl ServiceStatus {
@@ -125,8 +135,8 @@ pub fn table(status: &EcosystemStatus, color: bool) -> String {
         .unwrap_or(7)
         .max(7);
     let mut out = format!(
-        "{:w$}  {:>5}  {:9}  {:>8}  {:16}  {:>8}  {:>8}\n",
-        "SERVICE", "PORT", "STATUS", "PID", "HEALTH", "REPLICAS", "RESTARTS"
+        "{:w$}  {:>5}  {:9}  {:>8}  {:16}  {:>8}  {:>8}  {:12}  SANDBOX\n",
+        "SERVICE", "PORT", "STATUS", "PID", "HEALTH", "REPLICAS", "RESTARTS", "KIND"
     );
     for s in &status.services {
         let port = s.port.map_or("-".to_string(), |p| p.to_string());
@@ -163,14 +173,16 @@ pub fn table(status: &EcosystemStatus, color: bool) -> String {
             State::Stopped => paint("2", &state),
         };
         out.push_str(&format!(
-            "{:w$}  {:>5}  {}  {:>8}  {:16}  {:>8}  {:>8}\n",
+            "{:w$}  {:>5}  {}  {:>8}  {:16}  {:>8}  {:>8}  {:12}  {}\n",
             s.name,
             port,
             state,
             pid,
             health,
             format!("{ready}/{}", s.replicas.len()),
-            s.restarts
+            s.restarts,
+            s.kind,
+            s.sandbox.as_str()
         ));
     }
     out

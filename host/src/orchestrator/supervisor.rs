@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pactown_runtime::native::cgroup::CgroupGuard;
 use pactown_runtime::native::{NativeChild, NativeSpec, SandboxPolicy};
 use pactown_runtime::wasm::{
     Capabilities, CommandInstance, CommandService, HttpService, OutgoingHooks,
@@ -39,8 +40,8 @@ pub struct Launch {
     pub exe: PathBuf,
     /// Environment without the per-replica port variables.
     pub env: Vec<(String, String)>,
-    /// Confinement of native processes.
-    pub policy: SandboxPolicy,
+    /// Confinement of native processes (`None`: unconfined).
+    pub sandbox: Option<super::sandbox::NativeSandbox>,
     /// What runs.
     pub backend: Backend,
 }
@@ -189,6 +190,8 @@ impl ServiceRuntime {
             port: self.plan.port,
             state: ServiceStatus::aggregate(&replicas),
             kind: self.plan.sandbox.kind.as_str().to_string(),
+            sandbox: self.plan.sandbox.level,
+            layers: self.plan.sandbox.layers.clone(),
             health_check: self.plan.health.check.clone(),
             restarts: replicas.iter().map(|r| r.restarts).sum(),
             replicas,
@@ -423,7 +426,7 @@ impl ServiceRuntime {
             },
             None => None,
         };
-        let mut child = match self.launch(i, label, launch, port) {
+        let (mut child, cgroup) = match self.launch(i, label, launch, port) {
             Ok(c) => c,
             Err(e) => {
                 self.log.event(label, &format!("cannot start: {e:#}"));
@@ -504,12 +507,34 @@ impl ServiceRuntime {
                 }
             }
         };
+        // The memory limit killing a process of the replica (a worker, a child) is reported as
+        // it happens; the replica itself may well keep serving.
+        let oom_watch = async {
+            let Some(g) = &cgroup else {
+                return std::future::pending::<()>().await;
+            };
+            let mut seen = g.oom_kills();
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let now = g.oom_kills();
+                if now > seen {
+                    let limit = format!("{} MiB", self.plan.limits.memory >> 20);
+                    self.log.denied(
+                        "memory over its limit",
+                        &limit,
+                        &format!("the kernel killed {} process(es)", now - seen),
+                    );
+                    seen = now;
+                }
+            }
+        };
         tokio::select! {
             code = child.wait() => {
                 self.log.event(label, &format!("exited with code {code}"));
                 self.update(i, |r| r.last_exit = Some(code));
                 Outcome::Exited { code, healthy_for: ready_at.elapsed() }
             }
+            _ = oom_watch => unreachable!("the watch never ends"),
             _ = live => {
                 self.log.event(label, &format!("failed {LIVENESS_FAILURES} health checks in a row; stopping it"));
                 self.update(i, |r| r.state = State::Starting);
@@ -528,16 +553,37 @@ impl ServiceRuntime {
         label: &str,
         launch: &Launch,
         port: Option<u16>,
-    ) -> anyhow::Result<Running> {
+    ) -> anyhow::Result<(Running, Option<Arc<CgroupGuard>>)> {
         let mut env = launch.env.clone();
         if let Some(p) = port {
             for var in crate::plan::REPLICA_PORT_VARS {
                 env.push((var.to_string(), p.to_string()));
             }
         }
-        let _ = i;
         match &launch.backend {
             Backend::Native | Backend::WasmHttp(_) => {
+                let (policy, guard) = match &launch.sandbox {
+                    None => (SandboxPolicy::default(), None),
+                    Some(sb) => {
+                        let mut policy = sb.policy.clone();
+                        if let Some(net) = policy.net.as_mut() {
+                            net.bind = port.into_iter().collect();
+                        }
+                        let guard = match sb.cgroup {
+                            Some(limits) => {
+                                let g = CgroupGuard::create(
+                                    &sb.scope,
+                                    &format!("{}.{}", self.plan.name, i + 1),
+                                    limits,
+                                )?;
+                                policy.cgroups = g.procs();
+                                Some(g)
+                            }
+                            None => None,
+                        };
+                        (policy, guard)
+                    }
+                };
                 let spec = NativeSpec {
                     argv: vec![
                         "/bin/sh".into(),
@@ -546,9 +592,12 @@ impl ServiceRuntime {
                     ],
                     cwd: self.plan.sandbox.dir.clone(),
                     env,
-                    policy: launch.policy.clone(),
+                    policy,
                 };
-                Ok(Running::Native(spec.spawn(&launch.exe)?))
+                Ok((
+                    Running::Native(spec.spawn(&launch.exe)?),
+                    guard.map(Arc::new),
+                ))
             }
             Backend::WasmCommand {
                 service,
@@ -562,11 +611,10 @@ impl ServiceRuntime {
                 let l = label.to_string();
                 let report: pactown_runtime::wasm::state::LineSink =
                     Arc::new(move |m: &str| log.event(&l, m));
-                Ok(Running::Wasm(service.start(
-                    &caps,
-                    hooks.clone(),
-                    Some(report),
-                )?))
+                Ok((
+                    Running::Wasm(service.start(&caps, hooks.clone(), Some(report))?),
+                    None,
+                ))
             }
         }
     }

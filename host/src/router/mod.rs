@@ -212,6 +212,10 @@ impl Router {
                     .metrics
                     .rate_limited
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                endpoint
+                    .service
+                    .log
+                    .denied("request over rate limit", &caller, "answered 429");
                 rate_limited(
                     &endpoint.service.plan.name,
                     endpoint.bucket.as_ref().map(TokenBucket::limit),

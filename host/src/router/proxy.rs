@@ -44,9 +44,9 @@ pub async fn handle(
             let message = format!(
                 "`{caller}` may not call `{host}`: it is not in `{caller}`'s `depends_on`; add it there"
             );
-            ep.service
-                .log
-                .event(&caller, &format!("refused proxied request to `{host}`"));
+            if let Some(me) = router.endpoints.get(&*caller) {
+                me.service.log.denied("http call", &host, &message);
+            }
             return json_response(
                 StatusCode::FORBIDDEN,
                 &serde_json::json!({"error": message, "caller": &*caller, "target": host}),

@@ -28,6 +28,7 @@ const ECOSYSTEM_FIELDS: &[&str] = &[
     "registry",
     "network",
     "services",
+    "profiles",
 ];
 
 /// Fields of a service.
@@ -47,11 +48,24 @@ const SERVICE_FIELDS: &[&str] = &[
     "limits",
     "dirs",
     "rate_limit",
+    "sandbox",
+    "user",
+    "profile",
 ];
+
+const PROFILE_FIELDS: &[&str] = &["memory", "cpu", "processes", "open_files", "rate_limit"];
 
 const RATE_FIELDS: &[&str] = &["requests", "per", "burst"];
 
-const LIMIT_FIELDS: &[&str] = &["memory", "cpu_time", "instances", "request_timeout"];
+const LIMIT_FIELDS: &[&str] = &[
+    "memory",
+    "cpu_time",
+    "instances",
+    "request_timeout",
+    "cpu",
+    "processes",
+    "open_files",
+];
 const DIR_FIELDS: &[&str] = &["host", "guest", "write"];
 
 /// The most memory one wasm instance may be given.
@@ -119,6 +133,67 @@ pub struct Limits {
     /// Wall-clock time per request.
     #[serde(with = "opt_secs")]
     pub request_timeout: Option<Duration>,
+    /// CPU share of a native service (0.5 = half a core).
+    pub cpu: Option<f64>,
+    /// Processes and threads of a native service.
+    pub processes: Option<u64>,
+    /// Open files of a native service.
+    pub open_files: Option<u64>,
+}
+
+impl Limits {
+    /// These limits, with unset ones taken from `base`.
+    pub fn or(&self, base: &Limits) -> Limits {
+        Limits {
+            memory: self.memory.or(base.memory),
+            cpu_time: self.cpu_time.or(base.cpu_time),
+            instances: self.instances.or(base.instances),
+            request_timeout: self.request_timeout.or(base.request_timeout),
+            cpu: self.cpu.or(base.cpu),
+            processes: self.processes.or(base.processes),
+            open_files: self.open_files.or(base.open_files),
+        }
+    }
+}
+
+/// A named set of limits (`profile:`), enforced from the ecosystem file only: nothing a
+/// request says can change it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Profile {
+    /// Limits it sets.
+    pub limits: Limits,
+    /// Rate limit it sets.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// The reference's user tiers as profiles: memory, CPU and requests per minute.
+pub fn builtin_profiles() -> IndexMap<String, Profile> {
+    [
+        ("free", 256u64, 0.25, 20u32),
+        ("basic", 512, 0.5, 60),
+        ("pro", 2048, 0.8, 120),
+        ("enterprise", 8192, 1.0, 500),
+        ("admin", 16384, 1.0, 1000),
+    ]
+    .into_iter()
+    .map(|(name, mb, cpu, rpm)| {
+        (
+            name.to_string(),
+            Profile {
+                limits: Limits {
+                    memory: Some(mb << 20),
+                    cpu: Some(cpu),
+                    ..Limits::default()
+                },
+                rate_limit: Some(RateLimit {
+                    requests: rpm,
+                    per: Duration::from_secs(60),
+                    burst: rpm,
+                }),
+            },
+        )
+    })
+    .collect()
 }
 
 /// A token bucket on a service's stable address: `requests` per `per`, bursts up to `burst`.
@@ -208,6 +283,12 @@ pub struct Service {
     pub dirs: Vec<DirGrant>,
     /// Requests allowed through its stable address.
     pub rate_limit: Option<RateLimit>,
+    /// Confine a native service (`sandbox: off` runs it unconfined, as the reference did).
+    pub sandbox: bool,
+    /// Run a native service as this user (`name` or `uid:gid`; root only).
+    pub user: Option<String>,
+    /// The named limit set it uses, with the span of the name.
+    pub profile: Option<(String, Range<usize>)>,
     /// The `runtime:` value.
     #[serde(skip)]
     pub runtime_span: Option<Range<usize>>,
@@ -268,6 +349,9 @@ pub struct Ecosystem {
     pub services: IndexMap<String, Service>,
     /// Where `up` keeps state, logs and its control socket.
     pub state_dir: PathBuf,
+    /// Named limit sets: the built-in tiers and the file's own `profiles:`.
+    #[serde(skip)]
+    pub profiles: IndexMap<String, Profile>,
 }
 
 /// Defaults of the reference.
@@ -316,6 +400,7 @@ pub fn decode(
         network: "pactown-net".into(),
         services: IndexMap::new(),
         state_dir: crate::plan::state_dir(&source.path),
+        profiles: builtin_profiles(),
     };
     let mut services_node = None;
     for e in &entries {
@@ -357,6 +442,45 @@ pub fn decode(
                 }
             }
             "services" => services_node = Some((v, e.key_span.clone())),
+            "profiles" => {
+                if let Some(entries) = d.mapping(v, "`profiles`", &[]) {
+                    for p in entries {
+                        let what = format!("profile `{}`", p.key);
+                        let Some(fields) = d.mapping(p.value, &what, PROFILE_FIELDS) else {
+                            continue;
+                        };
+                        let mut profile = Profile::default();
+                        let rate = fields
+                            .iter()
+                            .find(|f| f.key == "rate_limit")
+                            .map(|f| f.value);
+                        profile.rate_limit = rate.and_then(|r| rate_limit(&mut d, r));
+                        // The limit fields share their reading with `limits:`.
+                        let limit_fields: Vec<(Node, Node)> = fields
+                            .iter()
+                            .filter(|f| f.key != "rate_limit")
+                            .map(|f| {
+                                let key = Node {
+                                    span: f.key_span.clone(),
+                                    kind: super::yaml::NodeKind::Scalar {
+                                        value: f.key.to_string(),
+                                        plain: true,
+                                    },
+                                };
+                                (key, f.value.clone())
+                            })
+                            .collect();
+                        let map = Node {
+                            span: p.value.span.clone(),
+                            kind: super::yaml::NodeKind::Map(limit_fields),
+                        };
+                        if let Some(l) = limits(&mut d, &map) {
+                            profile.limits = l;
+                        }
+                        eco.profiles.insert(p.key.to_string(), profile);
+                    }
+                }
+            }
             _ => unreachable!("unknown fields are filtered by `mapping`"),
         }
     }
@@ -453,6 +577,9 @@ fn service(
         limits: Limits::default(),
         dirs: Vec::new(),
         rate_limit: None,
+        sandbox: true,
+        user: None,
+        profile: None,
         runtime_span: None,
         content: ServiceSource::default(),
         name_span,
@@ -527,6 +654,18 @@ fn service(
             }
             "dirs" => s.dirs = dirs(d, dir, v),
             "rate_limit" => s.rate_limit = rate_limit(d, v),
+            "sandbox" => {
+                let on = match v.as_scalar().map(str::trim) {
+                    Some("full" | "on") => Some(true),
+                    Some("none" | "off") => Some(false),
+                    _ => d.bool(v, "sandbox"),
+                };
+                if let Some(on) = on {
+                    s.sandbox = on;
+                }
+            }
+            "user" => s.user = d.string(v, "user"),
+            "profile" => s.profile = d.string(v, "profile").map(|p| (p, v.span.clone())),
             "version" => {
                 if let Some(ver) = d.string(v, "version") {
                     match semver::Version::parse(ver.trim()) {
@@ -636,6 +775,32 @@ fn limits(d: &mut Decoder<'_>, node: &Node) -> Option<Limits> {
             },
             "instances" => match d.int(v, "instances", 1..=10_000, "32") {
                 Some(n) => l.instances = Some(n as u32),
+                None => ok = false,
+            },
+            "cpu" => match d.string(v, "cpu").map(|t| {
+                (
+                    t.trim().trim_end_matches('%').parse::<f64>(),
+                    t.contains('%'),
+                )
+            }) {
+                Some((Ok(n), pct)) if n > 0.0 => l.cpu = Some(if pct { n / 100.0 } else { n }),
+                Some(_) => {
+                    d.error(
+                        "yaml::cpu",
+                        v.span.clone(),
+                        "`cpu` must be a positive share of one core",
+                        "write `cpu: 0.5` (half a core) or `cpu: 50%`",
+                    );
+                    ok = false;
+                }
+                None => ok = false,
+            },
+            "processes" => match d.int(v, "processes", 1..=1_000_000, "64") {
+                Some(n) => l.processes = Some(n as u64),
+                None => ok = false,
+            },
+            "open_files" => match d.int(v, "open_files", 16..=1_048_576, "1024") {
+                Some(n) => l.open_files = Some(n as u64),
                 None => ok = false,
             },
             _ => unreachable!(),
@@ -1073,6 +1238,44 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
     }
     for s in eco.services.values() {
         check_runtime(s, src, diags);
+        if let Some((name, span)) = &s.profile
+            && !eco.profiles.contains_key(name)
+        {
+            let names = eco.profiles.keys().map(String::as_str);
+            let help = match super::diagnostic::did_you_mean(name, names) {
+                Some(m) => format!("did you mean `{m}`?"),
+                None => format!(
+                    "profiles: {}",
+                    eco.profiles
+                        .keys()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            diags.push(
+                Diagnostic::error(
+                    "yaml::profile",
+                    format!("unknown profile `{name}`"),
+                    src,
+                    span.clone(),
+                )
+                .with_help(help),
+            );
+        }
+        if let Some(user) = &s.user
+            && crate::plan::resolve_user(user).is_none()
+        {
+            diags.push(
+                Diagnostic::error(
+                    "yaml::user",
+                    format!("no user `{user}` on this machine"),
+                    src,
+                    s.name_span.clone(),
+                )
+                .with_help("create the user, or give a numeric `uid:gid`"),
+            );
+        }
     }
     let mut ports: IndexMap<u16, &Service> = IndexMap::new();
     for s in eco.services.values() {

@@ -191,6 +191,9 @@ pub fn load_readme(readme: &Path, port: Option<u16>) -> Result<Loaded, Diagnosti
         limits: Default::default(),
         dirs: Vec::new(),
         rate_limit: None,
+        sandbox: true,
+        user: None,
+        profile: None,
         runtime_span: None,
         content,
         name_span: 0..0,
@@ -213,6 +216,7 @@ pub fn load_readme(readme: &Path, port: Option<u16>) -> Result<Loaded, Diagnosti
             network: "pactown-net".into(),
             services,
             state_dir,
+            profiles: ecosystem::builtin_profiles(),
         },
         warnings: diags,
     })

@@ -1,5 +1,6 @@
 //! Native sandboxes: a process behind the `sandbox-exec` shim.
 
+pub mod cgroup;
 pub mod launcher;
 pub mod sandbox;
 pub mod shim;
