@@ -252,7 +252,7 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
     );
     for s in ["victim", "declared", "attacker", "wattacker"] {
         assert_eq!(
-            http_get(up.port(s), path).unwrap().0,
+            http_get(up.port(s), "/health").unwrap().0,
             200,
             "{s} keeps serving"
         );
