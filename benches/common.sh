@@ -22,6 +22,11 @@ install_reference() {
   fi
 }
 
+# Requests per second of `wrk -t2 -c CONNS -d10s URL`.
+wrk_rps() {
+  wrk -t2 -c"$1" -d10s "$2" | awk '/Requests\/sec/ {print $2}'
+}
+
 need() {
   command -v "$1" >/dev/null || { echo "this bench needs \`$1\` (apt-get install $2)" >&2; exit 1; }
 }

@@ -33,7 +33,7 @@ ARTIFACT=$(ls -t "$PACTOWN_CACHE_DIR"/wasm/artifacts/*.wasm | head -1)
 PID2=$!
 wait_port "$P2"
 echo "== 2. throughput, wrk -t2 -c8 -d10s, alternating, two rounds each"
-rps() { wrk -t2 -c8 -d10s "http://127.0.0.1:$1/?name=bench" | awk '/Requests\/sec/ {print $2}'; }
+rps() { wrk_rps 8 "http://127.0.0.1:$1/?name=bench"; }
 : > "$WORK/rps.txt"
 for round in 1 2; do
   echo "pactown $(rps "$P1")" | tee -a "$WORK/rps.txt"

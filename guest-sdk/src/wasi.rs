@@ -31,32 +31,26 @@ pub async fn post_json<T: serde::Serialize>(
     Client::new().send(req).await
 }
 
-/// A JSON response.
+/// A JSON response (with its length, so it is not sent chunked).
 pub fn json<T: serde::Serialize>(status: u16, value: &T) -> Response<Body> {
     let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
-    let len = text.len();
-    let mut r = Response::new(Body::from(text));
-    r.headers_mut().insert("content-length", len.into());
-    *r.status_mut() = wstd::http::StatusCode::from_u16(status)
-        .unwrap_or(wstd::http::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        "content-type",
-        wstd::http::HeaderValue::from_static("application/json"),
-    );
-    r
+    respond(status, "application/json", text)
 }
 
-/// A plain-text response.
+/// A plain-text response (with its length).
 pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
-    let body = body.into();
+    respond(status, "text/plain; charset=utf-8", body.into())
+}
+
+fn respond(status: u16, content_type: &'static str, body: String) -> Response<Body> {
     let len = body.len();
     let mut r = Response::new(Body::from(body));
-    r.headers_mut().insert("content-length", len.into());
     *r.status_mut() = wstd::http::StatusCode::from_u16(status)
         .unwrap_or(wstd::http::StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         "content-type",
-        wstd::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        wstd::http::HeaderValue::from_static(content_type),
     );
+    r.headers_mut().insert("content-length", len.into());
     r
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{ExitStatus, Term, user_error};
 use crate::control::{Request, StateDir};
 use crate::orchestrator::logs::{log_path, rotated};
-use crate::orchestrator::status::{self, EcosystemStatus, ReplicaStatus, ServiceStatus, State};
+use crate::orchestrator::status::{self, EcosystemStatus, ServiceStatus};
 use crate::spec::Ecosystem;
 
 /// Show every service's state, port, pids, health and restarts.
@@ -90,37 +90,18 @@ impl StatusCommand {
 }
 
 fn stopped_status(eco: &Ecosystem) -> EcosystemStatus {
-    let ports = crate::spec::ecosystem::assign_ports(eco);
+    let plan = match crate::graph::DependencyGraph::from_ecosystem(eco) {
+        Ok(graph) => {
+            crate::plan::Plan::build(eco, &graph, &crate::spec::ecosystem::assign_ports(eco))
+        }
+        Err(_) => unreachable!("a loaded ecosystem is acyclic"),
+    };
     EcosystemStatus {
         ecosystem: eco.name.clone(),
         running: false,
         pid: None,
         gateway: None,
-        services: eco
-            .services
-            .values()
-            .map(|s| ServiceStatus {
-                name: s.name.clone(),
-                port: ports.get(&s.name).copied().flatten(),
-                state: State::Stopped,
-                kind: "native".into(),
-                sandbox: crate::plan::SandboxLevel::None,
-                layers: Vec::new(),
-                health_check: s.health_check.as_ref().map(|h| h.path.clone()),
-                replicas: (1..=s.replicas as usize)
-                    .map(|index| ReplicaStatus {
-                        index,
-                        pid: None,
-                        port: None,
-                        state: State::Stopped,
-                        restarts: 0,
-                        health_ms: None,
-                        last_exit: None,
-                    })
-                    .collect(),
-                restarts: 0,
-            })
-            .collect(),
+        services: plan.services.values().map(ServiceStatus::stopped).collect(),
     }
 }
 

@@ -94,6 +94,43 @@ pub struct EcosystemStatus {
     pub services: Vec<ServiceStatus>,
 }
 
+impl ReplicaStatus {
+    /// A replica that is not running.
+    pub fn stopped(index: usize) -> Self {
+        Self {
+            index,
+            pid: None,
+            port: None,
+            state: State::Stopped,
+            restarts: 0,
+            health_ms: None,
+            last_exit: None,
+        }
+    }
+}
+
+impl ServiceStatus {
+    /// A planned service that is not running.
+    pub fn stopped(plan: &crate::plan::ServicePlan) -> Self {
+        let n = if plan.sandbox.kind == crate::spec::RuntimeKind::WasmHttp {
+            1
+        } else {
+            plan.replicas as usize
+        };
+        Self {
+            name: plan.name.clone(),
+            port: plan.port,
+            state: State::Stopped,
+            kind: plan.sandbox.kind.as_str().to_string(),
+            sandbox: plan.sandbox.level,
+            layers: plan.sandbox.layers.clone(),
+            health_check: plan.health.check.clone(),
+            replicas: (1..=n).map(ReplicaStatus::stopped).collect(),
+            restarts: 0,
+        }
+    }
+}
+
 fn unknown_level() -> crate::plan::SandboxLevel {
     crate::plan::SandboxLevel::None
 }

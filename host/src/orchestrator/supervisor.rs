@@ -130,17 +130,7 @@ impl ServiceRuntime {
         } else {
             plan.replicas as usize
         };
-        let replicas = (1..=n)
-            .map(|index| ReplicaStatus {
-                index,
-                pid: None,
-                port: None,
-                state: State::Stopped,
-                restarts: 0,
-                health_ms: None,
-                last_exit: None,
-            })
-            .collect();
+        let replicas = (1..=n).map(ReplicaStatus::stopped).collect();
         Arc::new(Self {
             plan,
             log,

@@ -307,6 +307,36 @@ pub struct Service {
 }
 
 impl Service {
+    /// A service with every default of the reference, its README not yet read.
+    pub fn new(name: &str, readme: PathBuf, name_span: Range<usize>) -> Self {
+        Service {
+            name: name.to_string(),
+            readme,
+            port: PortSpec::Auto,
+            health_check: None,
+            timeout: DEFAULT_TIMEOUT,
+            replicas: 1,
+            auto_restart: true,
+            env: IndexMap::new(),
+            depends_on: Vec::new(),
+            sandbox_path: None,
+            version: None,
+            stop_grace_period: DEFAULT_STOP_GRACE,
+            runtime: None,
+            limits: Limits::default(),
+            dirs: Vec::new(),
+            rate_limit: None,
+            sandbox: true,
+            user: None,
+            profile: None,
+            runtime_span: None,
+            content: ServiceSource::default(),
+            name_span,
+            port_span: None,
+            readme_span: None,
+        }
+    }
+
     /// The kind the user asked for, and where: `runtime:` in the ecosystem file wins over
     /// `runtime=` on the README's run block.
     pub fn runtime_override(&self) -> Option<(super::service::RuntimeKind, String)> {
@@ -560,32 +590,11 @@ fn service(
         d.mapping(node, &what, SERVICE_FIELDS)?
     };
     let errors_before = d.diags.error_count();
-    let mut s = Service {
-        name: name.to_string(),
-        readme: normalize(&dir.join(name).join("README.md")),
-        port: PortSpec::Auto,
-        health_check: None,
-        timeout: DEFAULT_TIMEOUT,
-        replicas: 1,
-        auto_restart: true,
-        env: IndexMap::new(),
-        depends_on: Vec::new(),
-        sandbox_path: None,
-        version: None,
-        stop_grace_period: DEFAULT_STOP_GRACE,
-        runtime: None,
-        limits: Limits::default(),
-        dirs: Vec::new(),
-        rate_limit: None,
-        sandbox: true,
-        user: None,
-        profile: None,
-        runtime_span: None,
-        content: ServiceSource::default(),
+    let mut s = Service::new(
+        name,
+        normalize(&dir.join(name).join("README.md")),
         name_span,
-        port_span: None,
-        readme_span: None,
-    };
+    );
     for e in entries {
         let v = e.value;
         match e.key {

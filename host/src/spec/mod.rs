@@ -174,32 +174,9 @@ pub fn load_readme(readme: &Path, port: Option<u16>) -> Result<Loaded, Diagnosti
         .unwrap_or_else(|| "service".to_string());
     let dir = readme.parent().map(Path::to_path_buf).unwrap_or_default();
     let source = SourceFile::new(readme.clone(), String::new());
-    let service = Service {
-        name: name.clone(),
-        readme: readme.clone(),
-        port: port.map_or(PortSpec::Auto, PortSpec::Fixed),
-        health_check: None,
-        timeout: ecosystem::DEFAULT_TIMEOUT,
-        replicas: 1,
-        auto_restart: true,
-        env: Default::default(),
-        depends_on: Vec::new(),
-        sandbox_path: None,
-        version: None,
-        stop_grace_period: ecosystem::DEFAULT_STOP_GRACE,
-        runtime: None,
-        limits: Default::default(),
-        dirs: Vec::new(),
-        rate_limit: None,
-        sandbox: true,
-        user: None,
-        profile: None,
-        runtime_span: None,
-        content,
-        name_span: 0..0,
-        port_span: None,
-        readme_span: None,
-    };
+    let mut service = Service::new(&name, readme.clone(), 0..0);
+    service.port = port.map_or(PortSpec::Auto, PortSpec::Fixed);
+    service.content = content;
     let mut services = indexmap::IndexMap::new();
     services.insert(name.clone(), service);
     let state_dir = normalize(&dir.join(".pactown").join(format!("run-{name}")));

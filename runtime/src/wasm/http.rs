@@ -106,7 +106,7 @@ impl HttpService {
                 if let Some(log) = &self.settings.errors {
                     log(&format!("{what} failed in the guest: {reason}"));
                 }
-                error_response(
+                super::outgoing::json_response(
                     500,
                     &format!("service `{}` failed: {reason}", self.settings.name),
                 )
@@ -274,21 +274,4 @@ fn humanize(d: Duration) -> String {
     } else {
         format!("{}s", d.as_secs_f64())
     }
-}
-
-/// A JSON error response.
-pub fn error_response(status: u16, message: &str) -> http::Response<ResponseBody> {
-    let body = serde_json::json!({"error": message}).to_string();
-    let mut r = http::Response::new(
-        http_body_util::Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() =
-        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
 }

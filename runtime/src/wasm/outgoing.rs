@@ -73,8 +73,12 @@ impl OutgoingHooks {
     }
 }
 
-/// A JSON error response a guest receives instead of a connection.
-pub fn json_response(status: u16, message: &str) -> http::Response<WasiBody> {
+/// A JSON error response (`{"error": message}`), with the body error type the receiver needs:
+/// a guest receives one instead of a connection, a client when a guest failed.
+pub fn json_response<E: 'static>(
+    status: u16,
+    message: &str,
+) -> http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, E>> {
     let body = serde_json::json!({"error": message}).to_string();
     let mut r = http::Response::new(
         http_body_util::Full::new(Bytes::from(body))
