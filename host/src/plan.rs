@@ -537,7 +537,9 @@ fn sandbox_layers(
                 "cgroup",
                 false,
                 format!(
-                    "needs root (cgroup v1) or a delegated cgroup v2; memory falls back to RLIMIT_DATA {mib} MiB, processes and cpu unlimited"
+                    "needs root (cgroup v1) or a delegated cgroup v2; memory falls back to RLIMIT_DATA {mib} MiB, processes to RLIMIT_NPROC ({} more than the user runs){}, cpu unlimited",
+                    limits.processes,
+                    if k.root { ", which root ignores" } else { "" }
                 ),
             )
         },

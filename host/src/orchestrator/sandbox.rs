@@ -140,6 +140,7 @@ pub fn native_sandbox(
         cgroups: Vec::new(),
         open_files: Some(sp.limits.open_files),
         data_bytes: (!k.cgroup_v1).then_some(sp.limits.memory),
+        more_processes: (!k.cgroup_v1 && !k.root).then_some(sp.limits.processes),
         address_space: None,
         fs: layer_on("landlock-fs").then_some(FsRules { read, write }),
         net: layer_on("landlock-net").then_some(NetRules {

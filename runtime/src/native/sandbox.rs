@@ -54,6 +54,10 @@ pub struct SandboxPolicy {
     /// `RLIMIT_DATA`: the memory limit when no memory cgroup can hold it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_bytes: Option<u64>,
+    /// Without a pids cgroup: allow this many processes beyond those the user already runs
+    /// (`RLIMIT_NPROC` counts every process of the user; root is not limited by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_processes: Option<u64>,
     /// `RLIMIT_AS`, only when asked for explicitly (it breaks runtimes that reserve address space).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address_space: Option<u64>,
@@ -91,6 +95,9 @@ impl SandboxPolicy {
         }
         if let Some(n) = self.address_space {
             set_rlimit(libc::RLIMIT_AS, n)?;
+        }
+        if let Some(n) = self.more_processes {
+            set_rlimit(libc::RLIMIT_NPROC, processes_of_this_user() + n)?;
         }
         if self.no_new_privs || self.fs.is_some() || self.net.is_some() || self.seccomp {
             // SAFETY: prctl on our own process.
@@ -151,6 +158,31 @@ impl SandboxPolicy {
         created.restrict_self()?;
         Ok(())
     }
+}
+
+/// Processes (and threads) the real user runs now, from `/proc`.
+fn processes_of_this_user() -> u64 {
+    // SAFETY: no preconditions.
+    let uid = unsafe { libc::getuid() }.to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next())
+                == Some(uid.as_str())
+        })
+        .map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+        })
+        .sum()
 }
 
 fn with_context(e: io::Error, what: &str) -> io::Error {
