@@ -93,7 +93,9 @@ def main():
     ports = [int(p) for p in a.ports.split(",")]
     log = open(a.log, "wb")
     start = time.monotonic()
-    proc = subprocess.Popen(a.cmd, shell=True, cwd=a.cwd, env=env, stdout=log, stderr=log,
+    # `exec`, so the shell becomes the orchestrator: signals reach it, and it is the root of the
+    # process tree we measure.
+    proc = subprocess.Popen("exec " + a.cmd, shell=True, cwd=a.cwd, env=env, stdout=log, stderr=log,
                             start_new_session=True)
     pending = set(ports)
     while pending:
@@ -109,11 +111,7 @@ def main():
             time.sleep(0.002)
     ready = time.monotonic() - start
     time.sleep(a.settle)
-    # `shell=True` puts a shell in front; measure from the real orchestrator down.
     root = proc.pid
-    kids = children(root)
-    if "pactown" not in cmdline(root) and len(kids) == 1:
-        root = kids[0]
     orch_pss = orch_rss = svc_pss = svc_rss = 0
     orch_pids = []
     for p in tree(root):

@@ -73,6 +73,8 @@ fn main() -> anyhow::Result<()> {
         let resolver: pactown_runtime::wasm::Resolver = Arc::new(move |host: &str, _port| {
             if host == "callee" {
                 Route::InProcess(Arc::new(InProcessHttp(target.clone())))
+            } else if host == "host" {
+                Route::Respond { status: 200, message: "hello".into() }
             } else {
                 Route::Respond { status: 403, message: "undeclared".into() }
             }
@@ -87,7 +89,7 @@ fn main() -> anyhow::Result<()> {
             let resp = svc.handle(req).await;
             assert_eq!(resp.status(), 200);
             let body = resp.into_body().collect().await.expect("body").to_bytes();
-            assert_eq!(&body[..], b"hello");
+            assert!(body.ends_with(b"hello") || body.ends_with(b"hello\"}"), "{body:?}");
         }
         async fn p50(svc: &HttpService, uri: &str, n: usize) -> Duration {
             for _ in 0..500 {
@@ -104,20 +106,25 @@ fn main() -> anyhow::Result<()> {
         }
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         // Interleave the three measurements twice, to spread the machine's noise over all.
-        let (mut via, mut direct, mut alone) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut via, mut direct, mut alone, mut host) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..2 {
             via.push(p50(&caller, "http://caller/via", n / 2).await);
             direct.push(p50(&caller, "http://caller/direct", n / 2).await);
             alone.push(p50(&callee, "http://callee/", n / 2).await);
+            host.push(p50(&caller, "http://caller/host", n / 2).await);
         }
         let avg = |v: &[Duration]| v.iter().sum::<Duration>() / v.len() as u32;
-        let (via, direct, alone) = (avg(&via), avg(&direct), avg(&alone));
+        let (via, direct, alone, host) = (avg(&via), avg(&direct), avg(&alone), avg(&host));
+        // `host`: the caller makes the same outgoing call, answered by the host at once, so
+        // `host - direct` is what any outgoing HTTP call costs the caller (the guest's client and
+        // wasi:http), whoever answers it.
         println!(
-            "{{\"caller_via_p50_us\": {:.1}, \"caller_direct_p50_us\": {:.1}, \"callee_alone_p50_us\": {:.1}, \"added_by_call_by_name_p50_us\": {:.1}}}",
+            "{{\"caller_via_p50_us\": {:.1}, \"caller_direct_p50_us\": {:.1}, \"callee_alone_p50_us\": {:.1}, \"added_by_call_by_name_p50_us\": {:.1}, \"outgoing_call_answered_by_host_p50_us\": {:.1}}}",
             us(via),
             us(direct),
             us(alone),
-            us(via) - us(direct) - us(alone)
+            us(via) - us(direct) - us(alone),
+            us(host) - us(direct)
         );
         anyhow::Ok(())
     })

@@ -24,10 +24,10 @@ rm -rf "$HELLO" && cp -r "$ROOT/examples/hello-rust" "$HELLO" && rm -rf "$HELLO/
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 500); do curl -sf "http://127.0.0.1:$1/" >/dev/null && return 0; sleep 0.02; done; return 1; }
 P1=$(free_port); P2=$(free_port)
-"$PACTOWN" run "$HELLO/README.md" --port "$P1" >/dev/null 2>"$WORK/hello-pactown.log" &
+ARTIFACT=$("$PACTOWN" build "$HELLO/README.md" --json | python3 -c 'import json,sys; print(next(iter(json.load(sys.stdin).values()))["wasm"])')
+"$PACTOWN" run "$HELLO/README.md" --port "$P1" --listen 127.0.0.1:0 >/dev/null 2>"$WORK/hello-pactown.log" &
 PID1=$!
 wait_port "$P1"
-ARTIFACT=$(ls -t "$PACTOWN_CACHE_DIR"/wasm/artifacts/*.wasm | head -1)
 "$WASMTIME" compile "$ARTIFACT" -o "$WORK/hello.cwasm"
 "$WASMTIME" serve --addr "127.0.0.1:$P2" -Scli --allow-precompiled "$WORK/hello.cwasm" >/dev/null 2>"$WORK/hello-wasmtime.log" &
 PID2=$!

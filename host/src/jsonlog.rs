@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
+/// How long a written line may wait in the buffer.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A JSON-lines file.
 #[derive(Clone)]
 pub struct JsonLog {
@@ -29,12 +32,23 @@ impl JsonLog {
         // An async task (small appends to a local file), so the runtime can drop it at shutdown
         // even while a sender lives on somewhere.
         tokio::spawn(async move {
-            let mut out = std::io::BufWriter::new(file);
-            while let Some(line) = rx.recv().await {
-                let _ = out.write_all(line.as_bytes());
-                // Flush when the queue is drained, so the file is current when idle.
-                if rx.is_empty() {
-                    let _ = out.flush();
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+            let mut dirty = false;
+            loop {
+                // Under load, lines batch into one write per tick; when idle, the file is
+                // current within a tick.
+                tokio::select! {
+                    line = rx.recv() => match line {
+                        Some(line) => {
+                            let _ = out.write_all(line.as_bytes());
+                            dirty = true;
+                        }
+                        None => break,
+                    },
+                    _ = tokio::time::sleep(FLUSH_EVERY), if dirty => {
+                        let _ = out.flush();
+                        dirty = false;
+                    }
                 }
             }
             let _ = out.flush();
@@ -50,6 +64,14 @@ impl JsonLog {
         Self {
             tx: None,
             dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Append one line that is already a JSON object (for hot paths that format it themselves).
+    pub fn write_line(&self, line: String) {
+        let Some(tx) = &self.tx else { return };
+        if tx.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -501,3 +501,22 @@ fn secrets_stay_out_of_the_state_dir_and_plan_output() {
     );
     drop(up);
 }
+
+/// `build` prepares every sandbox and starts nothing.
+#[test]
+fn build_prepares_every_service_and_starts_nothing() {
+    let env = TestEnv::new();
+    env.write("api/README.md", &py_service("", ""))
+        .write("b.pactown.yaml", "base_port: 0\nservices:\n  api: {}\n");
+    let report = env
+        .run_up(&["build", "b.pactown.yaml", "--json"])
+        .ok()
+        .json();
+    assert_eq!(report["api"]["kind"], "native");
+    assert!(env.abs(".pactown-sandboxes/api/server.py").is_file());
+    let status = env
+        .run_up(&["status", "b.pactown.yaml", "--json"])
+        .ok()
+        .json();
+    assert_eq!(status["running"], false);
+}

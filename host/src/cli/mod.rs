@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a user error (bad input, a service that failed), 2 an internal
 //! error. Data goes to stdout; messages for people go to stderr.
 
+mod build;
 mod control_cmds;
 mod generate;
 mod graph;
@@ -49,6 +50,8 @@ pub enum Command {
     Scan(scan::ScanCommand),
     /// Write an ecosystem file for a folder of READMEs
     Generate(generate::GenerateCommand),
+    /// Build every service without starting anything
+    Build(build::BuildCommand),
     /// Start every service and keep them running
     Up(up::UpCommand),
     /// Run one README as a service, in the foreground
@@ -142,6 +145,7 @@ pub fn main() -> ExitCode {
         Command::Init(c) => c.run(&term),
         Command::Scan(c) => c.run(&term),
         Command::Generate(c) => c.run(&term),
+        Command::Build(c) => c.run(&term),
         Command::Up(c) => c.run(&term),
         Command::Run(c) => c.run(&term),
         Command::Down(c) => c.run(&term),

@@ -193,18 +193,16 @@ impl Router {
         caller: Option<&str>,
     ) -> Response<Body> {
         let started = std::time::Instant::now();
-        let caller = match caller {
-            Some(c) => c.to_string(),
-            None => req
-                .headers()
-                .get(CALLER_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_string(),
-        };
-        if let Ok(v) = header::HeaderValue::from_str(&caller) {
+        // A caller pactown knows (its proxy) overrides whatever the request claims.
+        if let Some(v) = caller.and_then(|c| header::HeaderValue::from_str(c).ok()) {
             req.headers_mut().insert(CALLER_HEADER, v);
         }
+        let caller = req
+            .headers()
+            .get(CALLER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
         let (method, path) = (req.method().clone(), req.uri().path().to_string());
         let resp = match endpoint.bucket.as_ref().map(TokenBucket::take) {
             Some(Err(wait)) => {
@@ -273,7 +271,8 @@ impl Router {
             "x-forwarded-for",
             header::HeaderValue::from_str(&peer.ip().to_string()).expect("ip is a header value"),
         );
-        let keep = parts.clone();
+        // Keep a copy for a retry only when one is possible.
+        let keep = (retryable && ports.len() > 1).then(|| parts.clone());
         parts.uri = format!("http://127.0.0.1:{first}{path}")
             .parse()
             .expect("valid uri");
@@ -281,7 +280,8 @@ impl Router {
             Ok(resp) => relay(resp),
             // The replica is gone (refused, or a pooled connection it closed as it died): an
             // idempotent request without a body is safe to send once more, to another replica.
-            Err(e) if retryable => {
+            Err(e) if keep.is_some() => {
+                let keep = keep.expect("checked");
                 for &port in &ports[1..] {
                     let mut p = keep.clone();
                     p.uri = format!("http://127.0.0.1:{port}{path}")

@@ -21,7 +21,7 @@ impl RequestLog {
         Self(JsonLog::disabled())
     }
 
-    /// Record one request.
+    /// Record one request (formatted directly: this runs for every request).
     pub fn record(
         &self,
         caller: &str,
@@ -31,13 +31,15 @@ impl RequestLog {
         status: u16,
         latency: Duration,
     ) {
-        self.0.write(serde_json::json!({
-            "caller": caller,
-            "service": service,
-            "method": method.as_str(),
-            "path": path,
-            "status": status,
-            "latency_ms": (latency.as_secs_f64() * 1e6).round() / 1e3,
-        }));
+        let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+        // Service names and methods need no escaping; the path and the caller header may.
+        let (path, caller) = (
+            serde_json::Value::from(path),
+            serde_json::Value::from(caller),
+        );
+        self.0.write_line(format!(
+            "{{\"ts\":\"{ts}\",\"caller\":{caller},\"service\":\"{service}\",\"method\":\"{method}\",\"path\":{path},\"status\":{status},\"latency_ms\":{:.3}}}\n",
+            latency.as_secs_f64() * 1e3
+        ));
     }
 }

@@ -164,9 +164,16 @@ impl SandboxPolicy {
 fn processes_of_this_user() -> u64 {
     // SAFETY: no preconditions.
     let uid = unsafe { libc::getuid() }.to_string();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     dir.flatten()
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
         .filter(|status| {
             status

@@ -1,0 +1,68 @@
+//! `pactown build FILE [--json]`: prepare every service without starting anything.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::{ExitStatus, Term};
+use crate::build::{self, Cache};
+use crate::graph::DependencyGraph;
+use crate::plan::Plan;
+use crate::spec::RuntimeKind;
+use crate::spec::ecosystem::assign_ports;
+
+/// Build every service of an ecosystem (or one README) as `up` would, and start nothing:
+/// wasm components are compiled (or found in the cache) and precompiled to native code, native
+/// sandboxes get their files and dependencies. A second `up` then starts from warm caches.
+#[derive(Debug, clap::Args)]
+pub struct BuildCommand {
+    /// The ecosystem file, or a README.
+    pub file: PathBuf,
+    /// Print what was built as JSON (per service: kind, and the component for wasm services).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BuildCommand {
+    /// Run it.
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let eco = super::load(&self.file, term)?.ecosystem;
+        let graph =
+            DependencyGraph::from_ecosystem(&eco).map_err(crate::spec::Diagnostics::from)?;
+        let plan = Plan::build(&eco, &graph, &assign_ports(&eco));
+        let cache = Cache::locate();
+        let say = |m: &str| term.info(&format!("pactown: {m}"));
+        let mut report = serde_json::Map::new();
+        let mut engine = None;
+        for (name, sp) in &plan.services {
+            let service = &eco.services[name.as_str()];
+            let entry = if sp.sandbox.kind == RuntimeKind::Native {
+                build::prepare(service, sp, &cache, &say)?;
+                serde_json::json!({"kind": "native", "dir": sp.sandbox.dir})
+            } else {
+                let artifact = match build::rust::build(service, &cache, &say) {
+                    Ok(a) => a,
+                    Err(build::rust::BuildError::Code(d)) => return Err(d.into()),
+                    Err(build::rust::BuildError::Other(e)) => return Err(e),
+                };
+                let engine = match &engine {
+                    Some(e) => e,
+                    None => engine.insert(pactown_runtime::wasm::WasmEngine::new(
+                        &pactown_runtime::wasm::EngineConfig::default(),
+                        cache.path(&["wasm", "compiled"]),
+                    )?),
+                };
+                engine.load(&artifact.wasm, &artifact.key[..32])?;
+                serde_json::json!({"kind": sp.sandbox.kind, "wasm": artifact.wasm, "key": artifact.key, "built": artifact.built})
+            };
+            report.insert(name.clone(), entry);
+        }
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        } else {
+            term.success(&format!("{} built ({} services)", eco.name, report.len()));
+        }
+        Ok(ExitStatus::Success)
+    }
+}
