@@ -6,12 +6,15 @@
 //!
 //! Prints p50, p99 and mean over REQUESTS sequential requests (default 20000), after a warm-up.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use pactown_host::build::{Cache, rust};
+use pactown_host::build::Cache;
 use pactown_runtime::wasm::{
     Capabilities, EngineConfig, HttpService, HttpSettings, OutgoingHooks, WasmEngine,
 };
@@ -22,21 +25,8 @@ fn main() -> anyhow::Result<()> {
         .find_map(|a| a.parse().ok())
         .unwrap_or(20_000);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let loaded = pactown_host::spec::load_readme(&root.join("examples/hello-rust/README.md"), None)
-        .map_err(|d| anyhow::anyhow!("{d}"))?;
-    let service = loaded
-        .ecosystem
-        .services
-        .values()
-        .next()
-        .expect("one service")
-        .clone();
     let cache = Cache::locate();
-    let artifact = match rust::build(&service, &cache, &|m| eprintln!("{m}")) {
-        Ok(a) => a,
-        Err(rust::BuildError::Code(d)) => anyhow::bail!("{d}"),
-        Err(rust::BuildError::Other(e)) => return Err(e),
-    };
+    let artifact = support::build_readme(&root.join("examples/hello-rust/README.md"), &cache)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

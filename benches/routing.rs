@@ -7,36 +7,19 @@
 //!
 //!   cargo bench --bench routing [-- REQUESTS]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use pactown_host::build::{Cache, rust};
+use pactown_host::build::Cache;
 use pactown_runtime::wasm::{
     Capabilities, EngineConfig, HttpService, HttpSettings, InProcessHttp, OutgoingHooks, Route,
     WasmEngine,
 };
-
-fn build(root: &std::path::Path, name: &str, cache: &Cache) -> anyhow::Result<rust::Artifact> {
-    let loaded = pactown_host::spec::load_readme(
-        &root.join(format!("benches/guests/{name}/README.md")),
-        None,
-    )
-    .map_err(|d| anyhow::anyhow!("{d}"))?;
-    let service = loaded
-        .ecosystem
-        .services
-        .values()
-        .next()
-        .expect("one service")
-        .clone();
-    match rust::build(&service, cache, &|m| eprintln!("{m}")) {
-        Ok(a) => Ok(a),
-        Err(rust::BuildError::Code(d)) => anyhow::bail!("{d}"),
-        Err(rust::BuildError::Other(e)) => Err(e),
-    }
-}
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args()
@@ -45,10 +28,13 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(20_000);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let cache = Cache::locate();
-    let (caller_art, callee_art) = (
-        build(root, "caller", &cache)?,
-        build(root, "callee", &cache)?,
-    );
+    let guest = |name: &str| {
+        support::build_readme(
+            &root.join(format!("benches/guests/{name}/README.md")),
+            &cache,
+        )
+    };
+    let (caller_art, callee_art) = (guest("caller")?, guest("callee")?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -159,7 +159,7 @@ pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> Result<Art
     }
     let cargo = super::python::which("cargo")
         .context("Rust services need `cargo`; install Rust from https://rustup.rs")?;
-    ensure_target(say)?;
+    ensure_target(cache, say)?;
     write_sdk(&sdk_dir)?;
     // One project per service (not per content), so cargo's incremental state carries over.
     let readme_key = digest([std::path::absolute(&service.readme)
@@ -307,14 +307,24 @@ fn write_project(project: &Path, manifest: &str, files: &[&FileBlock]) -> anyhow
 }
 
 /// `rustup target add wasm32-wasip2` when the target's standard library is missing.
-pub fn ensure_target(say: &dyn Fn(&str)) -> anyhow::Result<()> {
-    let out = Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", TARGET])
-        .output()
-        .context("Rust services need `rustc`; install Rust from https://rustup.rs")?;
-    let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if out.status.success() && Path::new(&libdir).is_dir() {
+pub fn ensure_target(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<()> {
+    let installed = || -> anyhow::Result<bool> {
+        let out = Command::new("rustc")
+            .args(["--print", "target-libdir", "--target", TARGET])
+            .output()
+            .context("Rust services need `rustc`; install Rust from https://rustup.rs")?;
+        let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Ok(out.status.success() && Path::new(&libdir).is_dir())
+    };
+    if installed()? {
         return Ok(());
+    }
+    // One `rustup target add` at a time, even across processes.
+    std::fs::create_dir_all(cache.path(&["tools"]))?;
+    let lock = std::fs::File::create(cache.path(&["tools", "rustup-target.lock"]))?;
+    super::cache::lock_exclusive(&lock)?;
+    if installed()? {
+        return Ok(()); // another process added it while we waited
     }
     let rustup = super::python::which("rustup").context(format!(
         "the `{TARGET}` target is missing and `rustup` is not on PATH to add it"

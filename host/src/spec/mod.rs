@@ -2,9 +2,11 @@
 //! names become an [`Ecosystem`] whose services carry their README's content, or a list of
 //! [`Diagnostic`]s at file:line:col. Nothing here starts, writes or binds anything.
 
+pub mod checks;
 pub mod decode;
 pub mod diagnostic;
 pub mod ecosystem;
+pub mod fields;
 pub mod interpolate;
 pub mod markpact;
 pub mod service;

@@ -1,0 +1,228 @@
+//! Checks across services, once every README is read: dependencies exist and satisfy their
+//! versions, names do not collide as variables, explicit ports are unique, wasm runtimes have a
+//! language that builds to wasm, profiles and users exist.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::diagnostic::{Diagnostic, Diagnostics, SourceFile};
+use super::ecosystem::{Ecosystem, MAX_WASM_MEMORY, PortSpec, Service, env_prefix};
+
+/// Checks across services: dependencies exist and satisfy versions, names do not collide as
+/// variables, explicit ports are unique.
+pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
+    let src = &eco.source;
+    let mut by_var: IndexMap<String, &Service> = IndexMap::new();
+    for s in eco.services.values() {
+        let var = env_prefix(&s.name);
+        if let Some(other) = by_var.get(&var) {
+            diags.push(
+                Diagnostic::error(
+                    "yaml::name-collision",
+                    format!(
+                        "services `{}` and `{}` both become `{var}_URL` for their dependents",
+                        other.name, s.name
+                    ),
+                    src,
+                    s.name_span.clone(),
+                )
+                .with_secondary(other.name_span.clone(), "the other service")
+                .with_help("rename one of them"),
+            );
+        } else {
+            by_var.insert(var, s);
+        }
+    }
+    for s in eco.services.values() {
+        for dep in &s.depends_on {
+            if dep.name == s.name {
+                diags.push(
+                    Diagnostic::error(
+                        "graph::cycle",
+                        format!("dependency cycle: {} → {}", s.name, s.name),
+                        src,
+                        dep.name_span.clone(),
+                    )
+                    .with_label("a service cannot depend on itself")
+                    .with_help("remove this entry"),
+                );
+                continue;
+            }
+            let Some(target) = eco.services.get(&dep.name) else {
+                let mut diag = Diagnostic::error(
+                    "yaml::unknown-dependency",
+                    format!(
+                        "service `{}` depends on `{}`, which is not a service of this ecosystem",
+                        s.name, dep.name
+                    ),
+                    src,
+                    dep.name_span.clone(),
+                );
+                let names = eco.services.keys().map(String::as_str);
+                diag = match super::diagnostic::did_you_mean(&dep.name, names) {
+                    Some(m) => diag.with_help(format!("did you mean `{m}`?")),
+                    None if dep.registry != "local" => diag.with_help("pulling services from a registry is not supported yet; add the service to this ecosystem"),
+                    None => diag.with_help(format!(
+                        "services here: {}",
+                        eco.services.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    )),
+                };
+                diags.push(diag);
+                continue;
+            };
+            if let (Some(span), Ok(req)) = (
+                &dep.version_span,
+                semver::VersionReq::parse(dep.version.trim()),
+            ) {
+                match target.version.as_deref().map(semver::Version::parse) {
+                    Some(Ok(v)) if !req.matches(&v) => diags.push(
+                        Diagnostic::error(
+                            "yaml::version-mismatch",
+                            format!(
+                                "`{}` needs `{}` {}, but `{}` is version {v}",
+                                s.name, dep.name, dep.version, dep.name
+                            ),
+                            src,
+                            span.clone(),
+                        )
+                        .with_help("change the requirement or the dependency's `version`"),
+                    ),
+                    None if dep.version.trim() != "*" => diags.push(
+                        Diagnostic::warning(
+                            "yaml::version-unknown",
+                            format!(
+                                "`{}` requires version {} of `{}`, which declares no `version`",
+                                s.name, dep.version, dep.name
+                            ),
+                            src,
+                            span.clone(),
+                        )
+                        .with_help(format!(
+                            "add `version:` to service `{}` so the requirement can be checked",
+                            dep.name
+                        )),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+    for s in eco.services.values() {
+        check_runtime(s, src, diags);
+        if let Some((name, span)) = &s.profile
+            && !eco.profiles.contains_key(name)
+        {
+            let names = eco.profiles.keys().map(String::as_str);
+            let help = match super::diagnostic::did_you_mean(name, names) {
+                Some(m) => format!("did you mean `{m}`?"),
+                None => format!(
+                    "profiles: {}",
+                    eco.profiles
+                        .keys()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            diags.push(
+                Diagnostic::error(
+                    "yaml::profile",
+                    format!("unknown profile `{name}`"),
+                    src,
+                    span.clone(),
+                )
+                .with_help(help),
+            );
+        }
+        if let Some(user) = &s.user
+            && crate::plan::resolve_user(user).is_none()
+        {
+            diags.push(
+                Diagnostic::error(
+                    "yaml::user",
+                    format!("no user `{user}` on this machine"),
+                    src,
+                    s.name_span.clone(),
+                )
+                .with_help("create the user, or give a numeric `uid:gid`"),
+            );
+        }
+    }
+    let mut ports: IndexMap<u16, &Service> = IndexMap::new();
+    for s in eco.services.values() {
+        if let PortSpec::Fixed(p) = s.port {
+            if p == 0 {
+                continue;
+            }
+            let span = s.port_span.clone().unwrap_or(s.name_span.clone());
+            if let Some(first) = ports.get(&p) {
+                diags.push(
+                    Diagnostic::error(
+                        "yaml::duplicate-port",
+                        format!(
+                            "port {p} is given to both `{}` and `{}`",
+                            first.name, s.name
+                        ),
+                        src,
+                        span,
+                    )
+                    .with_secondary(
+                        first.port_span.clone().unwrap_or(first.name_span.clone()),
+                        format!("`{}` has it", first.name),
+                    )
+                    .with_help(
+                        "give each service its own port, or remove `port:` to let pactown pick one",
+                    ),
+                );
+            } else {
+                ports.insert(p, s);
+            }
+        }
+    }
+}
+
+/// A wasm runtime needs a language with a WASM build; memory must fit the engine's pool.
+fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
+    let wasm = matches!(
+        s.runtime_override(),
+        Some((
+            super::service::RuntimeKind::WasmHttp | super::service::RuntimeKind::WasmCommand,
+            _
+        ))
+    );
+    if wasm && !crate::build::rust::is_rust(s) {
+        diags.push(
+            Diagnostic::error(
+                "yaml::runtime",
+                format!(
+                    "`{}` has no Rust source, and only Rust services build to WebAssembly yet",
+                    s.name
+                ),
+                src,
+                s.runtime_span.clone().unwrap_or(s.name_span.clone()),
+            )
+            .with_help(
+                "use `runtime: native`, or write the service in Rust (a `src/main.rs` file block)",
+            ),
+        );
+    }
+    if let Some(m) = s.limits.memory
+        && m > MAX_WASM_MEMORY
+        && (wasm || s.runtime.is_none() && crate::build::rust::is_rust(s))
+    {
+        diags.push(
+            Diagnostic::error(
+                "yaml::range",
+                format!(
+                    "`{}` asks for {} MiB per instance; wasm instances may have at most 1024 MiB",
+                    s.name,
+                    m >> 20
+                ),
+                src,
+                s.name_span.clone(),
+            )
+            .with_help("lower `limits.memory` to `1G` or less"),
+        );
+    }
+}
