@@ -20,6 +20,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The largest memory any instance may have; per-service limits are checked against it.
 pub const MAX_MEMORY: usize = 1 << 30;
 
+/// Bytes of each pooled memory and table kept mapped between instances.
+const KEEP_RESIDENT: usize = 1 << 20;
+
 /// Sizing of the engine's pool.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -75,7 +78,14 @@ impl WasmEngine {
             .total_tables(n * 2)
             .total_stacks(n)
             .max_memory_size(MAX_MEMORY)
-            .max_unused_warm_slots(64);
+            .max_unused_warm_slots(64)
+            // A slot going back to the pool keeps its first pages mapped and is reset in place
+            // (only the pages the instance dirtied, found with PAGEMAP_SCAN where the kernel
+            // has it) instead of being unmapped: the next instance in that slot takes no page
+            // faults for them. Roughly halves instantiate + handle of a small handler.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut c = Config::new();
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
