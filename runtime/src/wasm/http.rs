@@ -162,7 +162,7 @@ impl HttpService {
         let cpu = caps.limits.cpu_ticks;
         let errors = self.settings.errors.clone();
         let guard = ActiveGuard::new(&self.active);
-        let task = tokio::spawn(async move {
+        let mut instance = Box::pin(async move {
             let _permit = permit;
             let _alive = guard;
             let proxy = pre.instantiate_async(&mut store).await?;
@@ -171,37 +171,85 @@ impl HttpService {
                 .call_handle(&mut store, incoming, out)
                 .await
         });
-        let answer = tokio::time::timeout(self.settings.timeout, rx).await;
+        // The instance runs inline, in the caller's task, until it answers: no task to spawn
+        // and no other thread to wake for the common request that is done when it responds.
+        // Only an instance still streaming its body after answering goes on in a task of its own.
+        let deadline = tokio::time::sleep(self.settings.timeout);
+        tokio::pin!(deadline);
+        let mut rx = rx;
+        let mut finished = None;
+        let answer = std::future::poll_fn(|cx| {
+            use std::task::Poll;
+            if finished.is_none()
+                && let Poll::Ready(r) = instance.as_mut().poll(cx)
+            {
+                finished = Some(r);
+            }
+            match std::pin::Pin::new(&mut rx).poll(cx) {
+                Poll::Ready(Ok(r)) => return Poll::Ready(Answer::Given(r)),
+                Poll::Ready(Err(_)) => return Poll::Ready(Answer::Dropped),
+                // Ended without answering (its store, holding the sender, is gone).
+                Poll::Pending if finished.is_some() => return Poll::Ready(Answer::Dropped),
+                Poll::Pending => {}
+            }
+            match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Answer::Late),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
         match answer {
-            Ok(Ok(Ok(resp))) => {
-                // The body may still be streaming from the guest; report a late failure.
-                if let Some(log) = errors {
-                    tokio::spawn(async move {
-                        if let Ok(Err(e)) = task.await {
+            Answer::Given(Ok(resp)) => {
+                match finished {
+                    Some(Err(e)) => {
+                        // Answered, then failed: the body may be cut short; report it.
+                        if let Some(log) = errors {
                             log(&format!(
                                 "failed after responding: {}",
                                 explain(&e, memory, cpu)
                             ));
                         }
-                    });
+                    }
+                    Some(Ok(())) => {}
+                    // The body may still be streaming from the guest: let it finish, and
+                    // report a late failure.
+                    None => {
+                        tokio::spawn(async move {
+                            if let Err(e) = instance.await
+                                && let Some(log) = errors
+                            {
+                                log(&format!(
+                                    "failed after responding: {}",
+                                    explain(&e, memory, cpu)
+                                ));
+                            }
+                        });
+                    }
                 }
                 Ok(resp)
             }
-            Ok(Ok(Err(code))) => Err(format!("the guest answered with an error: {code:?}")),
-            Ok(Err(_)) => Err(match task.await {
-                Ok(Ok(())) => "the guest returned without a response".to_string(),
-                Ok(Err(e)) => explain(&e, memory, cpu),
-                Err(e) => format!("the instance task failed: {e}"),
+            Answer::Given(Err(code)) => Err(format!("the guest answered with an error: {code:?}")),
+            Answer::Dropped => Err(match finished {
+                Some(Ok(())) => "the guest returned without a response".to_string(),
+                None => "the guest dropped its response without answering".to_string(),
+                Some(Err(e)) => explain(&e, memory, cpu),
             }),
-            Err(_) => {
-                task.abort();
-                Err(format!(
-                    "ran past its deadline of {}",
-                    humanize(self.settings.timeout)
-                ))
-            }
+            Answer::Late => Err(format!(
+                "ran past its deadline of {}",
+                humanize(self.settings.timeout)
+            )),
         }
     }
+}
+
+/// How a request's instance ended up answering.
+enum Answer<T> {
+    /// It set its response (or an error code).
+    Given(T),
+    /// It dropped the response without setting it, or ended (returned or trapped) first.
+    Dropped,
+    /// It ran past the wall-clock deadline.
+    Late,
 }
 
 /// A wasm HTTP service as an in-process callee of other guests: wasm → wasm without TCP.

@@ -95,35 +95,23 @@ pub fn json_response<E: 'static>(
 
 /// A guest's request body as seen by whoever receives it (a callee in-process, or hyper
 /// sending it over TCP). Like a socket buffer, it lets the guest finish writing even when the
-/// receiver is done with the body early (answered without reading it, or saw it was empty): a
-/// task reads the guest's body to its end, passing frames on while the receiver listens and
-/// discarding them after. Without this, wstd's client, which writes the body while awaiting
-/// the response, fails with "connection reset" whenever the other side is quicker. The body's
-/// size hint is kept, so framing (content-length or chunked) is unchanged.
+/// receiver is done with the body early (answered without reading it, or saw it was empty):
+/// dropped before its end, it reads what the guest has written already, and if the guest is
+/// still writing, a task reads the rest and discards it. Without this, wstd's client, which
+/// writes the body while awaiting the response, fails with "connection reset" whenever the
+/// other side is quicker. Read to its end (the common case), it costs nothing: no task, no
+/// channel. The body's size hint is kept, so framing (content-length or chunked) is unchanged.
 pub struct DrainedBody {
-    rx: tokio::sync::mpsc::Receiver<Result<http_body::Frame<Bytes>, Error>>,
-    hint: http_body::SizeHint,
+    body: WasiBody,
     ended: bool,
 }
 
 impl DrainedBody {
-    /// Start draining `body`.
-    pub fn spawn(mut body: WasiBody) -> Self {
+    /// Wrap `body`.
+    pub fn new(body: WasiBody) -> Self {
         use http_body::Body as _;
-        let hint = body.size_hint();
         let ended = body.is_end_stream();
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            while let Some(frame) = body.frame().await {
-                if let Some(t) = &tx
-                    && t.send(frame).await.is_err()
-                {
-                    tx = None; // the receiver is gone: keep reading, discard
-                }
-            }
-        });
-        Self { rx, hint, ended }
+        Self { body, ended }
     }
 
     /// As the boxed body type of wasi:http.
@@ -140,7 +128,7 @@ impl http_body::Body for DrainedBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
-        let polled = self.rx.poll_recv(cx);
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
         if let std::task::Poll::Ready(None) = polled {
             self.ended = true;
         }
@@ -148,11 +136,39 @@ impl http_body::Body for DrainedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended
+        self.ended || self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.hint
+        self.body.size_hint()
+    }
+}
+
+impl Drop for DrainedBody {
+    fn drop(&mut self) {
+        use http_body::Body as _;
+        use std::task::{Context, Poll, Waker};
+        if self.ended {
+            return;
+        }
+        // What the guest wrote already is read here; only a guest still writing needs a task.
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            match std::pin::Pin::new(&mut self.body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(Some(Err(_)) | None) => return,
+                Poll::Pending => break,
+            }
+        }
+        let mut body = std::mem::replace(
+            &mut self.body,
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
+        }
     }
 }
 
@@ -184,7 +200,7 @@ impl WasiHttpHooks for OutgoingHooks {
             || Box::new(async { Ok(()) }) as Box<dyn Future<Output = Result<(), Error>> + Send>;
         // Whatever happens to it, the guest's body is read to its end, so the guest never sees
         // its write fail because we were quicker (see `DrainedBody`).
-        let mut request = request.map(|b| DrainedBody::spawn(b).boxed());
+        let mut request = request.map(|b| DrainedBody::new(b).boxed());
         let host = request.uri().host().unwrap_or_default().to_string();
         let port = request.uri().port_u16();
         let hops = self.hops + 1;
