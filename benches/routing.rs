@@ -1,9 +1,13 @@
-//! What a wasm → wasm call by name adds over calling the same handler directly, in-process:
+//! What a wasm → wasm call by name costs, two ways:
 //!
-//!   added = p50(caller /via) − p50(caller /direct) − p50(callee alone)
+//!   by name vs by address = p50(caller /via) − p50(caller /addr)
+//!   added over an inlined handler = p50(caller /via) − p50(caller /direct) − p50(callee alone)
 //!
-//! `/via` asks `callee` by name (outgoing hook → resolver → in-process dispatch, body drained);
-//! `/direct` answers the same text itself; the callee's own cost is measured alone.
+//! `/via` asks `callee` by name (outgoing hook → resolver → in-process dispatch, no TCP);
+//! `/addr` asks the same callee handler at its address (served over TCP by this process, the
+//! way a guest calls any HTTP server); `/direct` answers the same text itself; the callee's own
+//! cost is measured alone; `/host` makes the same outgoing call, answered by the host at once,
+//! so `host − direct` is what any outgoing HTTP call costs the guest (its client and wasi:http).
 //!
 //!   cargo bench --bench routing [-- REQUESTS]
 
@@ -39,7 +43,9 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    // Measured inside a task on the runtime's workers, where a server's connection task runs
+    // (the thread of `block_on` is not a worker: anything it spawns wakes another thread).
+    rt.block_on(rt.spawn(async move {
         let engine = WasmEngine::new(&EngineConfig::default(), cache.path(&["wasm", "compiled"]))?;
         let settings = |name: &str, hooks: OutgoingHooks| HttpSettings {
             name: name.into(),
@@ -54,28 +60,41 @@ fn main() -> anyhow::Result<()> {
             &engine.load(&callee_art.wasm, &callee_art.key[..32])?,
             settings("callee", OutgoingHooks::new("callee", None)),
         )?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let callee_addr = listener.local_addr()?;
+        tokio::spawn(serve(listener, callee.clone()));
         let target = callee.clone();
-        // The orchestrator's resolver, reduced to the one declared dependency.
-        let resolver: pactown_runtime::wasm::Resolver = Arc::new(move |host: &str, _port| {
-            if host == "callee" {
-                Route::InProcess(Arc::new(InProcessHttp(target.clone())))
-            } else if host == "host" {
-                Route::Respond { status: 200, message: "hello".into() }
-            } else {
-                Route::Respond { status: 403, message: "undeclared".into() }
-            }
-        });
+        // The orchestrator's resolver, reduced to the one declared dependency; plus the
+        // callee's address, forwarded as the host forwards to any stable address.
+        let resolver: pactown_runtime::wasm::Resolver =
+            Arc::new(move |host: &str, port| match host {
+                "callee" => Route::InProcess(Arc::new(InProcessHttp(target.clone()))),
+                "host" => Route::Respond {
+                    status: 200,
+                    message: "hello".into(),
+                },
+                "127.0.0.1" if port == Some(callee_addr.port()) => Route::Forward(callee_addr),
+                _ => Route::Respond {
+                    status: 403,
+                    message: "undeclared".into(),
+                },
+            });
         let caller = Arc::new(HttpService::new(
             engine.clone(),
             &engine.load(&caller_art.wasm, &caller_art.key[..32])?,
             settings("caller", OutgoingHooks::new("caller", Some(resolver))),
         )?);
         async fn once(svc: &HttpService, uri: &str) {
-            let req = http::Request::get(uri).body(Empty::<Bytes>::new()).expect("request");
+            let req = http::Request::get(uri)
+                .body(Empty::<Bytes>::new())
+                .expect("request");
             let resp = svc.handle(req).await;
             assert_eq!(resp.status(), 200);
             let body = resp.into_body().collect().await.expect("body").to_bytes();
-            assert!(body.ends_with(b"hello") || body.ends_with(b"hello\"}"), "{body:?}");
+            assert!(
+                body.ends_with(b"hello") || body.ends_with(b"hello\"}"),
+                "{body:?}"
+            );
         }
         async fn p50(svc: &HttpService, uri: &str, n: usize) -> Duration {
             for _ in 0..500 {
@@ -90,28 +109,49 @@ fn main() -> anyhow::Result<()> {
             t.sort();
             t[n / 2]
         }
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        // Interleave the three measurements twice, to spread the machine's noise over all.
-        let (mut via, mut direct, mut alone, mut host) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let us = |d: Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
+        let addr_uri = format!("http://caller/addr?{callee_addr}");
+        // Interleave the measurements twice, to spread the machine's noise over all.
+        let mut m = [(); 5].map(|_| Vec::new());
         for _ in 0..2 {
-            via.push(p50(&caller, "http://caller/via", n / 2).await);
-            direct.push(p50(&caller, "http://caller/direct", n / 2).await);
-            alone.push(p50(&callee, "http://callee/", n / 2).await);
-            host.push(p50(&caller, "http://caller/host", n / 2).await);
+            m[0].push(p50(&caller, "http://caller/via", n / 2).await);
+            m[1].push(p50(&caller, "http://caller/direct", n / 2).await);
+            m[2].push(p50(&callee, "http://callee/", n / 2).await);
+            m[3].push(p50(&caller, "http://caller/host", n / 2).await);
+            m[4].push(p50(&caller, &addr_uri, n / 2).await);
         }
-        let avg = |v: &[Duration]| v.iter().sum::<Duration>() / v.len() as u32;
-        let (via, direct, alone, host) = (avg(&via), avg(&direct), avg(&alone), avg(&host));
-        // `host`: the caller makes the same outgoing call, answered by the host at once, so
-        // `host - direct` is what any outgoing HTTP call costs the caller (the guest's client and
-        // wasi:http), whoever answers it.
+        let r1 = |x: f64| (x * 10.0).round() / 10.0;
+        let [via, direct, alone, host, addr] =
+            m.map(|v| us(v.iter().sum::<Duration>() / v.len() as u32));
         println!(
-            "{{\"caller_via_p50_us\": {:.1}, \"caller_direct_p50_us\": {:.1}, \"callee_alone_p50_us\": {:.1}, \"added_by_call_by_name_p50_us\": {:.1}, \"outgoing_call_answered_by_host_p50_us\": {:.1}}}",
-            us(via),
-            us(direct),
-            us(alone),
-            us(via) - us(direct) - us(alone),
-            us(host) - us(direct)
+            "{}",
+            serde_json::json!({
+                "caller_via_p50_us": via,
+                "caller_by_address_p50_us": addr,
+                "caller_direct_p50_us": direct,
+                "callee_alone_p50_us": alone,
+                "by_name_minus_by_address_p50_us": r1(via - addr),
+                "added_by_call_by_name_p50_us": r1(via - direct - alone),
+                "outgoing_call_answered_by_host_p50_us": r1(host - direct),
+            })
         );
         anyhow::Ok(())
-    })
+    }))?
+}
+
+/// Serve `svc` over HTTP/1 on `listener`, as the host serves a wasm service's address.
+async fn serve(listener: tokio::net::TcpListener, svc: Arc<HttpService>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let handler = hyper::service::service_fn(move |req| {
+                let svc = svc.clone();
+                async move { Ok::<_, std::convert::Infallible>(svc.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
+                .await;
+        });
+    }
 }
