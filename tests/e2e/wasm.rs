@@ -229,3 +229,83 @@ fn the_rust_platform_answers_through_the_gateway() {
     assert_eq!(code, 200);
     assert!(page.contains("<li>Ada</li>"), "{page}");
 }
+
+/// The host's wasm HTTP service driven straight from the runtime (the component built by the
+/// real `pactown build`): every request is answered wherever the caller's task runs, also when
+/// the instance ends within a poll that spent the task's cooperative budget (the answer was once
+/// read as missing: "the guest returned without a response").
+#[test]
+fn every_request_is_answered_when_the_instance_ends_in_the_callers_poll() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use pactown_runtime::wasm::{
+        Capabilities, EngineConfig, HttpService, HttpSettings, OutgoingHooks, WasmEngine,
+    };
+    use std::sync::Arc;
+
+    let env = TestEnv::new();
+    env.write(
+        "hello/README.md",
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/hello-rust/README.md"
+        ))
+        .unwrap(),
+    );
+    let built = env.run(&["build", "hello/README.md", "--json"]).ok().json();
+    let wasm = built
+        .as_object()
+        .and_then(|m| m.values().next())
+        .expect("one service")["wasm"]
+        .as_str()
+        .expect("a wasm artifact")
+        .to_string();
+    let engine =
+        WasmEngine::new(&EngineConfig { total_instances: 8 }, env.abs("compiled")).unwrap();
+    let component = engine.load(std::path::Path::new(&wasm), "hello").unwrap();
+    let mut caps = Capabilities::new();
+    caps.limits.cpu_ticks = Some(100);
+    let svc = Arc::new(
+        HttpService::new(
+            engine,
+            &component,
+            HttpSettings {
+                name: "hello".into(),
+                caps,
+                hooks: OutgoingHooks::new("hello", None),
+                max_instances: 4,
+                timeout: std::time::Duration::from_secs(10),
+                errors: None,
+            },
+        )
+        .unwrap(),
+    );
+    let ask = |svc: Arc<HttpService>| async move {
+        let req = http::Request::get("http://hello/?name=test")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = svc.handle(req).await;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Many requests in one poll of one task (none waits on anything outside the process), so
+    // the task's cooperative budget runs out midway: on the thread of `block_on`, and in a
+    // task on a worker.
+    let many = |svc: Arc<HttpService>| async move {
+        for _ in 0..300 {
+            let (code, body) = ask(svc.clone()).await;
+            assert_eq!(
+                (code, body.as_str()),
+                (200, "hello, test, from WebAssembly\n")
+            );
+        }
+    };
+    rt.block_on(many(svc.clone()));
+    rt.block_on(rt.spawn(many(svc))).unwrap();
+}

@@ -185,11 +185,18 @@ impl HttpService {
             {
                 finished = Some(r);
             }
+            if finished.is_some() {
+                // Not `poll`: tokio's cooperative budget, spent by the instance's host calls,
+                // could make a filled channel look empty. An instance that ended without
+                // answering still holds the sender (in its store), so empty means no answer.
+                return Poll::Ready(match rx.try_recv() {
+                    Ok(r) => Answer::Given(r),
+                    Err(_) => Answer::Dropped,
+                });
+            }
             match std::pin::Pin::new(&mut rx).poll(cx) {
                 Poll::Ready(Ok(r)) => return Poll::Ready(Answer::Given(r)),
                 Poll::Ready(Err(_)) => return Poll::Ready(Answer::Dropped),
-                // Ended without answering (its store, holding the sender, is gone).
-                Poll::Pending if finished.is_some() => return Poll::Ready(Answer::Dropped),
                 Poll::Pending => {}
             }
             match deadline.as_mut().poll(cx) {
