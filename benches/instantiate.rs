@@ -39,14 +39,7 @@ fn main() -> anyhow::Result<()> {
         let svc = Arc::new(HttpService::new(
             engine,
             &component,
-            HttpSettings {
-                name: "hello".into(),
-                caps,
-                hooks: OutgoingHooks::new("hello", None),
-                max_instances: 64,
-                timeout: Duration::from_secs(10),
-                errors: None,
-            },
+            HttpSettings::new("hello", caps, OutgoingHooks::new("hello", None)),
         )?);
         let once = |svc: Arc<HttpService>| async move {
             let req = http::Request::get("http://hello/?name=bench")

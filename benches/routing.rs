@@ -47,14 +47,8 @@ fn main() -> anyhow::Result<()> {
     // (the thread of `block_on` is not a worker: anything it spawns wakes another thread).
     rt.block_on(rt.spawn(async move {
         let engine = WasmEngine::new(&EngineConfig::default(), cache.path(&["wasm", "compiled"]))?;
-        let settings = |name: &str, hooks: OutgoingHooks| HttpSettings {
-            name: name.into(),
-            caps: Capabilities::new(),
-            hooks,
-            max_instances: 64,
-            timeout: Duration::from_secs(10),
-            errors: None,
-        };
+        let settings =
+            |name: &str, hooks: OutgoingHooks| HttpSettings::new(name, Capabilities::new(), hooks);
         let callee = Arc::new(HttpService::new(
             engine.clone(),
             &engine.load(&callee_art.wasm, &callee_art.key[..32])?,

@@ -270,12 +270,8 @@ fn every_request_is_answered_when_the_instance_ends_in_the_callers_poll() {
             engine,
             &component,
             HttpSettings {
-                name: "hello".into(),
-                caps,
-                hooks: OutgoingHooks::new("hello", None),
                 max_instances: 4,
-                timeout: std::time::Duration::from_secs(10),
-                errors: None,
+                ..HttpSettings::new("hello", caps, OutgoingHooks::new("hello", None))
             },
         )
         .unwrap(),

@@ -46,6 +46,21 @@ pub struct HttpSettings {
     pub errors: Option<LineSink>,
 }
 
+impl HttpSettings {
+    /// Settings with the defaults of an unconfigured service: 64 instances at once, a
+    /// 10-second deadline, failures not reported.
+    pub fn new(name: &str, caps: Capabilities, hooks: OutgoingHooks) -> Self {
+        Self {
+            name: name.to_string(),
+            caps,
+            hooks,
+            max_instances: 64,
+            timeout: Duration::from_secs(10),
+            errors: None,
+        }
+    }
+}
+
 /// A loaded wasm HTTP service.
 pub struct HttpService {
     settings: HttpSettings,
