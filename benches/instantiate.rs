@@ -20,17 +20,11 @@ use pactown_runtime::wasm::{
 };
 
 fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(20_000);
+    let n = support::requests();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let cache = Cache::locate();
     let artifact = support::build_readme(&root.join("examples/hello-rust/README.md"), &cache)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = support::runtime()?;
     rt.block_on(async move {
         let engine = WasmEngine::new(&EngineConfig::default(), cache.path(&["wasm", "compiled"]))?;
         let component = engine.load(&artifact.wasm, &artifact.key[..32])?;

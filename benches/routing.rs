@@ -26,10 +26,7 @@ use pactown_runtime::wasm::{
 };
 
 fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(20_000);
+    let n = support::requests();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let cache = Cache::locate();
     let guest = |name: &str| {
@@ -39,10 +36,7 @@ fn main() -> anyhow::Result<()> {
         )
     };
     let (caller_art, callee_art) = (guest("caller")?, guest("callee")?);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = support::runtime()?;
     // Measured inside a task on the runtime's workers, where a server's connection task runs
     // (the thread of `block_on` is not a worker: anything it spawns wakes another thread).
     rt.block_on(rt.spawn(async move {

@@ -19,3 +19,19 @@ pub fn build_readme(readme: &std::path::Path, cache: &Cache) -> anyhow::Result<r
         Err(rust::BuildError::Other(e)) => Err(e),
     }
 }
+
+/// The number of requests given on the command line (`cargo bench --bench X -- N`), else 20,000.
+pub fn requests() -> usize {
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(20_000)
+}
+
+/// The runtime the benches serve on: two workers, like `pactown` on this 2-core machine.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
