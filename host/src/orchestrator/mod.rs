@@ -501,7 +501,7 @@ impl Orchestrator {
             }
             Ok(Request::Restart { service }) => match self.services.get(&service) {
                 None => {
-                    serde_json::json!({"ok": false, "error": format!("no service `{service}` in this ecosystem")})
+                    serde_json::json!({"ok": false, "error": crate::router::proxy::unknown(&service)})
                 }
                 Some(rt) => {
                     rt.log.event(&service, "restart requested");

@@ -12,6 +12,7 @@ use pactown_runtime::wasm::{
 use super::Orchestrator;
 use super::supervisor::{Backend, ServiceRuntime};
 use crate::build::{self, Cache};
+use crate::router::proxy;
 
 impl Orchestrator {
     fn engine(&self, cache: &Cache) -> anyhow::Result<Arc<WasmEngine>> {
@@ -181,14 +182,9 @@ impl Orchestrator {
                 };
             }
             let (status, message) = if names.contains(host) {
-                (
-                    403,
-                    format!(
-                        "`{caller}` may not call `{host}`: it is not in `{caller}`'s `depends_on`; add it there"
-                    ),
-                )
+                (403, proxy::undeclared(&caller, host))
             } else {
-                (502, format!("no service `{host}` in this ecosystem"))
+                (502, proxy::unknown(host))
             };
             log.denied(
                 "http call",

@@ -14,6 +14,18 @@ use hyper::body::Incoming;
 
 use super::{Body, Router, json_response};
 
+/// Why `caller` may not call `target`, and what would fix it (native and wasm callers alike).
+pub fn undeclared(caller: &str, target: &str) -> String {
+    format!(
+        "`{caller}` may not call `{target}`: it is not in `{caller}`'s `depends_on`; add it there"
+    )
+}
+
+/// The refusal of a name that is no service.
+pub fn unknown(target: &str) -> String {
+    format!("no service `{target}` in this ecosystem")
+}
+
 /// Answer one request sent to `caller`'s proxy.
 pub async fn handle(
     router: Router,
@@ -41,9 +53,7 @@ pub async fn handle(
         .unwrap_or_default();
     if let Some(ep) = router.endpoints.get(&host) {
         if !deps.contains(&host) {
-            let message = format!(
-                "`{caller}` may not call `{host}`: it is not in `{caller}`'s `depends_on`; add it there"
-            );
+            let message = undeclared(&caller, &host);
             if let Some(me) = router.endpoints.get(&*caller) {
                 me.service.log.denied("http call", &host, &message);
             }
@@ -66,7 +76,7 @@ pub async fn handle(
     if !host.contains('.') && !matches!(host.as_str(), "localhost" | "") {
         return json_response(
             StatusCode::BAD_GATEWAY,
-            &serde_json::json!({"error": format!("no service `{host}` in this ecosystem"), "caller": &*caller}),
+            &serde_json::json!({"error": unknown(&host), "caller": &*caller}),
         );
     }
     router.pass_through(req).await
