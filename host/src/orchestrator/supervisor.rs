@@ -201,7 +201,7 @@ impl ServiceRuntime {
         if self.stopping.load(Ordering::Relaxed) {
             return Vec::new();
         }
-        let ports: Vec<u16> = self
+        let mut ports: Vec<u16> = self
             .replicas
             .lock()
             .expect("replicas")
@@ -209,15 +209,11 @@ impl ServiceRuntime {
             .filter(|r| r.state == State::Ready)
             .filter_map(|r| r.port)
             .collect();
-        if ports.is_empty() {
-            return ports;
+        if !ports.is_empty() {
+            let start = self.next.fetch_add(1, Ordering::Relaxed) % ports.len();
+            ports.rotate_left(start);
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % ports.len();
-        ports[start..]
-            .iter()
-            .chain(&ports[..start])
-            .copied()
-            .collect()
+        ports
     }
 
     /// Wait until every replica is ready, one fails for good, or `deadline`.

@@ -162,8 +162,16 @@ impl Router {
         Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
     {
         loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                continue;
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                // A client that gave up before being accepted: next.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+                // Out of file descriptors or memory: give others time to close theirs instead of
+                // spinning on the same error.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let router = self.clone();
