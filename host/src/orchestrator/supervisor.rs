@@ -593,10 +593,7 @@ impl ServiceRuntime {
                 let mut caps = caps.clone();
                 caps.env = env;
                 caps.net.bind_port = port;
-                let log = self.log.clone();
-                let l = label.to_string();
-                let report: pactown_runtime::wasm::state::LineSink =
-                    Arc::new(move |m: &str| log.event(&l, m));
+                let report = super::wasm_backend::failure_sink(self, label);
                 Ok((
                     Running::Wasm(service.start(&caps, hooks.clone(), Some(report))?),
                     None,

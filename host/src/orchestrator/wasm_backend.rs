@@ -14,6 +14,18 @@ use super::supervisor::{Backend, ServiceRuntime};
 use crate::build::{self, Cache};
 use crate::router::proxy;
 
+/// Where a wasm service's failures go: its log under `label`, and a limit it hit to the anomaly
+/// log too.
+pub(super) fn failure_sink(rt: &ServiceRuntime, label: &str) -> wasm::FailureSink {
+    let log = rt.log.clone();
+    let label = label.to_string();
+    Arc::new(move |kind, m: &str| match kind {
+        wasm::Failure::Memory => log.denied("memory over its limit", &label, m),
+        wasm::Failure::Cpu => log.denied("cpu over its limit", &label, m),
+        wasm::Failure::Other => log.event(&label, m),
+    })
+}
+
 impl Orchestrator {
     fn engine(&self, cache: &Cache) -> anyhow::Result<Arc<WasmEngine>> {
         if let Some(e) = self.engine.get() {
@@ -65,8 +77,6 @@ impl Orchestrator {
         let hooks = wasm::OutgoingHooks::new(name, Some(self.resolver(name)));
         Ok(match want {
             ComponentKind::Http => {
-                let log = rt.log.clone();
-                let label = name.to_string();
                 let svc = Arc::new(HttpService::new(
                     engine,
                     &component,
@@ -76,16 +86,7 @@ impl Orchestrator {
                         hooks,
                         max_instances: sp.limits.instances as usize,
                         timeout: sp.limits.request_timeout,
-                        errors: Some(Arc::new(move |m: &str| {
-                            // A limit the guest hit is an anomaly as well as a failed request.
-                            if m.contains("ran out of memory") {
-                                log.denied("memory over its limit", &label, m);
-                            } else if m.contains("CPU time limit") {
-                                log.denied("cpu over its limit", &label, m);
-                            } else {
-                                log.event(&label, m);
-                            }
-                        })),
+                        errors: Some(failure_sink(&rt, name)),
                     },
                 )?);
                 self.http_registry

@@ -44,7 +44,7 @@ impl CommandService {
         &self,
         caps: &Capabilities,
         hooks: OutgoingHooks,
-        report: Option<super::state::LineSink>,
+        report: Option<super::http::FailureSink>,
     ) -> anyhow::Result<CommandInstance> {
         let state = HostState::new(caps, hooks)?;
         let mut store = Store::new(self.engine.engine(), state);
@@ -68,7 +68,8 @@ impl CommandService {
                         return exit.0;
                     }
                     if let Some(r) = &report {
-                        r(&explain(&e, memory, None));
+                        let (kind, why) = explain(&e, memory, None);
+                        r(kind, &why);
                     }
                     134
                 }

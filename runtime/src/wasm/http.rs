@@ -21,12 +21,26 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use super::engine::{EPOCH_TICK, WasmEngine};
 use super::outgoing::{HOPS_HEADER, OutgoingHooks};
-use super::state::{Capabilities, HostState, LineSink};
+use super::state::{Capabilities, HostState};
 
 /// Boxed error of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Response bodies of wasm services.
 pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// What a guest ran into when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Its memory limit.
+    Memory,
+    /// Its CPU time limit.
+    Cpu,
+    /// Anything else: a trap, a missing answer, the wall-clock deadline.
+    Other,
+}
+
+/// Receives a guest's failure: what it ran into, and a line saying why.
+pub type FailureSink = Arc<dyn Fn(Failure, &str) + Send + Sync>;
 
 /// Settings of one wasm HTTP service.
 #[derive(Clone)]
@@ -42,8 +56,8 @@ pub struct HttpSettings {
     /// Wall-clock limit of a request (a guest blocked in a host call is not interrupted by
     /// the CPU deadline).
     pub timeout: Duration,
-    /// Where failures are reported (one line each).
-    pub errors: Option<LineSink>,
+    /// Where failures are reported (one line each, with what the guest ran into).
+    pub errors: Option<FailureSink>,
 }
 
 impl HttpSettings {
@@ -116,10 +130,10 @@ impl HttpService {
         let what = format!("{} {}", req.method(), req.uri().path());
         match self.run(req).await {
             Ok(resp) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
-            Err(reason) => {
+            Err((kind, reason)) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 if let Some(log) = &self.settings.errors {
-                    log(&format!("{what} failed in the guest: {reason}"));
+                    log(kind, &format!("{what} failed in the guest: {reason}"));
                 }
                 super::outgoing::json_response(
                     500,
@@ -132,7 +146,7 @@ impl HttpService {
     async fn run<B>(
         &self,
         req: http::Request<B>,
-    ) -> Result<http::Response<wasmtime_wasi_http::WasiBody>, String>
+    ) -> Result<http::Response<wasmtime_wasi_http::WasiBody>, (Failure, String)>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -142,7 +156,7 @@ impl HttpService {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| "service is stopping".to_string())?;
+            .map_err(|_| (Failure::Other, "service is stopping".to_string()))?;
         let hops = req
             .headers()
             .get(HOPS_HEADER)
@@ -151,7 +165,7 @@ impl HttpService {
             .unwrap_or(0);
         let caps = &self.settings.caps;
         let state = HostState::new(caps, self.settings.hooks.with_hops(hops))
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| (Failure::Other, format!("{e:#}")))?;
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limits);
         match caps.limits.cpu_ticks {
@@ -166,12 +180,12 @@ impl HttpService {
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, req)
-            .map_err(|e| format!("bad request: {e:#}"))?;
+            .map_err(|e| (Failure::Other, format!("bad request: {e:#}")))?;
         let out = store
             .data_mut()
             .http()
             .new_response_outparam(tx)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| (Failure::Other, format!("{e:#}")))?;
         let pre = self.pre.clone();
         let memory = caps.limits.memory;
         let cpu = caps.limits.cpu_ticks;
@@ -226,10 +240,8 @@ impl HttpService {
                     Some(Err(e)) => {
                         // Answered, then failed: the body may be cut short; report it.
                         if let Some(log) = errors {
-                            log(&format!(
-                                "failed after responding: {}",
-                                explain(&e, memory, cpu)
-                            ));
+                            let (kind, why) = explain(&e, memory, cpu);
+                            log(kind, &format!("failed after responding: {why}"));
                         }
                     }
                     Some(Ok(())) => {}
@@ -240,25 +252,35 @@ impl HttpService {
                             if let Err(e) = instance.await
                                 && let Some(log) = errors
                             {
-                                log(&format!(
-                                    "failed after responding: {}",
-                                    explain(&e, memory, cpu)
-                                ));
+                                let (kind, why) = explain(&e, memory, cpu);
+                                log(kind, &format!("failed after responding: {why}"));
                             }
                         });
                     }
                 }
                 Ok(resp)
             }
-            Answer::Given(Err(code)) => Err(format!("the guest answered with an error: {code:?}")),
+            Answer::Given(Err(code)) => Err((
+                Failure::Other,
+                format!("the guest answered with an error: {code:?}"),
+            )),
             Answer::Dropped => Err(match finished {
-                Some(Ok(())) => "the guest returned without a response".to_string(),
-                None => "the guest dropped its response without answering".to_string(),
+                Some(Ok(())) => (
+                    Failure::Other,
+                    "the guest returned without a response".to_string(),
+                ),
+                None => (
+                    Failure::Other,
+                    "the guest dropped its response without answering".to_string(),
+                ),
                 Some(Err(e)) => explain(&e, memory, cpu),
             }),
-            Answer::Late => Err(format!(
-                "ran past its deadline of {}",
-                humanize(self.settings.timeout)
+            Answer::Late => Err((
+                Failure::Other,
+                format!(
+                    "ran past its deadline of {}",
+                    humanize(self.settings.timeout)
+                ),
             )),
         }
     }
@@ -311,27 +333,33 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Why a guest failed, in words.
-pub fn explain(e: &wasmtime::Error, memory: usize, cpu_ticks: Option<u64>) -> String {
+/// What a guest ran into, and why it failed in words.
+pub fn explain(e: &wasmtime::Error, memory: usize, cpu_ticks: Option<u64>) -> (Failure, String) {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
         && *trap == wasmtime::Trap::Interrupt
     {
         let budget = cpu_ticks
             .map(|t| humanize(EPOCH_TICK * t as u32))
             .unwrap_or_default();
-        return format!("ran past its CPU time limit of {budget} (trap: interrupt)");
+        return (
+            Failure::Cpu,
+            format!("ran past its CPU time limit of {budget} (trap: interrupt)"),
+        );
     }
     let text = format!("{e:#}");
     if text.contains("forcing trap when growing memory")
         || text.contains("memory") && text.contains("limit")
     {
-        return format!(
-            "ran out of memory (limit {} MiB): {}",
-            memory >> 20,
-            first_line(&text)
+        return (
+            Failure::Memory,
+            format!(
+                "ran out of memory (limit {} MiB): {}",
+                memory >> 20,
+                first_line(&text)
+            ),
         );
     }
-    format!("trapped: {}", first_line(&text))
+    (Failure::Other, format!("trapped: {}", first_line(&text)))
 }
 
 fn first_line(s: &str) -> &str {

@@ -10,6 +10,6 @@ pub mod state;
 
 pub use command::{CommandInstance, CommandService};
 pub use engine::{ComponentKind, EngineConfig, WasmEngine};
-pub use http::{HttpService, HttpSettings, InProcessHttp, ResponseBody};
+pub use http::{Failure, FailureSink, HttpService, HttpSettings, InProcessHttp, ResponseBody};
 pub use outgoing::{InProcess, OutgoingHooks, Resolver, Route};
 pub use state::{Capabilities, DirGrant, Limits, NetPolicy};
