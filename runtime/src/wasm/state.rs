@@ -235,11 +235,14 @@ struct LineStream {
 
 impl LineStream {
     fn emit(&mut self, final_flush: bool) {
-        while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=i).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+        // Every complete line, then one shift of what is left (not one shift per line).
+        let mut start = 0;
+        while let Some(i) = self.buf[start..].iter().position(|b| *b == b'\n') {
+            let text = String::from_utf8_lossy(&self.buf[start..start + i]);
             (self.sink)(text.trim_end_matches('\r'));
+            start += i + 1;
         }
+        self.buf.drain(..start);
         if final_flush && !self.buf.is_empty() || self.buf.len() > 64 * 1024 {
             let text = String::from_utf8_lossy(&self.buf).into_owned();
             self.buf.clear();
@@ -272,5 +275,27 @@ impl tokio::io::AsyncWrite for LineStream {
 impl Drop for LineStream {
     fn drop(&mut self) {
         self.emit(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn guest_output_is_split_into_lines_across_writes() {
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let s = seen.clone();
+        let mut out = LineStream {
+            sink: Arc::new(move |l: &str| s.lock().unwrap().push(l.to_string())),
+            buf: Vec::new(),
+        };
+        out.write_all(b"one\ntwo\r\nthr").await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["one", "two"]);
+        out.write_all(b"ee\n\nlast").await.unwrap();
+        out.shutdown().await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["one", "two", "three", "", "last"]);
     }
 }
