@@ -51,6 +51,7 @@ impl CommandService {
         store.limiter(|s| &mut s.limits);
         // A long-running guest yields to the host every ~100 ms of running, so a busy loop
         // cannot hold a host thread.
+        store.set_epoch_deadline(10);
         store.epoch_deadline_async_yield_and_update(10);
         let pre = self.pre.clone();
         let memory = caps.limits.memory;

@@ -173,7 +173,12 @@ impl HttpService {
                 store.set_epoch_deadline(ticks);
                 store.epoch_deadline_trap();
             }
-            None => store.epoch_deadline_async_yield_and_update(10),
+            // Without a budget it yields to other tasks every 10 ticks; the first deadline is
+            // set too, or it would yield at its first check (a store's deadline starts at 0).
+            None => {
+                store.set_epoch_deadline(10);
+                store.epoch_deadline_async_yield_and_update(10);
+            }
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let incoming = store
