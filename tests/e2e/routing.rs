@@ -7,10 +7,15 @@ use crate::support_up::{Up, http_get, http_request, py_service};
 const CALLER: &str = r#"# caller
 
 ```rust markpact:file path=src/main.rs
-use pactown_guest::http::{Body, Request, Response, Result};
+use pactown_guest::http::{Body, Client, Request, Response, Result};
 
 #[wstd::http_server]
 async fn main(req: Request<Body>) -> Result<Response<Body>> {
+    if req.uri().path() == "/empty-post" {
+        // A body declared empty, finished after the call is answered.
+        let post = Request::post("http://wasmdep/").header("content-length", 0).body(Body::empty())?;
+        return Client::new().send(post).await;
+    }
     let (service, path) = match req.uri().path() {
         "/native" => ("native", "/whoami"),
         "/wasm" => ("wasmdep", "/"),
@@ -68,6 +73,10 @@ fn a_wasm_service_calls_wasm_and_native_dependencies_by_name() {
     assert!(body.contains("\"service\": \"native\""), "{body}");
     assert_eq!(
         http_get(port, "/wasm").unwrap(),
+        (200, "from wasm".to_string())
+    );
+    assert_eq!(
+        http_get(port, "/empty-post").unwrap(),
         (200, "from wasm".to_string())
     );
 

@@ -56,6 +56,9 @@ pub struct EngineStats {
     pub loaded: AtomicU64,
 }
 
+/// The interface whose `handle` pactown provides itself (any 0.2.x import links to it).
+const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
+
 /// The shared engine and linker.
 pub struct WasmEngine {
     engine: Engine,
@@ -102,6 +105,16 @@ impl WasmEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)?;
+        // Outgoing requests without a body are started in the call (see `outgoing::handle`).
+        linker.allow_shadowing(true);
+        linker
+            .instance(OUTGOING_HANDLER)
+            .map_err(anyhow::Error::from)?
+            .func_wrap("handle", |mut store, (request, options)| {
+                super::outgoing::handle(store.data_mut(), request, options).map(|a| (a,))
+            })
+            .map_err(anyhow::Error::from)?;
+        linker.allow_shadowing(false);
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let stop = ticker_stop.clone();

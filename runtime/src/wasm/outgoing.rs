@@ -10,7 +10,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body_util::BodyExt;
-use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime::component::Resource;
+use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks, WasiHttpView};
+
+use super::state::HostState;
 
 /// Header counting service-to-service hops, to stop loops.
 pub const HOPS_HEADER: &str = "x-pactown-hops";
@@ -172,6 +178,47 @@ impl Drop for DrainedBody {
     }
 }
 
+impl OutgoingHooks {
+    /// Decide where `request` goes, marking it with the hop count and the caller on the way.
+    fn route(&self, request: &mut http::Request<WasiBody>) -> Route {
+        let hops = self.hops + 1;
+        if hops > MAX_HOPS {
+            return Route::Respond {
+                status: 508,
+                message: format!("request loop: more than {MAX_HOPS} hops between services"),
+            };
+        }
+        let host = request.uri().host().unwrap_or_default().to_string();
+        let port = request.uri().port_u16();
+        let route = match &self.resolver {
+            Some(r) => r(&host, port),
+            None => Route::Respond {
+                status: 403,
+                message: format!("outgoing HTTP is not allowed for `{}`", self.caller),
+            },
+        };
+        let headers = request.headers_mut();
+        headers.insert(HOPS_HEADER, http::HeaderValue::from(hops));
+        if let Ok(v) = http::HeaderValue::from_str(&self.caller) {
+            headers.insert(CALLER_HEADER, v);
+        }
+        route
+    }
+}
+
+/// Point a forwarded request at `addr`, keeping its path and query.
+fn retarget(request: &mut http::Request<WasiBody>, addr: SocketAddr) -> Result<(), Error> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *request.uri_mut() = format!("http://{addr}{path}")
+        .parse()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    Ok(())
+}
+
 type SendFuture = Box<
     dyn Future<
             Output = Result<
@@ -201,26 +248,7 @@ impl WasiHttpHooks for OutgoingHooks {
         // Whatever happens to it, the guest's body is read to its end, so the guest never sees
         // its write fail because we were quicker (see `DrainedBody`).
         let mut request = request.map(|b| DrainedBody::new(b).boxed());
-        let host = request.uri().host().unwrap_or_default().to_string();
-        let port = request.uri().port_u16();
-        let hops = self.hops + 1;
-        if hops > MAX_HOPS {
-            let msg = format!("request loop: more than {MAX_HOPS} hops between services");
-            return Box::new(async move { Ok((json_response(508, &msg), done())) });
-        }
-        let route = match &self.resolver {
-            Some(r) => r(&host, port),
-            None => Route::Respond {
-                status: 403,
-                message: format!("outgoing HTTP is not allowed for `{}`", self.caller),
-            },
-        };
-        let headers = request.headers_mut();
-        headers.insert(HOPS_HEADER, http::HeaderValue::from(hops));
-        if let Ok(v) = http::HeaderValue::from_str(&self.caller) {
-            headers.insert(CALLER_HEADER, v);
-        }
-        match route {
+        match self.route(&mut request) {
             Route::Respond { status, message } => {
                 Box::new(async move { Ok((json_response(status, &message), done())) })
             }
@@ -228,15 +256,9 @@ impl WasiHttpHooks for OutgoingHooks {
                 Box::new(async move { Ok((callee.call(request).await, done())) })
             }
             Route::Forward(addr) => {
-                let path = request
-                    .uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_string();
-                *request.uri_mut() = match format!("http://{addr}{path}").parse() {
-                    Ok(u) => u,
-                    Err(_) => return Box::new(async { Err(Error::HttpRequestUriInvalid) }),
-                };
+                if let Err(e) = retarget(&mut request, addr) {
+                    return Box::new(async { Err(e) });
+                }
                 Box::new(async move {
                     let (resp, io) =
                         wasmtime_wasi_http::default_send_request(request, options).await?;
@@ -248,4 +270,171 @@ impl WasiHttpHooks for OutgoingHooks {
             }
         }
     }
+}
+
+/// `wasi:http/outgoing-handler.handle`, in place of wasi:http's own.
+///
+/// wasi:http answers every call with a future backed by two tasks: one that sends the request
+/// and one that drives the connection, and the guest waits for the first to wake it. A request
+/// without a body (none, or `content-length: 0`) is routed here instead and its answer is
+/// started in this call: a refusal is ready at once, and a wasm callee runs inline until it
+/// answers or has to wait. Only an answer that has to wait (for a socket, a timer, another
+/// service) goes on in a task of its own, so the guest is never held here while it could be
+/// doing something else (sending other requests, timing this one out). A request with a body
+/// goes wasi:http's way, since the guest writes its body only after this call returns.
+pub fn handle(
+    state: &mut HostState,
+    request: Resource<HostOutgoingRequest>,
+    options: Option<Resource<wasmtime_wasi_http::RequestOptions>>,
+) -> wasmtime::Result<Result<Resource<HostFutureIncomingResponse>, ErrorCode>> {
+    let bodyless = {
+        let r = state.table.get(&request)?;
+        r.body.is_none() || is_zero_length(&r.headers)
+    };
+    if !bodyless {
+        let mut view = state.http();
+        return match outgoing_handler::Host::handle(&mut view, request, options) {
+            Ok(r) => Ok(Ok(r)),
+            Err(e) => e.downcast().map(Err),
+        };
+    }
+    let options = match options {
+        Some(o) => Some(*state.table.get(&o)?),
+        None => None,
+    };
+    let mut r = state.table.delete(request)?;
+    if let Some(body) = r.body.take() {
+        keep_until_finished(&mut state.unsent, body);
+    }
+    let mut request = match bodyless_request(r, &mut state.hooks) {
+        Ok(req) => req,
+        Err(code) => return Ok(Err(code)),
+    };
+    let mut answer: Answer = match state.hooks.route(&mut request) {
+        Route::Respond { status, message } => Box::pin(std::future::ready(Ok((
+            json_response(status, &message),
+            None,
+        )))),
+        Route::InProcess(callee) => Box::pin(async move { Ok((callee.call(request).await, None)) }),
+        Route::Forward(addr) => match retarget(&mut request, addr) {
+            Ok(()) => Box::pin(async move {
+                let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                let io: IoFuture = Box::pin(io);
+                Ok((resp.map(BodyExt::boxed_unsync), Some(io)))
+            }),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        },
+    };
+    // One poll, here: if it has to wait, whatever it waits for is registered again by the
+    // task that takes it over, so this poll needs no waker.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let future = match answer.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => HostFutureIncomingResponse::Ready(r.map(with_driver)),
+        std::task::Poll::Pending => HostFutureIncomingResponse::Pending(
+            tokio::spawn(async move { answer.await.map(with_driver) }).into(),
+        ),
+    };
+    Ok(Ok(state.table.push(future)?))
+}
+
+/// What drives a forwarded response's connection, as hyper hands it over.
+type IoFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// A response on its way, with the connection to drive if it came over one.
+type Answer = std::pin::Pin<
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, Option<IoFuture>), Error>> + Send>,
+>;
+
+/// A response as wasi:http keeps it: with a handle on the task driving its connection (a task
+/// with nothing to do when there is none, since wasi:http wants one in every case).
+fn with_driver(
+    (resp, io): (http::Response<WasiBody>, Option<IoFuture>),
+) -> (
+    http::Response<WasiBody>,
+    wasmtime_wasi::runtime::AbortOnDropJoinHandle<()>,
+) {
+    let driver = tokio::spawn(async move {
+        if let Some(io) = io {
+            let _ = io.await;
+        }
+    });
+    (resp, driver.into())
+}
+
+/// Hold the body of a request sent without it (declared empty) until the guest finishes it:
+/// the guest's writer fails if the other end is gone. The finished ones are let go.
+fn keep_until_finished(unsent: &mut Vec<WasiBody>, body: WasiBody) {
+    use http_body::Body as _;
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    unsent.retain_mut(|b| {
+        while let Poll::Ready(Some(Ok(_))) = std::pin::Pin::new(&mut *b).poll_frame(&mut cx) {}
+        !b.is_end_stream()
+    });
+    unsent.push(body);
+}
+
+/// A guest's headers say its request has no content.
+fn is_zero_length(headers: &http::HeaderMap) -> bool {
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    matches!((values.next(), values.next()), (Some(v), None) if v == "0")
+}
+
+/// The guest's request, with an empty body, as wasi:http builds it for its sender.
+fn bodyless_request(
+    r: HostOutgoingRequest,
+    hooks: &mut OutgoingHooks,
+) -> Result<http::Request<WasiBody>, ErrorCode> {
+    use wasmtime_wasi_http::p2::bindings::http::types::{Method as M, Scheme as S};
+    let method = match r.method {
+        M::Get => http::Method::GET,
+        M::Head => http::Method::HEAD,
+        M::Post => http::Method::POST,
+        M::Put => http::Method::PUT,
+        M::Delete => http::Method::DELETE,
+        M::Connect => http::Method::CONNECT,
+        M::Options => http::Method::OPTIONS,
+        M::Trace => http::Method::TRACE,
+        M::Patch => http::Method::PATCH,
+        M::Other(m) => http::Method::from_bytes(m.as_bytes())
+            .map_err(|_| ErrorCode::HttpRequestMethodInvalid)?,
+    };
+    let scheme = match r.scheme {
+        Some(S::Http) => Scheme::HTTP,
+        Some(S::Https) => Scheme::HTTPS,
+        Some(S::Other(s)) => {
+            Scheme::try_from(s.as_str()).map_err(|_| ErrorCode::HttpProtocolError)?
+        }
+        None => hooks.default_scheme().ok_or(ErrorCode::HttpProtocolError)?,
+    };
+    if !hooks.is_supported_scheme(&scheme) {
+        return Err(ErrorCode::HttpProtocolError);
+    }
+    let authority = r.authority.unwrap_or_default();
+    let mut uri = http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority.as_str());
+    if let Some(path) = r.path_with_query {
+        uri = uri.path_and_query(path);
+    }
+    let uri = uri.build().map_err(|_| ErrorCode::HttpRequestUriInvalid)?;
+    let mut headers = http::HeaderMap::from(r.headers);
+    // `content-length: 0` only said "no body"; a GET or HEAD without content has no such header.
+    if matches!(method, http::Method::GET | http::Method::HEAD) {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
+    if hooks.set_host_header()
+        && let Ok(v) = http::HeaderValue::from_str(&authority)
+    {
+        headers.insert(http::header::HOST, v);
+    }
+    let mut request = http::Request::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok(request)
 }

@@ -171,6 +171,8 @@ pub struct HostState {
     pub limits: StoreLimits,
     /// Where outgoing HTTP goes.
     pub hooks: OutgoingHooks,
+    /// Bodies of outgoing requests sent without them, until the guest finishes them.
+    pub unsent: Vec<wasmtime_wasi_http::WasiBody>,
 }
 
 impl HostState {
@@ -184,6 +186,7 @@ impl HostState {
             table,
             limits: caps.store_limits(),
             hooks,
+            unsent: Vec::new(),
         })
     }
 }
