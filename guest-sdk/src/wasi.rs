@@ -10,10 +10,79 @@ pub mod http {
     pub type Result<T> = std::result::Result<T, Error>;
 }
 
-/// `GET` another service's `path`, by name.
+/// `GET` another service's `path`, by name, and read the whole answer.
+///
+/// The request is sent without a body, so the host answers it within the call (another wasm
+/// service runs inline, with no TCP) and the answer is read without waiting on the host. For a
+/// body to stream, use [`wstd::http::Client`].
 pub async fn get(service: &str, path: &str) -> Result<Response<Body>, wstd::http::Error> {
-    let req = Request::get(crate::service_url(service, path)).body(Body::empty())?;
-    Client::new().send(req).await
+    use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+    use wasip2::io::streams::StreamError;
+    use wstd::http::{Error, HeaderName, HeaderValue, StatusCode};
+
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    let req = OutgoingRequest::new(Fields::new());
+    let rejected = |what: &str| Error::msg(format!("invalid {what} for a request to `{service}`"));
+    req.set_scheme(Some(&Scheme::Http))
+        .map_err(|()| rejected("scheme"))?;
+    req.set_authority(Some(service))
+        .map_err(|()| rejected("service name"))?;
+    req.set_path_with_query(Some(&path))
+        .map_err(|()| rejected("path"))?;
+    let pending = wasip2::http::outgoing_handler::handle(req, None)?;
+    let answer = match pending.get() {
+        Some(answer) => answer,
+        None => {
+            wstd::io::AsyncPollable::new(pending.subscribe())
+                .wait_for()
+                .await;
+            pending
+                .get()
+                .ok_or_else(|| Error::msg("the response was not ready"))?
+        }
+    };
+    let incoming = answer.map_err(|()| Error::msg("the response was taken twice"))??;
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::from_u16(incoming.status())?;
+    for (name, value) in incoming.headers().entries() {
+        response.headers_mut().append(
+            HeaderName::from_bytes(name.as_bytes())?,
+            HeaderValue::from_bytes(&value)?,
+        );
+    }
+    let body = incoming
+        .consume()
+        .map_err(|()| Error::msg("the response body was taken twice"))?;
+    let stream = body
+        .stream()
+        .map_err(|()| Error::msg("the response body stream was taken twice"))?;
+    let mut data = Vec::new();
+    loop {
+        match stream.read(64 * 1024) {
+            Ok(chunk) if chunk.is_empty() => {
+                wstd::io::AsyncPollable::new(stream.subscribe())
+                    .wait_for()
+                    .await
+            }
+            Ok(chunk) => data.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(Error::msg(format!(
+                    "reading the answer of `{service}`: {}",
+                    e.to_debug_string()
+                )));
+            }
+        }
+    }
+    // A stream goes before the body it belongs to.
+    drop(stream);
+    drop(body);
+    *response.body_mut() = Body::from(data);
+    Ok(response)
 }
 
 /// `POST` JSON to another service's `path`, by name.

@@ -36,6 +36,7 @@ serde_json = "1"
 
 [target.'cfg(target_os = "wasi")'.dependencies]
 wstd = "0.6"
+wasip2 = "1"
 "#;
 
 /// Is this a Rust service?
