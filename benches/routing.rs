@@ -3,13 +3,14 @@
 //!   by name vs by address = p50(caller /via) − p50(caller /addr)
 //!   added over an inlined handler = p50(caller /via) − p50(caller /direct) − p50(callee alone)
 //!
-//! `/via` asks `callee` by name (outgoing hook → resolver → in-process dispatch, no TCP);
+//! `/via` asks `callee` by name (outgoing handler → resolver → the callee inline, no TCP);
 //! `/addr` asks the same callee handler at its address (served over TCP by this process, the
 //! way a guest calls any HTTP server); `/direct` answers the same text itself; the callee's own
 //! cost is measured alone; `/host` makes the same outgoing call, answered by the host at once,
 //! so `host − direct` is what any outgoing HTTP call costs the guest (its client and wasi:http).
+//! The five kinds take turns, one request each per round, so their p50s share the same moments.
 //!
-//!   cargo bench --bench routing [-- REQUESTS]
+//!   cargo bench --bench routing [-- ROUNDS]
 
 #[path = "support/mod.rs"]
 mod support;
@@ -84,36 +85,39 @@ fn main() -> anyhow::Result<()> {
                 "{body:?}"
             );
         }
-        async fn p50(svc: &HttpService, uri: &str, n: usize) -> Duration {
+        let us = |d: Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
+        let addr_uri = format!("http://caller/addr?{callee_addr}");
+        let kinds: [(&HttpService, &str); 5] = [
+            (&caller, "http://caller/via"),
+            (&caller, "http://caller/direct"),
+            (&callee, "http://callee/"),
+            (&caller, "http://caller/host"),
+            (&caller, &addr_uri),
+        ];
+        for (svc, uri) in kinds {
             for _ in 0..500 {
                 once(svc, uri).await;
             }
-            let mut t = Vec::with_capacity(n);
-            for _ in 0..n {
+        }
+        // Round robin, one request of each kind per round (starting with a different one each
+        // time), so all five p50s come from the same moments of this shared, noisy machine.
+        let mut m = [(); 5].map(|_| Vec::with_capacity(n));
+        for round in 0..n {
+            for k in (0..5).map(|k| (k + round) % 5) {
+                let (svc, uri) = kinds[k];
                 let s = Instant::now();
                 once(svc, uri).await;
-                t.push(s.elapsed());
+                m[k].push(s.elapsed());
                 // Between requests a server's connection task waits for the next one, and the
                 // worker runs what the request spawned; so does this loop, untimed.
                 tokio::task::yield_now().await;
             }
+        }
+        let [via, direct, alone, host, addr] = m.map(|mut t| {
             t.sort();
-            t[n / 2]
-        }
-        let us = |d: Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
-        let addr_uri = format!("http://caller/addr?{callee_addr}");
-        // Interleave the measurements twice, to spread the machine's noise over all.
-        let mut m = [(); 5].map(|_| Vec::new());
-        for _ in 0..2 {
-            m[0].push(p50(&caller, "http://caller/via", n / 2).await);
-            m[1].push(p50(&caller, "http://caller/direct", n / 2).await);
-            m[2].push(p50(&callee, "http://callee/", n / 2).await);
-            m[3].push(p50(&caller, "http://caller/host", n / 2).await);
-            m[4].push(p50(&caller, &addr_uri, n / 2).await);
-        }
+            us(t[t.len() / 2])
+        });
         let r1 = |x: f64| (x * 10.0).round() / 10.0;
-        let [via, direct, alone, host, addr] =
-            m.map(|v| us(v.iter().sum::<Duration>() / v.len() as u32));
         println!(
             "{}",
             serde_json::json!({

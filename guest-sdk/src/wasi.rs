@@ -16,7 +16,7 @@ pub mod http {
 /// service runs inline, with no TCP) and the answer is read without waiting on the host. For a
 /// body to stream, use [`wstd::http::Client`].
 pub async fn get(service: &str, path: &str) -> Result<Response<Body>, wstd::http::Error> {
-    use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+    use wasip2::http::types::{Fields, OutgoingRequest};
     use wasip2::io::streams::StreamError;
     use wstd::http::{Error, HeaderName, HeaderValue, StatusCode};
 
@@ -25,10 +25,9 @@ pub async fn get(service: &str, path: &str) -> Result<Response<Body>, wstd::http
     } else {
         format!("/{path}")
     };
+    // No scheme: pactown's is http, and a service name means nothing to any other host.
     let req = OutgoingRequest::new(Fields::new());
     let rejected = |what: &str| Error::msg(format!("invalid {what} for a request to `{service}`"));
-    req.set_scheme(Some(&Scheme::Http))
-        .map_err(|()| rejected("scheme"))?;
     req.set_authority(Some(service))
         .map_err(|()| rejected("service name"))?;
     req.set_path_with_query(Some(&path))
@@ -60,8 +59,14 @@ pub async fn get(service: &str, path: &str) -> Result<Response<Body>, wstd::http
     let stream = body
         .stream()
         .map_err(|()| Error::msg("the response body stream was taken twice"))?;
-    let mut data = Vec::new();
-    loop {
+    // With a length, the last byte ends the read: no call only to hear that the stream closed.
+    let length = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut data = Vec::with_capacity(length.unwrap_or(0).min(1 << 20));
+    while length != Some(data.len()) {
         match stream.read(64 * 1024) {
             Ok(chunk) if chunk.is_empty() => {
                 wstd::io::AsyncPollable::new(stream.subscribe())
