@@ -11,6 +11,28 @@ use pactown_guest::http::{Body, Client, Request, Response, Result};
 
 #[wstd::http_server]
 async fn main(req: Request<Body>) -> Result<Response<Body>> {
+    if req.uri().path() == "/both" {
+        // Two calls at once: the first waits on the native side until the second arrives, so
+        // this answers only if sending one call never holds the guest until it is answered.
+        let mut wait = Box::pin(pactown_guest::get("native", "/wait"));
+        let mut release = Box::pin(pactown_guest::get("native", "/release"));
+        let (mut waited, mut released) = (None, None);
+        std::future::poll_fn(|cx| {
+            if waited.is_none() && let std::task::Poll::Ready(r) = wait.as_mut().poll(cx) {
+                waited = Some(r);
+            }
+            if released.is_none() && let std::task::Poll::Ready(r) = release.as_mut().poll(cx) {
+                released = Some(r);
+            }
+            match (&waited, &released) {
+                (Some(_), Some(_)) => std::task::Poll::Ready(()),
+                _ => std::task::Poll::Pending,
+            }
+        })
+        .await;
+        released.expect("polled to the end")?;
+        return waited.expect("polled to the end");
+    }
     if req.uri().path() == "/empty-post" {
         // A body declared empty, finished after the call is answered.
         let post = Request::post("http://wasmdep/").header("content-length", 0).body(Body::empty())?;
@@ -52,7 +74,14 @@ fn mixed() -> TestEnv {
     );
     env.write("caller/README.md", CALLER)
         .write("wasmdep/README.md", WASMDEP)
-        .write("native/README.md", &py_service("", ""))
+        .write("native/README.md", &py_service(
+            "import threading\nRELEASED = threading.Event()",
+            r#"        elif self.path == "/wait":
+            self.reply(200, {"released": RELEASED.wait(5)})
+        elif self.path == "/release":
+            RELEASED.set()
+            self.reply(200, {"released": True})"#,
+        ))
         .write("stranger/README.md", &py_service("", ""))
         .write("client/README.md", &client)
         .write(
@@ -79,6 +108,9 @@ fn a_wasm_service_calls_wasm_and_native_dependencies_by_name() {
         http_get(port, "/empty-post").unwrap(),
         (200, "from wasm".to_string())
     );
+    let (code, body) = http_get(port, "/both").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"released\": true"), "{body}");
 
     let (code, body) = http_get(port, "/undeclared").unwrap();
     assert_eq!(code, 403, "{body}");
