@@ -187,6 +187,66 @@ fn rate_limits_answer_429_with_retry_after() {
 }
 
 #[test]
+fn a_protocol_upgrade_passes_through_the_stable_address() {
+    // The replica switches to an echo protocol on `/ws` (as a WebSocket server would, minus
+    // the framing): after the 101, what the client sends comes back.
+    let env = TestEnv::new();
+    env.write(
+        "echo/README.md",
+        &py_service(
+            "",
+            r#"        elif self.path == "/ws":
+            self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+            self.wfile.flush()
+            while True:
+                data = self.rfile.read1(1024)
+                if not data:
+                    break
+                self.wfile.write(data)
+                self.wfile.flush()
+            self.close_connection = True"#,
+        ),
+    )
+    .write(
+        "e.pactown.yaml",
+        "base_port: 0\nservices:\n  echo: {health_check: /health}\n",
+    );
+    let up = Up::start(&env, "e.pactown.yaml");
+    let port = up.port("echo");
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    writer
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: echo\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        assert_ne!(
+            reader.read_line(&mut head).unwrap(),
+            0,
+            "closed after {head:?}"
+        );
+    }
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head}"
+    );
+    for line in ["ping\n", "pong pong\n"] {
+        writer.write_all(line.as_bytes()).unwrap();
+        let mut back = String::new();
+        reader.read_line(&mut back).unwrap();
+        assert_eq!(back, line);
+    }
+}
+
+#[test]
 fn metrics_count_what_the_test_sent_and_the_gateway_routes_by_host() {
     let env = TestEnv::new();
     env.write("api/README.md", &py_service("", ""))

@@ -267,9 +267,20 @@ impl Router {
         let Some(&first) = ports.first() else {
             return unavailable(service);
         };
-        let retryable = is_idempotent(req.method()) && body_is_empty(&req);
+        // A protocol switch (WebSocket, say) keeps its `upgrade` headers, and once the replica
+        // agrees, the two connections are joined byte for byte.
+        let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let retryable = upgrade.is_none() && is_idempotent(req.method()) && body_is_empty(&req);
         let (mut parts, body) = req.into_parts();
+        let protocol = parts.headers.get(header::UPGRADE).cloned();
         strip_hop_by_hop(&mut parts.headers);
+        if let (Some(_), Some(p)) = (&upgrade, protocol) {
+            parts.headers.insert(header::UPGRADE, p);
+            parts.headers.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("upgrade"),
+            );
+        }
         let path = parts
             .uri
             .path_and_query()
@@ -285,6 +296,10 @@ impl Router {
             .parse()
             .expect("valid uri");
         match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => match upgrade {
+                Some(client) => join_upgraded(client, resp),
+                None => bad_gateway_msg(name, "switched protocols without being asked to"),
+            },
             Ok(resp) => relay(resp),
             // The replica is gone (refused, or a pooled connection it closed as it died): an
             // idempotent request without a body is safe to send once more, to another replica.
@@ -384,6 +399,46 @@ fn relay(mut resp: Response<Incoming>) -> Response<Body> {
     resp.map(boxed)
 }
 
+/// The request asks to switch protocols (`Connection: upgrade` with an `Upgrade` header).
+fn wants_upgrade(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Answer the client with the replica's 101 and, once both sides have switched, copy bytes
+/// between the two connections until either closes.
+fn join_upgraded(
+    client: hyper::upgrade::OnUpgrade,
+    mut resp: Response<Incoming>,
+) -> Response<Body> {
+    let replica = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        if let (Ok(client), Ok(replica)) = (client.await, replica.await) {
+            let _ = tokio::io::copy_bidirectional(
+                &mut hyper_util::rt::TokioIo::new(client),
+                &mut hyper_util::rt::TokioIo::new(replica),
+            )
+            .await;
+        }
+    });
+    let (mut parts, _) = resp.into_parts();
+    let protocol = parts.headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(p) = protocol {
+        parts.headers.insert(header::UPGRADE, p);
+    }
+    parts.headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("upgrade"),
+    );
+    Response::from_parts(parts, full(Bytes::new()))
+}
+
 fn is_idempotent(m: &http::Method) -> bool {
     matches!(
         *m,
@@ -416,8 +471,12 @@ fn unavailable(service: &ServiceRuntime) -> Response<Body> {
 }
 
 fn bad_gateway(name: &str, e: &hyper_util::client::legacy::Error) -> Response<Body> {
+    bad_gateway_msg(name, &e.to_string())
+}
+
+fn bad_gateway_msg(name: &str, why: &str) -> Response<Body> {
     json_response(
         StatusCode::BAD_GATEWAY,
-        &serde_json::json!({"error": format!("service `{name}` failed to answer: {e}"), "service": name}),
+        &serde_json::json!({"error": format!("service `{name}` failed to answer: {why}"), "service": name}),
     )
 }
