@@ -4,6 +4,7 @@
 mod support;
 mod support_up;
 
+mod checks;
 mod routing;
 mod sandbox;
 mod spec_cli;

@@ -11,6 +11,7 @@ mod init;
 mod output;
 mod plan;
 mod scan;
+mod test;
 mod up;
 mod validate;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Up(up::UpCommand),
     /// Run one README as a service, in the foreground
     Run(up::RunCommand),
+    /// Run every service's `markpact:test` checks against its stable address
+    Test(test::TestCommand),
     /// Stop a running ecosystem
     Down(control_cmds::DownCommand),
     /// Show what is running
@@ -148,6 +151,7 @@ pub fn main() -> ExitCode {
         Command::Build(c) => c.run(&term),
         Command::Up(c) => c.run(&term),
         Command::Run(c) => c.run(&term),
+        Command::Test(c) => c.run(&term),
         Command::Down(c) => c.run(&term),
         Command::Status(c) => c.run(&term),
         Command::Logs(c) => c.run(&term),

@@ -43,6 +43,10 @@ pub struct RunCommand {
     /// Where the admin endpoint and gateway listen (see `up --listen`).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Start it, run its `markpact:test` checks once it is ready, stop it, and exit with their
+    /// result (0 when all pass).
+    #[arg(long)]
+    pub once: bool,
 }
 
 impl UpCommand {
@@ -67,6 +71,7 @@ impl UpCommand {
             console,
             ready.map(Relay::new),
             self.listen,
+            false,
         ))
     }
 }
@@ -76,7 +81,14 @@ impl RunCommand {
     pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
         let loaded = crate::spec::load_readme(&self.readme, self.port)?;
         term.diagnostics(&loaded.warnings);
-        block_on(up(loaded.ecosystem, term.clone(), true, None, self.listen))
+        block_on(up(
+            loaded.ecosystem,
+            term.clone(),
+            true,
+            None,
+            self.listen,
+            self.once,
+        ))
     }
 }
 
@@ -97,7 +109,7 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// The pipe to a detaching parent: `say: …` and `warn: …` lines while starting, then `ok` or
 /// `error: …`. Clones share the pipe.
 #[derive(Clone)]
-struct Relay(Arc<std::sync::Mutex<Option<std::fs::File>>>);
+pub(crate) struct Relay(Arc<std::sync::Mutex<Option<std::fs::File>>>);
 
 impl Relay {
     fn new(f: std::fs::File) -> Self {
@@ -122,12 +134,15 @@ impl Relay {
     }
 }
 
-async fn up(
+/// Bring `eco` up; with `once`, run its checks when it is ready and stop, else keep it running
+/// until it is told to stop.
+pub(crate) async fn up(
     eco: Ecosystem,
     term: Term,
     console: bool,
     ready: Option<Relay>,
     listen: Option<std::net::SocketAddr>,
+    once: bool,
 ) -> anyhow::Result<ExitStatus> {
     let started = Instant::now();
     let state = StateDir::new(&eco.state_dir);
@@ -269,6 +284,20 @@ async fn up(
     ));
     notify(&ready, "ok");
     drop(ready);
+    if once {
+        let ports: std::collections::HashMap<String, Option<u16>> = status
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.port))
+            .collect();
+        let checked =
+            super::test::run_checks(&eco, &|name| ports.get(name).copied().flatten(), &term).await;
+        term.info("pactown: stopping");
+        orch.shutdown().await;
+        signals.abort();
+        orch.close_console().await;
+        return checked;
+    }
 
     let control = orch.take_control().expect("control listener");
     let orch = Arc::new(orch);
