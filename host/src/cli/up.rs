@@ -290,8 +290,14 @@ pub(crate) async fn up(
             .iter()
             .map(|s| (s.name.clone(), s.port))
             .collect();
-        let checked =
-            super::test::run_checks(&eco, &|name| ports.get(name).copied().flatten(), &term).await;
+        let port_of = |name: &str| ports.get(name).copied().flatten();
+        let checked = tokio::select! {
+            r = super::test::run_checks(&eco, &port_of, &term) => r,
+            _ = &mut stop_rx => {
+                term.info("pactown: interrupted during the checks");
+                Ok(ExitStatus::Failure)
+            }
+        };
         term.info("pactown: stopping");
         orch.shutdown().await;
         signals.abort();
