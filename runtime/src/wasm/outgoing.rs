@@ -367,9 +367,15 @@ fn keep_until_finished(unsent: &mut Vec<WasiBody>, body: WasiBody) {
     use http_body::Body as _;
     use std::task::{Context, Poll, Waker};
     let mut cx = Context::from_waker(Waker::noop());
+    // Kept: those still open. Let go: those finished, or aborted by the guest.
     unsent.retain_mut(|b| {
-        while let Poll::Ready(Some(Ok(_))) = std::pin::Pin::new(&mut *b).poll_frame(&mut cx) {}
-        !b.is_end_stream()
+        loop {
+            match std::pin::Pin::new(&mut *b).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(Some(Err(_)) | None) => break false,
+                Poll::Pending => break true,
+            }
+        }
     });
     unsent.push(body);
 }
