@@ -86,37 +86,34 @@ pub async fn run_checks(
             continue;
         };
         let dir = service.readme.parent().unwrap_or(Path::new("."));
+        let mut report = |what: &str, result: Result<String, String>, loc: &Loc| {
+            let (line, col) = loc.file.line_col(loc.span.start);
+            match result {
+                Ok(how) => {
+                    passed += 1;
+                    term.info(&format!("  ok    {name}  {what}  {how}"));
+                }
+                Err(why) => {
+                    failed += 1;
+                    term.error(&format!(
+                        "{name}  {what}: {why}\n  --> {}:{line}:{col}",
+                        loc.file.path.display()
+                    ));
+                }
+            }
+        };
         for block in &service.content.tests {
-            let results: Vec<(String, Result<String, String>, &Loc)> = match block {
+            match block {
                 Tests::Http(checks) => {
-                    let mut out = Vec::new();
                     for c in checks {
-                        let what = format!("{} {}", c.method, c.path);
-                        out.push((what, http_check(&client, port, c).await, &c.loc));
+                        let result = http_check(&client, port, c).await;
+                        report(&format!("{} {}", c.method, c.path), result, &c.loc);
                     }
-                    out
                 }
                 Tests::Shell(checks) => {
-                    let mut out = Vec::new();
                     for c in checks {
-                        out.push((c.command.clone(), shell_check(port, dir, c).await, &c.loc));
-                    }
-                    out
-                }
-            };
-            for (what, result, loc) in results {
-                let (line, col) = loc.file.line_col(loc.span.start);
-                match result {
-                    Ok(how) => {
-                        passed += 1;
-                        term.info(&format!("  ok    {name}  {what}  {how}"));
-                    }
-                    Err(why) => {
-                        failed += 1;
-                        term.error(&format!(
-                            "{name}  {what}: {why}\n  --> {}:{line}:{col}",
-                            loc.file.path.display()
-                        ));
+                        let result = shell_check(port, dir, c).await;
+                        report(&c.command, result, &c.loc);
                     }
                 }
             }
@@ -211,8 +208,12 @@ async fn shell_check(port: u16, dir: &Path, c: &ShellCheck) -> Result<String, St
         Some(code) => format!("exited with {code}"),
         None => "killed by a signal".to_string(),
     };
-    let output = String::from_utf8_lossy(&out.stderr).trim().to_string()
-        + String::from_utf8_lossy(&out.stdout).trim();
+    let output = [&out.stderr, &out.stdout]
+        .map(|b| String::from_utf8_lossy(b).trim().to_string())
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
     if !output.is_empty() {
         why.push_str(&format!(
             ": {}",
