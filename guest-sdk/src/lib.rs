@@ -13,8 +13,9 @@
 //! }
 //! ```
 //!
-//! Calls by name (`http://api/...`) are routed by the host to the service's stable address, and
-//! only to services the caller declared in `depends_on`. Configuration comes from the service's
+//! Calls by name (`http://api/...`) are routed by the host, and only to services the caller
+//! declared in `depends_on`: a wasm service runs in-process (no TCP), a native one is reached at
+//! its stable address. Configuration comes from the service's
 //! environment, typed with [`config`]. Everything but the HTTP helpers also compiles for the host,
 //! so the crate's tests, docs and lints run everywhere.
 
