@@ -243,32 +243,19 @@ impl WasiHttpHooks for OutgoingHooks {
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
         drop(fut);
-        let done =
-            || Box::new(async { Ok(()) }) as Box<dyn Future<Output = Result<(), Error>> + Send>;
         // Whatever happens to it, the guest's body is read to its end, so the guest never sees
         // its write fail because we were quicker (see `DrainedBody`).
         let mut request = request.map(|b| DrainedBody::new(b).boxed());
-        match self.route(&mut request) {
-            Route::Respond { status, message } => {
-                Box::new(async move { Ok((json_response(status, &message), done())) })
-            }
-            Route::InProcess(callee) => {
-                Box::new(async move { Ok((callee.call(request).await, done())) })
-            }
-            Route::Forward(addr) => {
-                if let Err(e) = retarget(&mut request, addr) {
-                    return Box::new(async { Err(e) });
-                }
-                Box::new(async move {
-                    let (resp, io) =
-                        wasmtime_wasi_http::default_send_request(request, options).await?;
-                    Ok((
-                        resp.map(BodyExt::boxed_unsync),
-                        Box::new(io) as Box<dyn Future<Output = _> + Send>,
-                    ))
-                })
-            }
-        }
+        let route = self.route(&mut request);
+        let answer = answer(route, request, options);
+        Box::new(async move {
+            let (resp, io) = answer.await?;
+            let io: Box<dyn Future<Output = Result<(), Error>> + Send> = match io {
+                Some(io) => Box::new(io),
+                None => Box::new(async { Ok(()) }),
+            };
+            Ok((resp, io))
+        })
     }
 }
 
@@ -310,21 +297,8 @@ pub fn handle(
         Ok(req) => req,
         Err(code) => return Ok(Err(code)),
     };
-    let mut answer: Answer = match state.hooks.route(&mut request) {
-        Route::Respond { status, message } => Box::pin(std::future::ready(Ok((
-            json_response(status, &message),
-            None,
-        )))),
-        Route::InProcess(callee) => Box::pin(async move { Ok((callee.call(request).await, None)) }),
-        Route::Forward(addr) => match retarget(&mut request, addr) {
-            Ok(()) => Box::pin(async move {
-                let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-                let io: IoFuture = Box::pin(io);
-                Ok((resp.map(BodyExt::boxed_unsync), Some(io)))
-            }),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        },
-    };
+    let route = state.hooks.route(&mut request);
+    let mut answer = answer(route, request, options);
     // One poll, here: if it has to wait, whatever it waits for is registered again by the
     // task that takes it over, so this poll needs no waker.
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -344,6 +318,30 @@ type IoFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>
 type Answer = std::pin::Pin<
     Box<dyn Future<Output = Result<(http::Response<WasiBody>, Option<IoFuture>), Error>> + Send>,
 >;
+
+/// The response `route` gives `request`: made here, from another service in this process, or
+/// from the network.
+fn answer(
+    route: Route,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Answer {
+    match route {
+        Route::Respond { status, message } => Box::pin(std::future::ready(Ok((
+            json_response(status, &message),
+            None,
+        )))),
+        Route::InProcess(callee) => Box::pin(async move { Ok((callee.call(request).await, None)) }),
+        Route::Forward(addr) => match retarget(&mut request, addr) {
+            Ok(()) => Box::pin(async move {
+                let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                let io: IoFuture = Box::pin(io);
+                Ok((resp.map(BodyExt::boxed_unsync), Some(io)))
+            }),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        },
+    }
+}
 
 /// A response as wasi:http keeps it: with a handle on the task driving its connection (a task
 /// with nothing to do when there is none, since wasi:http wants one in every case).
