@@ -127,13 +127,18 @@ impl HttpService {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let what = format!("{} {}", req.method(), req.uri().path());
+        // Cheap copies (the URI shares its bytes); the line is written only for a failure.
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         match self.run(req).await {
             Ok(resp) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
             Err((kind, reason)) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 if let Some(log) = &self.settings.errors {
-                    log(kind, &format!("{what} failed in the guest: {reason}"));
+                    let path = uri.path();
+                    log(
+                        kind,
+                        &format!("{method} {path} failed in the guest: {reason}"),
+                    );
                 }
                 super::outgoing::json_response(
                     500,
