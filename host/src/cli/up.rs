@@ -292,7 +292,7 @@ pub(crate) async fn up(
             .collect();
         let port_of = |name: &str| ports.get(name).copied().flatten();
         let checked = tokio::select! {
-            r = super::test::run_checks(&eco, &port_of, &term) => r,
+            r = super::test::run_checks(&eco, &port_of, &term) => Ok(r),
             _ = &mut stop_rx => {
                 term.info("pactown: interrupted during the checks");
                 Ok(ExitStatus::Failure)
