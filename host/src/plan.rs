@@ -97,6 +97,13 @@ pub struct SandboxPlan {
     pub user: Option<(u32, u32)>,
 }
 
+impl SandboxPlan {
+    /// Is the layer `name` on?
+    pub fn layer_on(&self, name: &str) -> bool {
+        self.layers.iter().any(|l| l.name == name && l.on)
+    }
+}
+
 /// How confined a service is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -156,6 +163,30 @@ pub fn resolve_user(spec: &str) -> Option<(u32, u32)> {
     // SAFETY: non-null result of getpwnam.
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
+
+/// The first uid (and gid) of the range pactown gives services and builds, like systemd's
+/// `DynamicUser=`: no entry in `/etc/passwd` on the host (each sandbox gets its own view that
+/// names it), far above the ranges distributions hand out to people and packages.
+pub const DYNAMIC_UID_BASE: u32 = 0x3000_0000;
+/// The size of that range.
+pub const DYNAMIC_UID_RANGE: u32 = 0x0100_0000;
+
+/// The uid/gid of a service: derived from its ecosystem's state dir and its name, so it is the
+/// same on every start (its files stay its own) and differs between services (they cannot
+/// signal or read each other, whatever else fails).
+pub fn service_uid(state_dir: &Path, service: &str) -> (u32, u32) {
+    let abs = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let key = Sha256::digest(
+        [abs.as_os_str().as_encoded_bytes(), b"\0", service.as_bytes()].concat(),
+    );
+    let n = u32::from_le_bytes([key[0], key[1], key[2], key[3]]) % (DYNAMIC_UID_RANGE - 1);
+    let uid = DYNAMIC_UID_BASE + 1 + n;
+    (uid, uid)
+}
+
+/// The uid/gid builds run as: one for every build, so the shared download caches have one
+/// owner, and different from every service's.
+pub const BUILD_UID: (u32, u32) = (DYNAMIC_UID_BASE, DYNAMIC_UID_BASE);
 
 /// A file the sandbox will hold.
 #[derive(Debug, Clone, Serialize)]
@@ -369,7 +400,12 @@ fn service_plan(
     let profile = s.profile.as_ref().and_then(|(p, _)| eco.profiles.get(p));
     let limits = profile.map_or_else(|| s.limits.clone(), |p| s.limits.or(&p.limits));
     let rate_limit = s.rate_limit.or(profile.and_then(|p| p.rate_limit));
-    let user = s.user.as_deref().and_then(resolve_user);
+    // A native service runs as the user `user:` names, else (when pactown is root) as a
+    // dedicated uid of its own; without root, as the invoking user.
+    let user = s.user.as_deref().and_then(resolve_user).or_else(|| {
+        (kind == RuntimeKind::Native && s.sandbox && pactown_runtime::native::sandbox::probe().root)
+            .then(|| service_uid(&eco.state_dir, &s.name))
+    });
     let limits = LimitsPlan {
         memory: limits.memory.unwrap_or(if kind == RuntimeKind::Native {
             DEFAULT_NATIVE_MEMORY
@@ -515,12 +551,33 @@ fn sandbox_layers(
     let cpu = limits
         .cpu
         .map_or("unlimited cpu".to_string(), |c| format!("cpu {c}"));
-    let mut layers = vec![
+    let layers = vec![
         layer(
             "session",
             true,
             "own session and process group; dies with pactown",
         ),
+        layer(
+            "namespaces",
+            k.namespaces,
+            if k.namespaces {
+                "own PID, mount and IPC namespaces: its own /proc, /tmp and /dev/shm, a read-only root with only what it needs; nothing of pactown or other services visible"
+            } else {
+                "needs root to make PID and mount namespaces; it sees the host's /proc and filesystem (Landlock still confines what it opens)"
+            },
+        ),
+        match user {
+            Some((uid, gid)) if k.root => layer(
+                "user",
+                true,
+                format!("runs as {uid}:{gid}, no supplementary groups, no capabilities"),
+            ),
+            _ => layer(
+                "user",
+                false,
+                "pactown is not root: it runs as the invoking user (no capabilities), since only root can switch users",
+            ),
+        },
         layer(
             "rlimits",
             true,
@@ -562,27 +619,25 @@ fn sandbox_layers(
             },
         ),
         layer(
+            "landlock-scopes",
+            abi >= 6,
+            if abi >= 6 {
+                "no abstract unix socket and no signal outside its sandbox".to_string()
+            } else {
+                format!("needs Landlock ABI 6, this kernel has {abi}")
+            },
+        ),
+        layer(
             "seccomp",
             k.seccomp,
             if k.seccomp {
-                "namespaces, mount, ptrace, bpf, keyrings, modules, UDP and raw sockets denied"
+                "sockets: unix, TCP (no MPTCP) and netlink route only; io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; each denial and refused connect logged"
             } else {
-                "seccomp is not available"
+                "seccomp with user notifications is not available"
             },
         ),
         layer("no-new-privs", true, "no privilege gain through exec"),
     ];
-    if let Some((uid, gid)) = user {
-        layers.push(layer(
-            "user",
-            k.root,
-            if k.root {
-                format!("runs as {uid}:{gid}, no supplementary groups")
-            } else {
-                "needs root to switch users".into()
-            },
-        ));
-    }
     let level = if layers.iter().all(|l| l.on) {
         SandboxLevel::Full
     } else {

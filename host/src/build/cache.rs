@@ -66,7 +66,7 @@ impl Cache {
         let lock_path = dir.with_extension("lock");
         let lock = File::create(&lock_path)
             .with_context(|| format!("cannot create `{}`", lock_path.display()))?;
-        lock_exclusive(&lock)?;
+        lock.lock().context("cannot lock a cache entry")?;
         if Self::is_complete(dir) {
             return Ok(());
         }
@@ -82,17 +82,17 @@ impl Cache {
     }
 }
 
-/// Block until we hold an exclusive `flock` on `f` (released when `f` closes).
-pub fn lock_exclusive(f: &File) -> anyhow::Result<()> {
-    use std::os::fd::AsRawFd;
-    loop {
-        // SAFETY: flock on an open descriptor.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e).context("cannot lock a cache entry");
+impl Cache {
+    /// Mark the entry at `dir` incomplete (it was found inconsistent), so the next
+    /// [`Cache::build_entry`] builds it again. Taken under the entry's lock: a process using it
+    /// right now keeps what it has open.
+    pub fn invalidate(dir: &Path) -> anyhow::Result<()> {
+        let lock = File::create(dir.with_extension("lock"))?;
+        lock.lock().context("cannot lock a cache entry")?;
+        make_writable(dir);
+        match std::fs::remove_file(dir.join(COMPLETE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
         }
     }
 }
@@ -103,7 +103,8 @@ pub fn make_read_only(dir: &Path) {
     set_write(dir, false);
 }
 
-fn make_writable(dir: &Path) {
+/// Give write permission back below `dir` (to replace or remove an entry).
+pub fn make_writable(dir: &Path) {
     set_write(dir, true);
 }
 

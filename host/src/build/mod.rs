@@ -1,24 +1,37 @@
 //! Build: turn a planned service into a sandbox directory that can run. Files are written
 //! through a capability handle on the sandbox (an escaping path cannot be written even if the
-//! parser's check were missed), templates are filled, and dependencies installed per language
-//! (Python: a shared read-only environment keyed by resolved dependencies; Node: `npm install`
-//! with a shared download cache; Go: `go get`).
+//! parser's check were missed), templates are filled, and dependencies installed per language,
+//! each install a build step in a sandbox of its own ([`step`]): Python (a shared read-only
+//! environment keyed by resolved dependencies), Node (a shared read-only `node_modules` keyed
+//! by `package.json` and its lock), Go (modules fetched and the program compiled ahead), Rust
+//! (a WASI component). Toolchains pactown installs itself on first use ([`tools`]).
 
 pub mod cache;
+pub mod confine;
+pub mod go;
+pub mod node;
 pub mod python;
 pub mod rust;
+pub mod step;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Permissions};
+use pactown_runtime::native::sandbox::Overlay;
 
 pub use cache::Cache;
 
 use crate::plan::ServicePlan;
 use crate::spec::Service;
 use crate::spec::service::Installer;
+
+/// A native service's `HOME`, inside its sandbox dir (the only place it may write).
+pub const HOME_DIR: &str = ".home";
+/// A native service's `TMPDIR`, inside its sandbox dir.
+pub const TMP_DIR: &str = ".tmp";
 
 /// What a prepared native service adds to its environment.
 #[derive(Debug, Clone, Default)]
@@ -27,8 +40,29 @@ pub struct Prepared {
     pub path_prefix: Vec<PathBuf>,
     /// Extra variables (`VIRTUAL_ENV`, `PYTHONUNBUFFERED`, ...), below the service's own.
     pub env: Vec<(String, String)>,
-    /// Directories the service reads but must not write (shared environments).
+    /// Directories the service reads but must not write (shared environments, toolchains).
     pub read_only: Vec<PathBuf>,
+    /// Shared read-only directories it sees with a private writable layer on top.
+    pub overlays: Vec<Overlay>,
+}
+
+/// Python dependencies: the `markpact:deps` block, else a `requirements.txt` file block.
+fn python_deps(service: &Service) -> Vec<String> {
+    if let Some(deps) = service.content.deps.get(&Installer::Pip) {
+        return deps.iter().map(|d| d.spec.clone()).collect();
+    }
+    service
+        .content
+        .file("requirements.txt")
+        .map(|f| {
+            f.content
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('-'))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Prepare the sandbox of one service. Blocking: call from a blocking thread.
@@ -41,34 +75,153 @@ pub fn prepare(
     let dir = &plan.sandbox.dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the sandbox `{}`", dir.display()))?;
+    let dir = &std::path::absolute(dir)?;
+    let planted = remove_planted(dir);
+    if planted > 0 {
+        say(&format!(
+            "removed {planted} setuid, setgid or device file(s) a previous run left in the sandbox of `{}`",
+            service.name
+        ));
+    }
     write_files(service, plan, dir)?;
+    let root = Dir::open_ambient_dir(dir, ambient_authority())?;
     let mut prepared = Prepared::default();
-    for (installer, deps) in &service.content.deps {
-        let specs: Vec<String> = deps.iter().map(|d| d.spec.clone()).collect();
-        match installer {
-            Installer::Pip => {
-                let env = python::ensure_env(cache, &specs, say).with_context(|| {
-                    format!(
-                        "cannot install the Python dependencies of `{}`",
-                        service.name
-                    )
-                })?;
-                prepared.path_prefix.push(env.bin());
-                prepared
-                    .env
-                    .push(("VIRTUAL_ENV".into(), env.root.display().to_string()));
-                prepared.read_only.push(env.root);
+    let py = python_deps(service);
+    if !py.is_empty() {
+        let env = python::ensure_env(cache, &py, say).with_context(|| {
+            format!(
+                "cannot install the Python dependencies of `{}`",
+                service.name
+            )
+        })?;
+        prepared.path_prefix.push(env.bin());
+        prepared
+            .env
+            .push(("VIRTUAL_ENV".into(), env.root.display().to_string()));
+        prepared.read_only.push(env.root);
+    }
+    if node::is_node(service) {
+        let modules = node::ensure_modules(service, cache, say).with_context(|| {
+            format!("cannot install the npm packages of `{}`", service.name)
+        })?;
+        prepared.path_prefix.push(modules.bin.clone());
+        prepared.read_only.push(installation(&modules.bin));
+        // Its own `npm install` finds everything in place, and fails at once rather than wait
+        // on a network it does not have.
+        for (k, v) in [
+            ("npm_config_offline", "true"),
+            ("npm_config_update_notifier", "false"),
+            ("npm_config_fund", "false"),
+            ("npm_config_audit", "false"),
+        ] {
+            prepared.env.push((k.into(), v.into()));
+        }
+        if service.content.file("package.json").is_none() {
+            write_generated(&root, "package.json", &node::package_json(service))?;
+        }
+        if service.content.file("package-lock.json").is_none()
+            && let Ok(lock) = std::fs::read_to_string(modules.entry.join("package-lock.json"))
+        {
+            write_generated(&root, "package-lock.json", &lock)?;
+        }
+        if plan.sandbox.layer_on("namespaces") {
+            let (upper, work) = node::overlay_dirs(dir, &modules.key);
+            for d in [&upper, &work, &dir.join("node_modules")] {
+                std::fs::create_dir_all(d)?;
             }
-            Installer::Npm => npm_install(&service.name, dir, &specs, cache, say)?,
-            Installer::Go => go_get(&service.name, dir, &specs, say)?,
-            // Rust dependencies belong to wasm builds.
-            Installer::Cargo => {}
+            prepared.overlays.push(Overlay {
+                lower: modules.modules(),
+                upper,
+                work,
+                target: dir.join("node_modules"),
+            });
+        } else {
+            node::copy_modules(&modules, dir)?;
         }
     }
-    if is_python(service) {
+    if go::is_go(service) {
+        let built = go::build(service, cache, say)
+            .with_context(|| format!("cannot build the Go service `{}`", service.name))?;
+        for f in ["go.mod", "go.sum"] {
+            if service.content.file(f).is_none()
+                && let Ok(text) = std::fs::read_to_string(built.entry.join(f))
+            {
+                write_generated(&root, f, &text)?;
+            }
+        }
+        prepared.path_prefix.push(built.bin.clone());
+        prepared.env.extend(built.env());
+        prepared.read_only.extend([
+            built.root(),
+            built.mod_cache.clone(),
+            built.build_cache.clone(),
+        ]);
+    }
+    if !py.is_empty() || is_python(service) {
         prepared.env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+        prepared
+            .env
+            .push(("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into()));
+    }
+    for sub in [HOME_DIR, TMP_DIR] {
+        root.create_dir_all(sub)?;
+    }
+    // The sandbox is its user's: nothing else in it can be changed by anyone else's code.
+    if let Some((uid, gid)) = plan.sandbox.user
+        && pactown_runtime::native::sandbox::probe().root
+    {
+        step::chown_tree(dir, uid, gid);
     }
     Ok(prepared)
+}
+
+/// The installation a `bin` directory belongs to (`…/node-24/bin` → `…/node-24`); a system
+/// directory stays as it is (it is readable anyway).
+pub fn installation(bin: &Path) -> PathBuf {
+    if bin.starts_with("/usr") || bin.starts_with("/bin") {
+        return bin.to_path_buf();
+    }
+    bin.parent().map_or_else(|| bin.to_path_buf(), Path::to_path_buf)
+}
+
+/// Remove what a service may have planted in its sandbox for the host to trip on: setuid and
+/// setgid bits, device nodes. Returns how many it found. Symlinks are never followed.
+fn remove_planted(dir: &Path) -> usize {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mut found = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let ft = meta.file_type();
+        if ft.is_block_device() || ft.is_char_device() {
+            found += usize::from(std::fs::remove_file(&p).is_ok());
+        } else if ft.is_dir() {
+            found += remove_planted(&p);
+        } else if ft.is_file() && meta.permissions().mode() & 0o6000 != 0 {
+            let mode = meta.permissions().mode() & !0o6000;
+            found += usize::from(
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).is_ok(),
+            );
+        }
+    }
+    found
+}
+
+/// A file pactown writes into the sandbox (not from a file block): through the sandbox's `Dir`
+/// handle, replacing whatever is there (a symlink planted in its place is replaced, never
+/// followed).
+fn write_generated(root: &Dir, name: &str, content: &str) -> anyhow::Result<()> {
+    let tmp = format!("{name}.pactown-tmp");
+    root.write(&tmp, content.as_bytes())
+        .with_context(|| format!("cannot write `{name}` into the sandbox"))?;
+    root.rename(&tmp, root, name)
+        .with_context(|| format!("cannot write `{name}` into the sandbox"))?;
+    Ok(())
 }
 
 fn is_python(service: &Service) -> bool {
@@ -141,102 +294,6 @@ pub fn fill_template(text: &str, env: &indexmap::IndexMap<String, String>) -> St
     }
     out.push_str(rest);
     out
-}
-
-fn npm_install(
-    name: &str,
-    dir: &Path,
-    specs: &[String],
-    cache: &Cache,
-    say: &dyn Fn(&str),
-) -> anyhow::Result<()> {
-    let npm = python::which("npm")
-        .context("Node services need `npm`, which is not on PATH; install Node.js")?;
-    let key = cache::digest(specs.iter().map(|s| s.as_bytes()));
-    let marker = dir
-        .join("node_modules")
-        .join(format!(".pactown-{}", &key[..16]));
-    if marker.is_file() {
-        return Ok(());
-    }
-    if !dir.join("package.json").exists() {
-        let deps: serde_json::Map<String, serde_json::Value> = specs
-            .iter()
-            .map(|s| {
-                // `express@4` or `@scope/pkg@^1`: split at the last `@` that is not the first char.
-                match s[1..].rfind('@') {
-                    Some(i) => (s[..i + 1].to_string(), serde_json::Value::from(&s[i + 2..])),
-                    None => (s.clone(), serde_json::Value::from("*")),
-                }
-            })
-            .collect();
-        let pkg = serde_json::json!({"name": name, "private": true, "dependencies": deps});
-        std::fs::write(
-            dir.join("package.json"),
-            serde_json::to_string_pretty(&pkg)?,
-        )?;
-    }
-    say(&format!(
-        "installing npm packages for `{name}`: {}",
-        specs.join(" ")
-    ));
-    let out = std::process::Command::new(npm)
-        .args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-            "--cache",
-        ])
-        .arg(cache.path(&["npm"]))
-        .current_dir(dir)
-        .output()
-        .context("cannot run npm")?;
-    if !out.status.success() {
-        bail!(
-            "npm install for `{name}` failed:\n{}",
-            python::tail(&String::from_utf8_lossy(&out.stderr), 20)
-        );
-    }
-    std::fs::write(marker, b"")?;
-    Ok(())
-}
-
-fn go_get(name: &str, dir: &Path, specs: &[String], say: &dyn Fn(&str)) -> anyhow::Result<()> {
-    let go =
-        python::which("go").context("Go services need `go`, which is not on PATH; install Go")?;
-    if !dir.join("go.mod").exists() {
-        run_in(
-            dir,
-            std::process::Command::new(&go).args(["mod", "init", name]),
-            "go mod init",
-        )?;
-    }
-    say(&format!("fetching Go modules for `{name}`"));
-    for s in specs {
-        run_in(
-            dir,
-            std::process::Command::new(&go)
-                .arg("get")
-                .args(s.split_whitespace().take(1)),
-            "go get",
-        )?;
-    }
-    Ok(())
-}
-
-fn run_in(dir: &Path, cmd: &mut std::process::Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd
-        .current_dir(dir)
-        .output()
-        .with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed:\n{}",
-            python::tail(&String::from_utf8_lossy(&out.stderr), 20)
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

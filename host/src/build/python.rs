@@ -3,21 +3,24 @@
 //! Two levels, so a warm start runs no tool at all:
 //! 1. the declared dependencies (and the interpreter) → a resolved, pinned requirement list,
 //!    computed once with `uv pip compile` and kept in the cache;
-//! 2. the resolved list → an environment, built once with `uv` (bytecode compiled) and then
-//!    made read-only. Services whose dependencies resolve the same share it; none can write it.
+//! 2. the resolved list → an environment, built once with `uv` (bytecode compiled, pip seeded
+//!    so a run block's own `pip install -r …` finds everything in place) and then made
+//!    read-only. Services whose dependencies resolve the same share it; none can write it.
 //!
-//! uv is pactown's own: installed into the cache on first use (with a message), unless one is
-//! on `PATH`. Without uv (no pip to install it with), environments are built with `venv` + pip.
+//! Nothing is trusted blindly: a resolution must name every declared requirement before it is
+//! cached, and when it is read back; an environment must hold every package of its set. An
+//! entry that does not is rebuilt, with a line saying so. Every input and output file is
+//! private to its operation, so services resolving at the same moment (in one `up`, or in two
+//! pactown processes sharing the cache) never see each other's.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, bail};
 
 use super::cache::{Cache, digest, make_read_only};
-
-/// The uv pactown installs when none is on `PATH`.
-pub const UV_VERSION: &str = "0.13.9";
+use super::step::{Step, take_back};
+use super::tools::{uv, which};
 
 /// A ready environment.
 #[derive(Debug, Clone)]
@@ -43,39 +46,102 @@ pub struct Interpreter {
 }
 
 impl Interpreter {
-    /// Find `python3`.
-    pub fn find() -> anyhow::Result<Self> {
+    /// Find `python3` and the interpreter it really runs (a pyenv or asdf shim is a script
+    /// that picks one). Asked once per shim file, then remembered in the cache: the warm path
+    /// starts no process.
+    pub fn find(cache: &Cache) -> anyhow::Result<Self> {
         let found = which("python3").context(
             "Python services need `python3`, which is not on PATH; install Python 3 (e.g. `apt-get install python3`)",
         )?;
-        let real = std::fs::canonicalize(&found).unwrap_or(found);
-        let meta = std::fs::metadata(&real)?;
-        use std::os::unix::fs::MetadataExt;
-        let identity = format!("{}|{}|{}", real.display(), meta.size(), meta.mtime());
+        let found = std::fs::canonicalize(&found).unwrap_or(found);
+        let key = digest([b"python-interpreter-v1".as_slice(), identity(&found)?.as_bytes()]);
+        let memo = cache.path(&["python", "interpreters", &key[..32]]);
+        let real = match std::fs::read_to_string(&memo) {
+            Ok(p) if Path::new(p.trim()).is_file() => PathBuf::from(p.trim()),
+            _ => {
+                let out = std::process::Command::new(&found)
+                    .args(["-c", "import sys; print(sys.executable)"])
+                    .output()
+                    .with_context(|| format!("cannot run `{}`", found.display()))?;
+                let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if !out.status.success() || p.is_empty() {
+                    bail!(
+                        "`{}` did not say which interpreter it is:\n{}",
+                        found.display(),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let real = std::fs::canonicalize(&p).unwrap_or_else(|_| PathBuf::from(&p));
+                write_atomic(&memo, &real.display().to_string())?;
+                real
+            }
+        };
         Ok(Self {
+            identity: identity(&real)?,
             path: real,
-            identity,
         })
     }
 }
 
-/// Find an executable on `PATH`.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p))
+/// A file's path, size and mtime.
+fn identity(p: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(p).with_context(|| format!("cannot read `{}`", p.display()))?;
+    Ok(format!("{}|{}|{}", p.display(), meta.size(), meta.mtime()))
 }
 
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+/// A distribution name as PEP 503 compares them: lower case, runs of `-_.` as one `-`.
+pub fn normalize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+            continue;
+        }
+        if sep && !out.is_empty() {
+            out.push('-');
+        }
+        sep = false;
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// The distribution a requirement line names (`fastapi[all]>=0.1; python_version>"3"` →
+/// `fastapi`), when it names one unconditionally: lines with markers, options or bare URLs
+/// give none.
+pub fn requirement_name(line: &str) -> Option<String> {
+    let t = line.split('#').next()?.trim();
+    if t.is_empty() || t.starts_with('-') || t.contains(';') || t.contains("://") && !t.contains(" @ ") {
+        return None;
+    }
+    let end = t
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .unwrap_or(t.len());
+    let name = &t[..end];
+    (!name.is_empty()).then(|| normalize(name))
+}
+
+/// Names of a resolved (pinned) list.
+fn resolved_names(resolved: &str) -> BTreeSet<String> {
+    resolved.lines().filter_map(requirement_name).collect()
+}
+
+/// The declared requirements a resolution does not name.
+fn missing_from(resolved: &str, declared: &[&str]) -> Vec<String> {
+    let have = resolved_names(resolved);
+    declared
+        .iter()
+        .filter_map(|d| requirement_name(d))
+        .filter(|n| !have.contains(n))
+        .collect()
 }
 
 /// Ensure an environment with `deps` exists. Blocking: call from a blocking thread.
-/// `say` reports first-use installs and builds to the user.
+/// `say` reports first-use installs, builds and repairs to the user.
 pub fn ensure_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow::Result<PythonEnv> {
-    let python = Interpreter::find()?;
+    let python = Interpreter::find(cache)?;
     let mut declared: Vec<&str> = deps.iter().map(String::as_str).collect();
     declared.sort_unstable();
     declared.dedup();
@@ -85,74 +151,43 @@ pub fn ensure_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow:
             .chain(declared.iter().map(|d| d.as_bytes())),
     );
     let lock_file = cache.path(&["python", "resolved", &format!("{declared_key}.txt")]);
-    let resolved = match std::fs::read_to_string(&lock_file) {
-        Ok(text) => text,
-        Err(_) => {
-            // One resolution per declared set, even when several services start together.
-            std::fs::create_dir_all(lock_file.parent().expect("resolved dir"))?;
-            let guard = std::fs::File::create(lock_file.with_extension("lock"))?;
-            super::cache::lock_exclusive(&guard)?;
-            match std::fs::read_to_string(&lock_file) {
-                Ok(text) => text,
-                Err(_) => {
-                    let text = resolve(cache, &python, &declared, say)?;
-                    write_atomic(&lock_file, &text)?;
-                    text
-                }
-            }
-        }
-    };
+    let resolved = resolution(cache, &python, &declared, &lock_file, say)?;
     let env_key = digest([
-        b"python-env-v1".as_slice(),
+        b"python-env-v2".as_slice(),
         python.identity.as_bytes(),
         resolved.as_bytes(),
     ]);
     let root = cache.path(&["python", "envs", &env_key[..32]]);
+    let pinned = resolved_names(&resolved);
     if Cache::is_complete(&root) {
-        return Ok(PythonEnv { root });
+        let lacking = lacking_packages(&root, &pinned);
+        if lacking.is_empty() {
+            return Ok(PythonEnv { root });
+        }
+        say(&format!(
+            "the Python environment {} lacks {}; rebuilding it",
+            root.display(),
+            lacking.join(", ")
+        ));
+        Cache::invalidate(&root)?;
     }
     Cache::build_entry(&root, |dir| {
         say(&format!(
             "building a Python environment ({} packages) in {}",
-            resolved.lines().filter(|l| is_requirement(l)).count(),
+            pinned.len(),
             dir.display()
         ));
-        let reqs = dir.with_extension("requirements.txt");
-        write_atomic(&reqs, &resolved)?;
-        match uv(cache, say) {
-            Ok(uv) => {
-                run(
-                    Command::new(&uv)
-                        .args(["venv", "--quiet", "--python"])
-                        .arg(&python.path)
-                        .arg(dir)
-                        .env("UV_CACHE_DIR", cache.path(&["uv"])),
-                    "uv venv",
-                )?;
-                run(
-                    Command::new(&uv)
-                        .args(["pip", "sync", "--quiet", "--compile-bytecode", "--python"])
-                        .arg(dir.join("bin/python"))
-                        .arg(&reqs)
-                        .env("UV_CACHE_DIR", cache.path(&["uv"])),
-                    "uv pip sync",
-                )?;
-            }
-            Err(e) => {
-                say(&format!(
-                    "uv is unavailable ({e:#}); using venv + pip, which is slower"
-                ));
-                run(
-                    Command::new(&python.path).args(["-m", "venv"]).arg(dir),
-                    "python3 -m venv",
-                )?;
-                run(
-                    Command::new(dir.join("bin/pip"))
-                        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-                        .arg(&reqs),
-                    "pip install",
-                )?;
-            }
+        let reqs = dir.join(".pactown-requirements.txt");
+        std::fs::write(&reqs, &resolved)?;
+        build_env(cache, &python, dir, &reqs, say)?;
+        take_back(dir);
+        let lacking = lacking_packages(dir, &pinned);
+        if !lacking.is_empty() {
+            bail!(
+                "the environment was built but lacks {} (from the set {})",
+                lacking.join(", "),
+                reqs.display()
+            );
         }
         Ok(())
     })?;
@@ -160,9 +195,139 @@ pub fn ensure_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow:
     Ok(PythonEnv { root })
 }
 
-fn is_requirement(line: &str) -> bool {
-    let t = line.trim();
-    !t.is_empty() && !t.starts_with('#')
+/// The pinned set for `declared`: from the cache when it is consistent, else resolved now
+/// (one resolution per declared set at a time, even across processes).
+fn resolution(
+    cache: &Cache,
+    python: &Interpreter,
+    declared: &[&str],
+    lock_file: &Path,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<String> {
+    let consistent = |text: &str| missing_from(text, declared).is_empty();
+    if let Ok(text) = std::fs::read_to_string(lock_file)
+        && consistent(&text)
+    {
+        return Ok(text);
+    }
+    std::fs::create_dir_all(lock_file.parent().expect("resolved dir"))?;
+    let guard = std::fs::File::create(lock_file.with_extension("lock"))?;
+    guard.lock().context("cannot lock a Python resolution")?;
+    if let Ok(text) = std::fs::read_to_string(lock_file) {
+        let missing = missing_from(&text, declared);
+        if missing.is_empty() {
+            return Ok(text);
+        }
+        say(&format!(
+            "the cached resolution {} does not name {}; resolving again",
+            lock_file.display(),
+            missing.join(", ")
+        ));
+    }
+    let text = resolve(cache, python, declared, say)?;
+    let missing = missing_from(&text, declared);
+    if !missing.is_empty() {
+        bail!(
+            "resolving `{}` gave a set without {}; it was not cached",
+            declared.join(" "),
+            missing.join(", ")
+        );
+    }
+    write_atomic(lock_file, &text)?;
+    Ok(text)
+}
+
+/// Packages of `pinned` that the environment at `root` does not hold (its `*.dist-info`).
+fn lacking_packages(root: &Path, pinned: &BTreeSet<String>) -> Vec<String> {
+    let mut installed = BTreeSet::new();
+    let lib = root.join("lib");
+    for py in std::fs::read_dir(&lib).into_iter().flatten().flatten() {
+        let site = py.path().join("site-packages");
+        for e in std::fs::read_dir(&site).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".dist-info")
+                && let Some((dist, _version)) = stem.rsplit_once('-')
+            {
+                installed.insert(normalize(dist));
+            }
+        }
+    }
+    pinned
+        .iter()
+        .filter(|p| !installed.contains(*p))
+        .cloned()
+        .collect()
+}
+
+fn build_env(
+    cache: &Cache,
+    python: &Interpreter,
+    dir: &Path,
+    reqs: &Path,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<()> {
+    let uv_cache = cache.path(&["uv"]);
+    std::fs::create_dir_all(&uv_cache)?;
+    match uv(cache, say) {
+        Ok(uv) => {
+            let uv = uv.to_string_lossy().into_owned();
+            let step = |what: &str, args: &[&str]| {
+                Step::new(what, &[uv.as_str()], dir)
+                    .arg_all(args)
+                    .env("UV_CACHE_DIR", &uv_cache)
+                    .env("UV_PYTHON_DOWNLOADS", "never")
+                    .read(&python.path)
+                    .write(dir)
+                    .write(&uv_cache)
+                    .network()
+            };
+            step(
+                "uv venv",
+                &["venv", "--seed", "--allow-existing", "--quiet", "--python"],
+            )
+                .arg(&python.path)
+                .arg(dir)
+                .run()?;
+            step(
+                "uv pip sync",
+                &["pip", "sync", "--quiet", "--compile-bytecode", "--python"],
+            )
+            .arg(dir.join("bin/python"))
+            .arg(reqs)
+            .run()?;
+        }
+        Err(e) => {
+            say(&format!(
+                "uv is unavailable ({e:#}); using venv + pip, which is slower"
+            ));
+            Step::new(
+                "python3 -m venv",
+                &[&python.path.to_string_lossy(), "-m", "venv"],
+                dir,
+            )
+            .arg(dir)
+            .read(&python.path)
+            .write(dir)
+            .run()?;
+            Step::new(
+                "pip install",
+                &[
+                    &dir.join("bin/pip").to_string_lossy(),
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ],
+                dir,
+            )
+            .arg(reqs)
+            .read(&python.path)
+            .write(dir)
+            .network()
+            .run()?;
+        }
+    }
+    Ok(())
 }
 
 /// Pin `declared` to exact versions. Without uv, the declared list is used as is.
@@ -183,100 +348,80 @@ fn resolve(
         "resolving Python dependencies: {}",
         declared.join(" ")
     ));
-    let dir = cache.path(&["python", "resolved"]);
-    std::fs::create_dir_all(&dir)?;
-    let req_in = dir.join(format!("in-{}.txt", std::process::id()));
+    // This operation's own files: nothing else reads or writes them.
+    let base = cache.path(&["python", "resolving"]);
+    std::fs::create_dir_all(&base)?;
+    let work = tempfile::Builder::new()
+        .prefix("resolve-")
+        .tempdir_in(&base)?;
+    let (req_in, req_out) = (work.path().join("in.txt"), work.path().join("out.txt"));
     std::fs::write(&req_in, &input)?;
-    let out = Command::new(&uv)
-        .args([
+    let uv_cache = cache.path(&["uv"]);
+    std::fs::create_dir_all(&uv_cache)?;
+    Step::new(
+        "uv pip compile",
+        &[
+            &uv.to_string_lossy(),
             "pip",
             "compile",
             "--quiet",
             "--no-header",
             "--no-annotate",
             "--python",
-        ])
-        .arg(&python.path)
-        .arg(&req_in)
-        .env("UV_CACHE_DIR", cache.path(&["uv"]))
-        .output()
-        .context("cannot run uv")?;
-    let _ = std::fs::remove_file(&req_in);
-    if !out.status.success() {
-        bail!(
-            "cannot resolve the Python dependencies `{}`:\n{}",
-            declared.join(" "),
-            tail(&String::from_utf8_lossy(&out.stderr), 20)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// pactown's uv: on `PATH`, or installed into the cache on first use.
-pub fn uv(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
-    if let Some(p) = which("uv") {
-        return Ok(p);
-    }
-    let dir = cache.path(&["tools", &format!("uv-{UV_VERSION}")]);
-    let bin = dir.join("bin/uv");
-    if Cache::is_complete(&dir) && bin.is_file() {
-        return Ok(bin);
-    }
-    let python = Interpreter::find()?;
-    Cache::build_entry(&dir, |d| {
-        say(&format!(
-            "installing uv {UV_VERSION} into {} (first use; it builds Python environments)",
-            d.display()
-        ));
-        run(
-            Command::new(&python.path)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-warn-script-location",
-                    "--target",
-                ])
-                .arg(d)
-                .arg(format!("uv=={UV_VERSION}")),
-            "pip install uv",
+        ],
+        work.path(),
+    )
+    .arg(&python.path)
+    .arg(&req_in)
+    .arg("-o")
+    .arg(&req_out)
+    .env("UV_CACHE_DIR", &uv_cache)
+    .env("UV_PYTHON_DOWNLOADS", "never")
+    .read(&python.path)
+    .write(work.path())
+    .write(&uv_cache)
+    .network()
+    .run()
+    .with_context(|| {
+        format!(
+            "cannot resolve the Python dependencies `{}`",
+            declared.join(" ")
         )
     })?;
-    if !bin.is_file() {
-        bail!(
-            "uv was installed into `{}` but `bin/uv` is missing",
-            dir.display()
-        );
-    }
-    Ok(bin)
+    Ok(std::fs::read_to_string(&req_out)?)
 }
 
-fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}",
-            out.status,
-            tail(&String::from_utf8_lossy(&out.stderr), 20)
-        );
-    }
-    Ok(())
-}
-
-/// The last `n` lines of `text`.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
+/// Write through a private temporary file, then rename: readers see the old or the new file.
 fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p)?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().context("no parent")?;
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    tmp.persist(path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirement_names() {
+        assert_eq!(requirement_name("FastAPI[all]>=0.1").as_deref(), Some("fastapi"));
+        assert_eq!(requirement_name("typing_extensions==4.1").as_deref(), Some("typing-extensions"));
+        assert_eq!(requirement_name("pkg @ https://x/y.whl").as_deref(), Some("pkg"));
+        assert_eq!(requirement_name("pywin32; sys_platform == 'win32'"), None);
+        assert_eq!(requirement_name("-e ."), None);
+        assert_eq!(requirement_name("# comment"), None);
+    }
+
+    #[test]
+    fn a_resolution_must_name_every_declared_requirement() {
+        let resolved = "anyio==4.0\nfastapi==0.115.0\nuvicorn==0.30.0\n";
+        assert!(missing_from(resolved, &["fastapi", "uvicorn"]).is_empty());
+        assert_eq!(
+            missing_from(resolved, &["fastapi", "aiosqlite>=0.19"]),
+            vec!["aiosqlite".to_string()]
+        );
+    }
 }

@@ -14,6 +14,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use super::cache::{Cache, digest};
+use super::step::Step;
 use crate::spec::markpact::Loc;
 use crate::spec::service::{FileBlock, Installer};
 use crate::spec::{Diagnostic, Diagnostics, RuntimeKind, Service};
@@ -158,7 +159,7 @@ pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> Result<Art
             built: false,
         });
     }
-    let cargo = super::python::which("cargo")
+    let cargo = super::tools::which("cargo")
         .context("Rust services need `cargo`; install Rust from https://rustup.rs")?;
     ensure_target(cache, say)?;
     write_sdk(&sdk_dir)?;
@@ -174,20 +175,46 @@ pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> Result<Art
         service.name
     ));
     let target_dir = cache.path(&["rust", "target"]);
-    let out = Command::new(cargo)
-        .args([
+    let cargo_home = cache.path(&["rust", "cargo-home"]);
+    for d in [&target_dir, &cargo_home] {
+        std::fs::create_dir_all(d)?;
+    }
+    // Crates are fetched with the network and no build script runs; then everything is built
+    // offline, so a build script (or a proc macro) cannot reach the network.
+    let cargo = cargo.to_string_lossy().into_owned();
+    let step = |what: &str, args: &[&str]| {
+        let mut s = Step::new(what, &[cargo.as_str()], &project)
+            .arg_all(args)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("CARGO_HOME", &cargo_home)
+            .env("CARGO_TERM_COLOR", "never")
+            .read(&sdk_dir)
+            .write(&project)
+            .write(&target_dir)
+            .write(&cargo_home);
+        if let Some(rustup) = rustup_home() {
+            s = s.env("RUSTUP_HOME", &rustup).read(rustup);
+        }
+        s
+    };
+    step("cargo fetch", &["fetch", "--quiet", "--target", TARGET])
+        .network()
+        .run()
+        .map_err(BuildError::Other)?;
+    let (out, _) = step(
+        "cargo build",
+        &[
             "build",
             "--release",
             "--quiet",
+            "--offline",
             "--message-format=json",
             "--target",
             TARGET,
-        ])
-        .current_dir(&project)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env_remove("RUSTFLAGS")
-        .output()
-        .context("cannot run cargo")?;
+        ],
+    )
+    .output()
+    .map_err(BuildError::Other)?;
     if !out.status.success() {
         let diags = compiler_errors(service, &String::from_utf8_lossy(&out.stdout), &project);
         if diags.has_errors() {
@@ -196,7 +223,7 @@ pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> Result<Art
         return Err(BuildError::Other(anyhow::anyhow!(
             "cargo could not build `{}`:\n{}",
             service.name,
-            super::python::tail(&String::from_utf8_lossy(&out.stderr), 25)
+            super::tools::tail(&String::from_utf8_lossy(&out.stderr), 25)
         )));
     }
     let built = target_dir
@@ -307,27 +334,42 @@ fn write_project(project: &Path, manifest: &str, files: &[&FileBlock]) -> anyhow
     Ok(())
 }
 
-/// `rustup target add wasm32-wasip2` when the target's standard library is missing.
-pub fn ensure_target(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<()> {
-    let installed = || -> anyhow::Result<bool> {
-        let out = Command::new("rustc")
-            .args(["--print", "target-libdir", "--target", TARGET])
-            .output()
-            .context("Rust services need `rustc`; install Rust from https://rustup.rs")?;
-        let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Ok(out.status.success() && Path::new(&libdir).is_dir())
+/// rustup's home (toolchains), which build steps read: their own `HOME` is a scratch dir.
+fn rustup_home() -> Option<PathBuf> {
+    std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
+        .filter(|p| p.is_dir())
+}
+
+/// Is the target's standard library installed?
+pub fn target_installed() -> bool {
+    let Ok(out) = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+    else {
+        return false;
     };
-    if installed()? {
+    let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    out.status.success() && Path::new(&libdir).is_dir()
+}
+
+/// `rustup target add wasm32-wasip2` when the target's standard library is missing (a
+/// toolchain install, like uv's: it runs as the invoking user, outside the build sandbox).
+pub fn ensure_target(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<()> {
+    super::tools::which("rustc")
+        .context("Rust services need `rustc`; install Rust from https://rustup.rs")?;
+    if target_installed() {
         return Ok(());
     }
     // One `rustup target add` at a time, even across processes.
     std::fs::create_dir_all(cache.path(&["tools"]))?;
     let lock = std::fs::File::create(cache.path(&["tools", "rustup-target.lock"]))?;
-    super::cache::lock_exclusive(&lock)?;
-    if installed()? {
+    lock.lock().context("cannot lock the rustup target install")?;
+    if target_installed() {
         return Ok(()); // another process added it while we waited
     }
-    let rustup = super::python::which("rustup").context(format!(
+    let rustup = super::tools::which("rustup").context(format!(
         "the `{TARGET}` target is missing and `rustup` is not on PATH to add it"
     ))?;
     say(&format!(

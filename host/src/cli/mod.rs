@@ -72,18 +72,12 @@ pub enum Command {
     SandboxExec(SandboxExecCommand),
 }
 
-/// `pactown sandbox-exec --parent-pid N --policy JSON -- CMD...`
+/// `pactown sandbox-exec --spec JSON`: the runtime owns the format ([`pactown_runtime::native::ShimArgs`]).
 #[derive(Debug, clap::Args)]
 pub struct SandboxExecCommand {
-    /// The pid of the pactown that started us.
-    #[arg(long)]
-    pub parent_pid: Option<i32>,
-    /// The sandbox policy, as JSON.
-    #[arg(long, default_value = "{}")]
-    pub policy: String,
-    /// The command.
-    #[arg(last = true, required = true)]
-    pub argv: Vec<String>,
+    /// The shim's arguments, as the runtime wrote them.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub raw: Vec<String>,
 }
 
 /// How a command ended.
@@ -126,18 +120,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The shim must stay single-threaded and quiet: dispatch it before anything else.
     if let Command::SandboxExec(c) = cli.command {
-        let policy = match serde_json::from_str(&c.policy) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("pactown sandbox-exec: bad --policy: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        pactown_runtime::native::shim::run(pactown_runtime::native::shim::ShimArgs {
-            parent_pid: c.parent_pid,
-            policy,
-            argv: c.argv,
-        });
+        pactown_runtime::native::shim::main(&c.raw);
     }
     let term = Term::new(cli.color);
     crate::telemetry::init(cli.verbose, term.color);

@@ -106,8 +106,31 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     out
 }
 
-/// The pipe to a detaching parent: `say: …` and `warn: …` lines while starting, then `ok` or
-/// `error: …`. Clones share the pipe.
+/// What a detached `up` tells the parent waiting for it, one JSON line each.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "relay", rename_all = "snake_case")]
+pub(crate) enum RelayMessage {
+    /// Progress for the user (`pactown: …`).
+    Say {
+        /// The text (may span lines).
+        text: String,
+    },
+    /// A warning.
+    Warn {
+        /// The text.
+        text: String,
+    },
+    /// Every service is ready.
+    Ready,
+    /// `up` failed; everything it started is stopped.
+    Failed {
+        /// What went wrong (may span lines).
+        text: String,
+    },
+}
+
+/// The pipe to a detaching parent: [`RelayMessage`]s while starting, then `Ready` or
+/// `Failed`. Clones share the pipe.
 #[derive(Clone)]
 pub(crate) struct Relay(Arc<std::sync::Mutex<Option<std::fs::File>>>);
 
@@ -116,18 +139,19 @@ impl Relay {
         Self(Arc::new(std::sync::Mutex::new(Some(f))))
     }
 
-    fn send(&self, line: &str) {
+    fn send(&self, msg: &RelayMessage) {
         if let Ok(mut g) = self.0.lock()
             && let Some(f) = g.as_mut()
+            && let Ok(line) = serde_json::to_string(msg)
         {
-            let _ = writeln!(f, "{}", line.replace('\n', "\n    "));
+            let _ = writeln!(f, "{line}");
             let _ = f.flush();
         }
     }
 
-    /// Send the last line and close the pipe.
-    fn finish(&self, line: &str) {
-        self.send(line);
+    /// Send the last message and close the pipe.
+    fn finish(&self, msg: &RelayMessage) {
+        self.send(msg);
         if let Ok(mut g) = self.0.lock() {
             g.take();
         }
@@ -152,7 +176,7 @@ pub(crate) async fn up(
             .map(|s| format!(" (pid {}, since {})", s.pid, s.started_at))
             .unwrap_or_default();
         let msg = format!("ecosystem `{}` is already running{who}", eco.name);
-        notify(&ready, &format!("error: {msg}"));
+        notify(&ready, RelayMessage::Failed { text: msg.clone() });
         return Err(user_error(
             msg,
             Some("see it with `pactown status`, stop it with `pactown down`"),
@@ -162,7 +186,7 @@ pub(crate) async fn up(
         if let Some(w) = port_warning(s) {
             term.warn(&w);
             if let Some(r) = &ready {
-                r.send(&format!("warn: {w}"));
+                r.send(&RelayMessage::Warn { text: w.clone() });
             }
         }
     }
@@ -171,7 +195,7 @@ pub(crate) async fn up(
     let say: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |m: &str| {
         t.info(&format!("pactown: {m}"));
         if let Some(r) = &relay {
-            r.send(&format!("say: {m}"));
+            r.send(&RelayMessage::Say { text: m.to_string() });
         }
     });
     let opts = UpOptions {
@@ -184,7 +208,7 @@ pub(crate) async fn up(
     let mut orch = match Orchestrator::bind(&eco, state.clone(), &opts, say) {
         Ok(o) => o,
         Err(e) => {
-            notify(&ready, &format!("error: {e:#}"));
+            notify(&ready, RelayMessage::Failed { text: format!("{e:#}") });
             return Err(e);
         }
     };
@@ -204,7 +228,7 @@ pub(crate) async fn up(
                 );
                 term.warn(&w);
                 if let Some(r) = &warn_relay {
-                    r.send(&format!("warn: {w}"));
+                    r.send(&RelayMessage::Warn { text: w.clone() });
                 }
             }
         }
@@ -249,13 +273,13 @@ pub(crate) async fn up(
         None => {
             term.info("pactown: interrupted while starting; stopping");
             orch.shutdown().await;
-            notify(&ready, "error: interrupted while starting");
+            notify(&ready, RelayMessage::Failed { text: "interrupted while starting".into() });
             return Ok(ExitStatus::Failure);
         }
         Some(Err(e)) => {
             orch.shutdown().await;
             let msg = failure_text(&e);
-            notify(&ready, &format!("error: {msg}"));
+            notify(&ready, RelayMessage::Failed { text: msg.clone() });
             orch.close_console().await;
             report_failure(&term, &e);
             return Ok(ExitStatus::Failure);
@@ -282,7 +306,7 @@ pub(crate) async fn up(
         started.elapsed().as_millis(),
         state.path().display()
     ));
-    notify(&ready, "ok");
+    notify(&ready, RelayMessage::Ready);
     drop(ready);
     if once {
         let ports: std::collections::HashMap<String, Option<u16>> = status
@@ -412,9 +436,9 @@ fn report_failure(term: &Term, e: &anyhow::Error) {
     }
 }
 
-fn notify(ready: &Option<Relay>, line: &str) {
+fn notify(ready: &Option<Relay>, msg: RelayMessage) {
     if let Some(r) = ready {
-        r.finish(line);
+        r.finish(&msg);
     }
 }
 
@@ -472,27 +496,21 @@ fn detach(
     }
     let child = cmd.spawn().context("cannot start the background pactown")?;
     drop(write);
-    // Relay progress until the final line.
-    let mut answer = String::new();
+    // Relay progress until the final message.
+    let mut outcome = None;
     use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(std::fs::File::from(read)).lines();
-    for line in lines.by_ref() {
-        let line = line?;
-        if let Some(m) = line.strip_prefix("say: ") {
-            term.info(&format!("pactown: {m}"));
-        } else if let Some(m) = line.strip_prefix("warn: ") {
-            term.warn(m);
-        } else {
-            answer = line;
-            break;
+    for line in std::io::BufReader::new(std::fs::File::from(read)).lines() {
+        match serde_json::from_str::<RelayMessage>(&line?) {
+            Ok(RelayMessage::Say { text }) => term.info(&format!("pactown: {text}")),
+            Ok(RelayMessage::Warn { text }) => term.warn(&text),
+            Ok(done) => {
+                outcome = Some(done);
+                break;
+            }
+            Err(_) => {}
         }
     }
-    for line in lines {
-        answer.push('\n');
-        answer.push_str(&line?);
-    }
-    let first = answer.lines().next().unwrap_or("");
-    if first == "ok" {
+    if outcome == Some(RelayMessage::Ready) {
         let st = state.request(
             &crate::control::Request::Status,
             Some(std::time::Duration::from_secs(10)),
@@ -508,11 +526,15 @@ fn detach(
         ));
         return Ok(ExitStatus::Success);
     }
-    let msg = answer.strip_prefix("error: ").unwrap_or(&answer).trim_end();
+    let answer = match outcome {
+        Some(RelayMessage::Failed { text }) => text,
+        _ => String::new(),
+    };
+    let msg = answer.trim_end();
     if msg.is_empty() {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         term.error("the background pactown exited before it was ready");
-        term.note(&crate::build::python::tail(&log, 20));
+        term.note(&crate::build::tools::tail(&log, 20));
     } else {
         let mut lines = msg.lines();
         term.error(lines.next().unwrap_or_default());

@@ -48,7 +48,14 @@ pub struct ServiceLog {
     tail: Mutex<VecDeque<String>>,
     console: Option<mpsc::Sender<ConsoleLine>>,
     dropped: AtomicU64,
+    /// Lines the service itself wrote (not pactown's own events).
+    written: AtomicU64,
+    /// The latest denials, for error reports.
+    denials: Mutex<VecDeque<String>>,
 }
+
+/// Denials kept per service for error reports.
+const DENIALS: usize = 5;
 
 impl ServiceLog {
     /// Open (append) the service's log file.
@@ -69,6 +76,8 @@ impl ServiceLog {
             tail: Mutex::new(VecDeque::with_capacity(TAIL)),
             console,
             dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            denials: Mutex::new(VecDeque::with_capacity(DENIALS)),
         })
     }
 
@@ -108,6 +117,12 @@ impl ServiceLog {
     /// Something this service tried and was denied: in its log, and in the ecosystem's anomaly
     /// log (`logs/anomalies.log`, JSON lines: time, service, action, target).
     pub fn denied(&self, action: &str, target: &str, detail: &str) {
+        if let Ok(mut d) = self.denials.lock() {
+            if d.len() == DENIALS {
+                d.pop_front();
+            }
+            d.push_back(format!("{action} {target}"));
+        }
         self.event(
             &self.name,
             &format!(
@@ -121,6 +136,41 @@ impl ServiceLog {
     /// A message from pactown itself about this service.
     pub fn event(&self, label: &str, text: &str) {
         self.line(label, &format!("[pactown] {text}"));
+    }
+
+    /// What was denied lately (`tcp connect 104.16.0.35:443`), oldest first.
+    pub fn recent_denials(&self) -> Vec<String> {
+        self.denials
+            .lock()
+            .map(|d| d.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many lines the service itself has written.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Read a native replica's sandbox reports until the pipe closes: each denial goes to the
+    /// service's log and the anomaly log.
+    pub async fn drain_reports(&self, reports: tokio::net::unix::pipe::Receiver) {
+        use pactown_runtime::native::Report;
+        let mut lines = BufReader::new(reports).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(Report::Denied {
+                action,
+                target,
+                count,
+            }) = Report::parse(&line)
+            {
+                let detail = if count > 1 {
+                    format!("refused by its sandbox ({count} times so far)")
+                } else {
+                    "refused by its sandbox".to_string()
+                };
+                self.denied(&action, &target, &detail);
+            }
+        }
     }
 
     /// The last lines, oldest first.
@@ -153,6 +203,7 @@ impl ServiceLog {
             while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 buf.pop();
             }
+            self.written.fetch_add(1, Ordering::Relaxed);
             self.line(&label, &String::from_utf8_lossy(&buf));
         }
     }

@@ -4,7 +4,6 @@
 
 pub mod health;
 pub mod logs;
-pub mod sandbox;
 pub mod status;
 pub mod supervisor;
 mod wasm_backend;
@@ -402,7 +401,7 @@ impl Orchestrator {
                             .rev()
                             .find(|(k, _)| k == "PATH")
                             .map(|(_, v)| v.clone());
-                        let sandbox = sandbox::native_sandbox(
+                        let sandbox = crate::build::confine::service_sandbox(
                             &self.plan,
                             &rt.plan,
                             &p.native,
@@ -411,9 +410,8 @@ impl Orchestrator {
                         );
                         if sandbox.is_some() {
                             // HOME and TMPDIR inside the sandbox: the only place it may write.
-                            for (var, sub) in [("HOME", ".home"), ("TMPDIR", ".tmp")] {
+                            for (var, sub) in [("HOME", build::HOME_DIR), ("TMPDIR", build::TMP_DIR)] {
                                 let dir = std::path::absolute(rt.plan.sandbox.dir.join(sub))?;
-                                std::fs::create_dir_all(&dir)?;
                                 if !rt.plan.env.contains_key(var) {
                                     env.push((var.to_string(), dir.display().to_string()));
                                 }

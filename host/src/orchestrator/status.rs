@@ -38,8 +38,14 @@ impl State {
 pub struct ReplicaStatus {
     /// 1-based index.
     pub index: usize,
-    /// The process (the sandbox shim; the service runs as its child).
+    /// The process pactown started: the sandbox shim (the same as `shim_pid`).
     pub pid: Option<i32>,
+    /// The sandbox shim.
+    #[serde(default)]
+    pub shim_pid: Option<i32>,
+    /// The service's own main process (what its run command started), as the host sees it.
+    #[serde(default)]
+    pub main_pid: Option<i32>,
     /// Internal port it listens on, behind the stable address.
     pub port: Option<u16>,
     /// Its state.
@@ -100,6 +106,8 @@ impl ReplicaStatus {
         Self {
             index,
             pid: None,
+            shim_pid: None,
+            main_pid: None,
             port: None,
             state: State::Stopped,
             restarts: 0,

@@ -41,7 +41,7 @@ pub struct Launch {
     /// Environment without the per-replica port variables.
     pub env: Vec<(String, String)>,
     /// Confinement of native processes (`None`: unconfined).
-    pub sandbox: Option<super::sandbox::NativeSandbox>,
+    pub sandbox: Option<crate::build::confine::NativeSandbox>,
     /// What runs.
     pub backend: Backend,
 }
@@ -110,6 +110,8 @@ pub struct ServiceRuntime {
     http: std::sync::OnceLock<Arc<HttpService>>,
     next: AtomicUsize,
     stopping: std::sync::atomic::AtomicBool,
+    /// Its native replicas run in their own namespaces (the shim's child is their init).
+    isolated: bool,
 }
 
 /// Why a service did not become ready.
@@ -132,7 +134,6 @@ impl ServiceRuntime {
         };
         let replicas = (1..=n).map(ReplicaStatus::stopped).collect();
         Arc::new(Self {
-            plan,
             log,
             replicas: Mutex::new(replicas),
             changed: watch::channel(0).0,
@@ -143,6 +144,9 @@ impl ServiceRuntime {
             http: std::sync::OnceLock::new(),
             next: AtomicUsize::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            isolated: plan.sandbox.kind == crate::spec::RuntimeKind::Native
+                && plan.sandbox.layer_on("namespaces"),
+            plan,
         })
     }
 
@@ -174,7 +178,15 @@ impl ServiceRuntime {
 
     /// The current status.
     pub fn status(&self) -> ServiceStatus {
-        let replicas = self.replicas.lock().expect("replicas").clone();
+        let mut replicas = self.replicas.lock().expect("replicas").clone();
+        if self.plan.sandbox.kind == crate::spec::RuntimeKind::Native {
+            for r in &mut replicas {
+                r.shim_pid = r.pid;
+                r.main_pid = r
+                    .pid
+                    .and_then(|p| pactown_runtime::native::launcher::main_pid(p, self.isolated));
+            }
+        }
         ServiceStatus {
             name: self.plan.name.clone(),
             port: self.plan.port,
@@ -429,7 +441,42 @@ impl ServiceRuntime {
             r.port = port;
             r.health_ms = None;
         });
-        if let Running::Native(c) = &mut child {
+        let outcome = self
+            .supervise(i, label, &mut child, cgroup.as_deref(), port, desired)
+            .await;
+        // The replica is stopped only once nothing of it is left: whatever its processes did
+        // (forked, daemonized, outlived the shim), its cgroup holds them.
+        if let Some(g) = cgroup {
+            let killed = tokio::task::spawn_blocking(move || {
+                g.kill_all(Duration::from_secs(10))
+            })
+            .await
+            .unwrap_or(0);
+            if killed > 0 {
+                self.log.event(
+                    label,
+                    &format!("killed {killed} process(es) left in its cgroup"),
+                );
+            }
+        }
+        outcome
+    }
+
+    /// Watch one started replica until it exits, fails, or is told to stop or restart.
+    async fn supervise(
+        &self,
+        i: usize,
+        label: &str,
+        child: &mut Running,
+        cgroup: Option<&CgroupGuard>,
+        port: Option<u16>,
+        desired: &mut watch::Receiver<Desired>,
+    ) -> Outcome {
+        if let Running::Native(c) = child {
+            if let Some(reports) = c.take_reports() {
+                let log = self.log.clone();
+                tokio::spawn(async move { log.drain_reports(reports).await });
+            }
             let (out, err) = c.take_output();
             if let Some(out) = out {
                 let log = self.log.clone();
@@ -465,7 +512,7 @@ impl ServiceRuntime {
                 });
             }
             _ = desired.changed() => {
-                return self.stop_child(&mut child, desired, grace, label).await;
+                return self.stop_child(child, desired, grace, label).await;
             }
         }
         let ready_at = Instant::now();
@@ -496,7 +543,7 @@ impl ServiceRuntime {
         // The memory limit killing a process of the replica (a worker, a child) is reported as
         // it happens; the replica itself may well keep serving.
         let oom_watch = async {
-            let Some(g) = &cgroup else {
+            let Some(g) = cgroup else {
                 return std::future::pending::<()>().await;
             };
             let mut seen = g.oom_kills();
@@ -528,7 +575,7 @@ impl ServiceRuntime {
                 self.update(i, |r| r.last_exit = Some(code));
                 Outcome::Exited { code: code.max(1), healthy_for: ready_at.elapsed() }
             }
-            _ = desired.changed() => self.stop_child(&mut child, desired, grace, label).await,
+            _ = desired.changed() => self.stop_child(child, desired, grace, label).await,
         }
     }
 

@@ -94,6 +94,104 @@ impl CgroupGuard {
     }
 }
 
+impl CgroupGuard {
+    /// Processes still in the replica's groups.
+    pub fn members(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = self.dirs.iter().flat_map(|d| members(d)).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// Kill every process in the replica's groups and wait (up to `timeout`) until they are
+    /// empty. Returns how many processes were killed.
+    pub fn kill_all(&self, timeout: std::time::Duration) -> usize {
+        let mut killed = std::collections::HashSet::new();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = self.members();
+            if left.is_empty() || std::time::Instant::now() >= deadline {
+                return killed.len();
+            }
+            for dir in &self.dirs {
+                kill_group(dir);
+            }
+            killed.extend(left);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+/// The pids listed in a group's `cgroup.procs`.
+fn members(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// SIGKILL a group's members (`cgroup.kill` where the kernel has it, else one by one).
+fn kill_group(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), b"1").is_ok() {
+        return;
+    }
+    for pid in members(dir) {
+        // SAFETY: signalling a process of a group pactown made.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Groups a previous run of this scope left behind (`pactown/<scope>/<replica>`), with the
+/// processes still in them: killed, and the groups removed. Returns (replica, pids killed) for
+/// every group that still held processes.
+pub fn reap_scope(scope: &str) -> Vec<(String, Vec<i32>)> {
+    let mut found: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    let Ok(controllers) = std::fs::read_dir(ROOT) else {
+        return Vec::new();
+    };
+    let mut dirs = Vec::new();
+    for c in controllers.flatten() {
+        let scope_dir = c.path().join("pactown").join(scope);
+        let Ok(groups) = std::fs::read_dir(&scope_dir) else {
+            continue;
+        };
+        for g in groups.flatten().filter(|g| g.path().is_dir()) {
+            let name = g.file_name().to_string_lossy().into_owned();
+            let pids = members(&g.path());
+            if !pids.is_empty() {
+                found.entry(name).or_default().extend(pids);
+            }
+            dirs.push(g.path());
+        }
+        dirs.push(scope_dir);
+    }
+    for round in 0..200 {
+        let mut busy = false;
+        for d in &dirs {
+            if !members(d).is_empty() {
+                busy = true;
+                kill_group(d);
+            }
+        }
+        if !busy || round == 199 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for d in &dirs {
+        let _ = std::fs::remove_dir(d);
+    }
+    found
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_unstable();
+            v.dedup();
+            (k, v)
+        })
+        .collect()
+}
+
 impl Drop for CgroupGuard {
     fn drop(&mut self) {
         for d in &self.dirs {

@@ -1,24 +1,27 @@
-//! The confinement of a native service, applied by the shim in the forked child just before
-//! `execve`, in this order:
+//! The confinement of a native process, described by a [`SandboxPolicy`] and applied by the
+//! shim (see [`super::shim`]) in this order:
 //!
-//! 1. cgroups (v1 when root): the child joins the memory, pids and cpu groups pactown prepared;
-//! 2. rlimits, always: no core dumps, open files, and the data segment when no memory cgroup;
-//! 3. Landlock filesystem: read/execute on system and toolchain directories and the service's
-//!    own environment, read/write only on its sandbox dir (where `HOME` and `TMPDIR` point);
-//! 4. Landlock TCP: bind only its own port, connect only to its dependencies and its proxy;
-//! 5. seccomp: a deny-list (namespaces, mount, ptrace, bpf, keyrings, modules, kexec, ... and
-//!    UDP and raw sockets, which Landlock does not cover here), answered with `EPERM`;
-//! 6. `no_new_privs`; and, when asked and root, a dedicated user with no supplementary groups.
+//! 1. cgroups (v1 when root): the shim joins the memory, pids and cpu groups pactown prepared,
+//!    before anything forks, so the replica's whole tree is its cgroup;
+//! 2. namespaces ([`SandboxPolicy::isolate`]): its own PID, mount and IPC namespaces, with the
+//!    filesystem view of a [`RootFs`] (its own `/proc`, `/tmp`, `/dev/shm`; nothing of pactown
+//!    or of other services);
+//! 3. then, in the service's process just before `execve`: rlimits; the capability sets emptied
+//!    (bounding, inheritable, ambient) and a dedicated unprivileged user with no supplementary
+//!    groups; `no_new_privs`; Landlock (filesystem, TCP ports, abstract-socket and signal
+//!    scopes); seccomp (see [`super::seccomp`]).
 //!
-//! The policy travels from pactown to the shim as JSON on its command line, so what a service
-//! runs under is visible in `ps` and reproducible by hand. [`probe`] tells, before anything
-//! runs, which layers this kernel can give; a layer it cannot give is left out of the policy
-//! and reported, never silently skipped.
+//! [`probe`] tells, before anything runs, which layers this kernel and these privileges can
+//! give; a layer it cannot give is left out of the policy and reported, never silently skipped.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+pub use super::rootfs::{Overlay, RootFs, SynthFile};
+pub use super::seccomp::SeccompProfile;
 
 /// Landlock filesystem rules.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -40,8 +43,8 @@ pub struct NetRules {
     pub connect: Vec<u16>,
 }
 
-/// What to apply before exec. Every field is a layer; `Default` applies only the always-on
-/// basics (no core dumps).
+/// What to apply. Every field is a layer; `Default` applies only the always-on basics (no core
+/// dumps).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxPolicy {
@@ -61,31 +64,37 @@ pub struct SandboxPolicy {
     /// `RLIMIT_AS`, only when asked for explicitly (it breaks runtimes that reserve address space).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address_space: Option<u64>,
+    /// Its own PID, mount and IPC namespaces, seeing this filesystem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolate: Option<RootFs>,
     /// Landlock filesystem rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fs: Option<FsRules>,
     /// Landlock TCP rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<NetRules>,
-    /// The seccomp deny-list.
+    /// Landlock scopes: no abstract unix socket and no signal outside the sandbox.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub seccomp: bool,
+    pub scopes: bool,
+    /// The seccomp filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompProfile>,
     /// `PR_SET_NO_NEW_PRIVS`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_new_privs: bool,
+    /// Empty every capability set before `execve`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_caps: bool,
     /// Run as this uid/gid, with no supplementary groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<(u32, u32)>,
 }
 
 impl SandboxPolicy {
-    /// Apply in the forked child. Runs in a single-threaded process between fork and exec; any
-    /// layer that was asked for and cannot be applied is an error (the service does not start).
-    pub fn apply_in_child(&self) -> io::Result<()> {
-        for procs in &self.cgroups {
-            std::fs::write(procs, b"0")
-                .map_err(|e| with_context(e, &format!("join cgroup {}", procs.display())))?;
-        }
+    /// Apply the per-process layers in the service's process, between fork and exec. Returns
+    /// the seccomp notification listener, for the supervisor. Any layer that was asked for
+    /// and cannot be applied is an error (the service does not start).
+    pub fn apply_in_child(&self) -> io::Result<Option<OwnedFd>> {
         set_rlimit(libc::RLIMIT_CORE, 0)?;
         if let Some(n) = self.open_files {
             set_rlimit(libc::RLIMIT_NOFILE, n)?;
@@ -97,20 +106,23 @@ impl SandboxPolicy {
             set_rlimit(libc::RLIMIT_AS, n)?;
         }
         if let Some(n) = self.more_processes {
-            set_rlimit(libc::RLIMIT_NPROC, processes_of_this_user() + n)?;
+            let base = if self.user.is_some() {
+                0
+            } else {
+                processes_of_this_user()
+            };
+            set_rlimit(libc::RLIMIT_NPROC, base + n)?;
         }
-        if self.no_new_privs || self.fs.is_some() || self.net.is_some() || self.seccomp {
-            // SAFETY: prctl on our own process.
-            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-                return Err(io::Error::last_os_error());
+        if self.drop_caps {
+            // The bounding set first (it needs CAP_SETPCAP, which goes with the others).
+            for set in [
+                caps::CapSet::Bounding,
+                caps::CapSet::Ambient,
+                caps::CapSet::Inheritable,
+            ] {
+                caps::clear(None, set)
+                    .map_err(|e| io::Error::other(format!("drop capabilities: {e}")))?;
             }
-        }
-        if self.fs.is_some() || self.net.is_some() {
-            self.landlock()
-                .map_err(|e| io::Error::other(format!("landlock: {e}")))?;
-        }
-        if self.seccomp {
-            seccomp::install().map_err(|e| io::Error::other(format!("seccomp: {e}")))?;
         }
         if let Some((uid, gid)) = self.user {
             // SAFETY: plain credential syscalls on our own process; no supplementary groups kept.
@@ -123,21 +135,47 @@ impl SandboxPolicy {
                 }
             }
         }
-        Ok(())
+        if self.drop_caps {
+            caps::clear(None, caps::CapSet::Permitted)
+                .map_err(|e| io::Error::other(format!("drop capabilities: {e}")))?;
+        }
+        let nnp = self.no_new_privs
+            || self.fs.is_some()
+            || self.net.is_some()
+            || self.scopes
+            || self.seccomp.is_some();
+        if nnp {
+            // SAFETY: prctl on our own process.
+            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if self.fs.is_some() || self.net.is_some() || self.scopes {
+            self.landlock()
+                .map_err(|e| io::Error::other(format!("landlock: {e}")))?;
+        }
+        match self.seccomp {
+            Some(profile) => super::seccomp::install(profile)
+                .map(Some)
+                .map_err(|e| io::Error::other(format!("seccomp: {e}"))),
+            None => Ok(None),
+        }
     }
 
     fn landlock(&self) -> Result<(), landlock::RulesetError> {
         use landlock::{
             ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset,
-            RulesetAttr, RulesetCreatedAttr, path_beneath_rules,
+            RulesetAttr, RulesetCreatedAttr, Scope, path_beneath_rules,
         };
-        let abi = ABI::V4;
         let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
         if self.fs.is_some() {
             ruleset = ruleset.handle_access(AccessFs::from_all(ABI::V3))?;
         }
         if self.net.is_some() {
-            ruleset = ruleset.handle_access(AccessNet::from_all(abi))?;
+            ruleset = ruleset.handle_access(AccessNet::from_all(ABI::V4))?;
+        }
+        if self.scopes {
+            ruleset = ruleset.scope(Scope::from_all(ABI::V6))?;
         }
         let mut created = ruleset.create()?;
         if let Some(fs) = &self.fs {
@@ -192,7 +230,7 @@ fn processes_of_this_user() -> u64 {
         .sum()
 }
 
-fn with_context(e: io::Error, what: &str) -> io::Error {
+pub(super) fn with_context(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
@@ -213,12 +251,14 @@ fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()>
 pub struct KernelSupport {
     /// Landlock ABI version, when Landlock is enabled.
     pub landlock_abi: Option<u32>,
-    /// seccomp filters.
+    /// seccomp filters with user notifications.
     pub seccomp: bool,
     /// cgroup v1 memory/pids/cpu controllers we can write (root).
     pub cgroup_v1: bool,
     /// Running as root (dedicated users possible).
     pub root: bool,
+    /// PID, mount and IPC namespaces can be made.
+    pub namespaces: bool,
 }
 
 /// Probe the kernel once.
@@ -234,8 +274,19 @@ pub fn probe() -> &'static KernelSupport {
                 1u32,
             )
         };
-        // SAFETY: asks for our own seccomp mode.
-        let seccomp = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0;
+        // SAFETY: asks for our own seccomp mode; and whether user notifications exist.
+        let seccomp = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0 && {
+            let mut sizes: libc::seccomp_notif_sizes = unsafe { std::mem::zeroed() };
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_GET_NOTIF_SIZES,
+                    0,
+                    &mut sizes as *mut libc::seccomp_notif_sizes,
+                )
+            };
+            r == 0
+        };
         // SAFETY: no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let cgroup_v1 = root
@@ -248,128 +299,25 @@ pub fn probe() -> &'static KernelSupport {
             seccomp,
             cgroup_v1,
             root,
+            namespaces: root && can_unshare(),
         }
     })
 }
 
-mod seccomp {
-    //! The deny-list. Everything listed fails with `EPERM` (`clone3` with `ENOSYS`, so libc
-    //! falls back to `clone`, whose flags we can inspect).
-
-    use std::collections::BTreeMap;
-
-    use seccompiler::{
-        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-        SeccompRule, TargetArch,
-    };
-
-    /// Syscalls no service needs and every escape uses.
-    const DENIED: &[i64] = &[
-        libc::SYS_unshare,
-        libc::SYS_setns,
-        libc::SYS_mount,
-        libc::SYS_umount2,
-        libc::SYS_pivot_root,
-        libc::SYS_chroot,
-        libc::SYS_ptrace,
-        libc::SYS_process_vm_readv,
-        libc::SYS_process_vm_writev,
-        libc::SYS_bpf,
-        libc::SYS_keyctl,
-        libc::SYS_add_key,
-        libc::SYS_request_key,
-        libc::SYS_init_module,
-        libc::SYS_finit_module,
-        libc::SYS_delete_module,
-        libc::SYS_kexec_load,
-        libc::SYS_kexec_file_load,
-        libc::SYS_reboot,
-        libc::SYS_swapon,
-        libc::SYS_swapoff,
-        libc::SYS_acct,
-        libc::SYS_open_by_handle_at,
-        libc::SYS_name_to_handle_at,
-        libc::SYS_perf_event_open,
-        libc::SYS_userfaultfd,
-        libc::SYS_iopl,
-        libc::SYS_ioperm,
-        libc::SYS_fsopen,
-        libc::SYS_fsmount,
-        libc::SYS_move_mount,
-        libc::SYS_open_tree,
-    ];
-
-    fn cond(
-        arg: u8,
-        op: SeccompCmpOp,
-        value: u64,
-    ) -> Result<SeccompCondition, seccompiler::BackendError> {
-        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
-    }
-
-    fn arch() -> TargetArch {
-        if cfg!(target_arch = "aarch64") {
-            TargetArch::aarch64
-        } else {
-            TargetArch::x86_64
+/// Can a child make PID, mount and IPC namespaces? Tried in a forked child, which exits at once.
+fn can_unshare() -> bool {
+    // SAFETY: the child only calls unshare and _exit.
+    match unsafe { libc::fork() } {
+        -1 => false,
+        0 => unsafe {
+            let ok = libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC);
+            libc::_exit(if ok == 0 { 0 } else { 1 })
+        },
+        pid => {
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
         }
-    }
-
-    pub fn install() -> Result<(), Box<dyn std::error::Error>> {
-        let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-            DENIED.iter().map(|s| (*s, Vec::new())).collect();
-        // clone with any namespace flag: one rule per flag, as (arg & flag) == flag.
-        let mut clone_rules = Vec::new();
-        for flag in [
-            libc::CLONE_NEWNS,
-            libc::CLONE_NEWUTS,
-            libc::CLONE_NEWIPC,
-            libc::CLONE_NEWUSER,
-            libc::CLONE_NEWPID,
-            libc::CLONE_NEWNET,
-            libc::CLONE_NEWCGROUP,
-        ] {
-            clone_rules.push(SeccompRule::new(vec![cond(
-                0,
-                SeccompCmpOp::MaskedEq(flag as u64),
-                flag as u64,
-            )?])?);
-        }
-        rules.insert(libc::SYS_clone, clone_rules);
-        // UDP and raw/packet sockets: socket(AF_INET[6], SOCK_DGRAM|SOCK_RAW, …), socket(AF_PACKET, …).
-        let mut socket_rules = Vec::new();
-        for family in [libc::AF_INET, libc::AF_INET6] {
-            for kind in [libc::SOCK_DGRAM, libc::SOCK_RAW] {
-                socket_rules.push(SeccompRule::new(vec![
-                    cond(0, SeccompCmpOp::Eq, family as u64)?,
-                    cond(1, SeccompCmpOp::MaskedEq(0xf), kind as u64)?,
-                ])?);
-            }
-        }
-        socket_rules.push(SeccompRule::new(vec![cond(
-            0,
-            SeccompCmpOp::Eq,
-            libc::AF_PACKET as u64,
-        )?])?);
-        rules.insert(libc::SYS_socket, socket_rules);
-        let deny = SeccompFilter::new(
-            rules,
-            SeccompAction::Allow,
-            SeccompAction::Errno(libc::EPERM as u32),
-            arch(),
-        )?;
-        let mut clone3 = BTreeMap::new();
-        clone3.insert(libc::SYS_clone3, Vec::new());
-        let fallback = SeccompFilter::new(
-            clone3,
-            SeccompAction::Allow,
-            SeccompAction::Errno(libc::ENOSYS as u32),
-            arch(),
-        )?;
-        for filter in [deny, fallback] {
-            let program: seccompiler::BpfProgram = filter.try_into()?;
-            seccompiler::apply_filter(&program)?;
-        }
-        Ok(())
     }
 }
