@@ -10,7 +10,12 @@ fuzz_target!(|data: &[u8]| {
             Ok(loaded) => {
                 let graph = pactown_host::graph::DependencyGraph::from_ecosystem(&loaded.ecosystem).expect("checked");
                 let ports = pactown_host::spec::ecosystem::assign_ports(&loaded.ecosystem);
-                let _ = pactown_host::plan::Plan::build(&loaded.ecosystem, &graph, &ports);
+                let _ = pactown_host::plan::Plan::build(
+                    &loaded.ecosystem,
+                    &graph,
+                    &ports,
+                    &pactown_host::facts::HostFacts::fixed(),
+                );
             }
             Err(diags) => {
                 let _ = diags.render(false);

@@ -9,6 +9,7 @@
 pub mod build;
 pub mod cli;
 pub mod control;
+pub mod facts;
 pub mod graph;
 pub mod jsonlog;
 pub mod orchestrator;

@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::facts::{HostFacts, KernelSupport, Tool, ToolStatus};
 use crate::graph::DependencyGraph;
 use crate::spec::ecosystem::{env_prefix, secs};
 use crate::spec::markpact::Loc;
@@ -177,7 +178,12 @@ pub const DYNAMIC_UID_RANGE: u32 = 0x0100_0000;
 pub fn service_uid(state_dir: &Path, service: &str) -> (u32, u32) {
     let abs = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
     let key = Sha256::digest(
-        [abs.as_os_str().as_encoded_bytes(), b"\0", service.as_bytes()].concat(),
+        [
+            abs.as_os_str().as_encoded_bytes(),
+            b"\0",
+            service.as_bytes(),
+        ]
+        .concat(),
     );
     let n = u32::from_le_bytes([key[0], key[1], key[2], key[3]]) % (DYNAMIC_UID_RANGE - 1);
     let uid = DYNAMIC_UID_BASE + 1 + n;
@@ -291,6 +297,10 @@ pub struct ServicePlan {
     pub name: String,
     /// README.
     pub readme: PathBuf,
+    /// What it is written in.
+    pub language: Language,
+    /// The toolchains it needs, and whether each is there.
+    pub toolchains: Vec<ToolNeed>,
     /// How it runs.
     pub sandbox: SandboxPlan,
     /// Files to write.
@@ -336,12 +346,13 @@ impl Plan {
         eco: &Ecosystem,
         graph: &DependencyGraph,
         ports: &IndexMap<String, Option<u16>>,
+        facts: &HostFacts,
     ) -> Self {
         let state_dir = eco.state_dir.clone();
         let services = eco
             .services
             .values()
-            .map(|s| (s.name.clone(), service_plan(eco, s, ports)))
+            .map(|s| (s.name.clone(), service_plan(eco, s, ports, facts)))
             .collect();
         Plan {
             ecosystem: eco.name.clone(),
@@ -389,6 +400,7 @@ fn service_plan(
     eco: &Ecosystem,
     s: &Service,
     ports: &IndexMap<String, Option<u16>>,
+    facts: &HostFacts,
 ) -> ServicePlan {
     let port = ports.get(&s.name).copied().flatten();
     let dir = s
@@ -396,14 +408,15 @@ fn service_plan(
         .clone()
         .unwrap_or_else(|| eco.sandbox_root.join(&s.name));
     let run = s.content.run.as_ref().map(|r| r.command.clone());
-    let (kind, reason) = sandbox_kind(s);
+    let language = language(s);
+    let (kind, reason) = sandbox_kind(s, language);
     let profile = s.profile.as_ref().and_then(|(p, _)| eco.profiles.get(p));
     let limits = profile.map_or_else(|| s.limits.clone(), |p| s.limits.or(&p.limits));
     let rate_limit = s.rate_limit.or(profile.and_then(|p| p.rate_limit));
     // A native service runs as the user `user:` names, else (when pactown is root) as a
     // dedicated uid of its own; without root, as the invoking user.
     let user = s.user.as_deref().and_then(resolve_user).or_else(|| {
-        (kind == RuntimeKind::Native && s.sandbox && pactown_runtime::native::sandbox::probe().root)
+        (kind == RuntimeKind::Native && s.sandbox && facts.kernel.root)
             .then(|| service_uid(&eco.state_dir, &s.name))
     });
     let limits = LimitsPlan {
@@ -419,10 +432,19 @@ fn service_plan(
         instances: limits.instances.unwrap_or(DEFAULT_INSTANCES),
         request_timeout: limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
     };
-    let (level, layers) = sandbox_layers(s, kind, &limits, user);
+    let (level, layers) = sandbox_layers(s, kind, &limits, user, &facts.kernel);
+    let toolchains = tools_of(s, language)
+        .into_iter()
+        .map(|tool| ToolNeed {
+            tool,
+            status: facts.tool(tool),
+        })
+        .collect();
     ServicePlan {
         name: s.name.clone(),
         readme: s.readme.clone(),
+        language,
+        toolchains,
         sandbox: SandboxPlan {
             kind,
             reason,
@@ -495,6 +517,7 @@ fn sandbox_layers(
     kind: RuntimeKind,
     limits: &LimitsPlan,
     user: Option<(u32, u32)>,
+    k: &KernelSupport,
 ) -> (SandboxLevel, Vec<Layer>) {
     let mib = limits.memory >> 20;
     if kind != RuntimeKind::Native {
@@ -546,7 +569,6 @@ fn sandbox_layers(
             ],
         );
     }
-    let k = pactown_runtime::native::sandbox::probe();
     let abi = k.landlock_abi.unwrap_or(0);
     let cpu = limits
         .cpu
@@ -646,31 +668,170 @@ fn sandbox_layers(
     (level, layers)
 }
 
-fn sandbox_kind(s: &Service) -> (RuntimeKind, String) {
+fn sandbox_kind(s: &Service, language: Language) -> (RuntimeKind, String) {
     if let Some((k, by)) = s.runtime_override() {
         return (k, format!("{} as set by {by}", k.as_str()));
     }
     if crate::build::rust::is_rust(s) {
         return crate::build::rust::kind_from_source(s);
     }
-    let Some(run) = &s.content.run else {
+    if s.content.run.is_none() {
         return (
             RuntimeKind::Native,
             "no run block: nothing is started".into(),
         );
-    };
-    // The files say what the service is written in; the run block is usually `bash`.
-    let lang = s
-        .content
-        .files
-        .iter()
-        .find_map(|f| f.lang.clone())
-        .or_else(|| run.lang.clone())
-        .unwrap_or_else(|| "shell".into());
+    }
     (
         RuntimeKind::Native,
-        format!("{lang} service started by its run command as a process"),
+        format!(
+            "{} service started by its run command as a process",
+            language.as_str()
+        ),
     )
+}
+
+/// What a service is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// Python.
+    Python,
+    /// JavaScript or TypeScript on Node.js.
+    Node,
+    /// Go.
+    Go,
+    /// Rust.
+    Rust,
+    /// A shell command, or something pactown does not know.
+    Shell,
+}
+
+impl Language {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::Node => "node",
+            Language::Go => "go",
+            Language::Rust => "rust",
+            Language::Shell => "shell",
+        }
+    }
+}
+
+/// The language of a service: from its run command (what it starts), else its dependencies,
+/// else its files (`package.json`, `go.mod`, `*.py`, …).
+pub fn language(s: &Service) -> Language {
+    if crate::build::rust::is_rust(s) {
+        return Language::Rust;
+    }
+    let by_program = |word: &str| -> Option<Language> {
+        let prog = word.rsplit('/').next().unwrap_or(word);
+        Some(match prog {
+            "node" | "npm" | "npx" | "yarn" | "pnpm" | "bun" | "deno" | "tsx" | "ts-node" => {
+                Language::Node
+            }
+            "go" => Language::Go,
+            "cargo" => Language::Rust,
+            p if p.starts_with("python")
+                || matches!(
+                    p,
+                    "uvicorn"
+                        | "gunicorn"
+                        | "hypercorn"
+                        | "flask"
+                        | "pip"
+                        | "pip3"
+                        | "uv"
+                        | "streamlit"
+                        | "celery"
+                        | "fastapi"
+                ) =>
+            {
+                Language::Python
+            }
+            _ => return None,
+        })
+    };
+    if let Some(run) = &s.content.run {
+        for part in run.command.split(['\n', ';', '&', '|']) {
+            let first = part
+                .split_whitespace()
+                .find(|w| !w.contains('=') && !matches!(*w, "exec" | "env" | "time" | "nohup"));
+            if let Some(lang) = first.and_then(by_program) {
+                return lang;
+            }
+        }
+    }
+    for (installer, lang) in [
+        (Installer::Pip, Language::Python),
+        (Installer::Npm, Language::Node),
+        (Installer::Go, Language::Go),
+    ] {
+        if s.content.deps.contains_key(&installer) {
+            return lang;
+        }
+    }
+    for f in &s.content.files {
+        let p = f.path.as_str();
+        let lang = if p == "package.json"
+            || [".js", ".mjs", ".cjs", ".ts"]
+                .iter()
+                .any(|e| p.ends_with(e))
+        {
+            Language::Node
+        } else if p == "go.mod" || p.ends_with(".go") {
+            Language::Go
+        } else if p.ends_with(".py") || p == "requirements.txt" {
+            Language::Python
+        } else {
+            continue;
+        };
+        return lang;
+    }
+    Language::Shell
+}
+
+/// The toolchains a service of `language` needs.
+fn tools_of(s: &Service, language: Language) -> Vec<Tool> {
+    match language {
+        Language::Python => {
+            let deps = s.content.deps.contains_key(&Installer::Pip)
+                || s.content.file("requirements.txt").is_some();
+            if deps {
+                vec![Tool::Python3, Tool::Uv]
+            } else {
+                vec![Tool::Python3]
+            }
+        }
+        Language::Node => vec![Tool::Node],
+        Language::Go => vec![Tool::Go],
+        Language::Rust => vec![Tool::Cargo, Tool::WasmTarget],
+        Language::Shell => Vec::new(),
+    }
+}
+
+/// The toolchains one service needs.
+pub fn tools_needed_by(s: &Service) -> Vec<Tool> {
+    tools_of(s, language(s))
+}
+
+/// Every toolchain the services of `eco` need (what to probe before planning).
+pub fn tools_needed(eco: &Ecosystem) -> std::collections::BTreeSet<Tool> {
+    eco.services
+        .values()
+        .flat_map(|s| tools_of(s, language(s)))
+        .collect()
+}
+
+/// A toolchain a service needs, and its state on this machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolNeed {
+    /// The tool.
+    pub tool: Tool,
+    /// Present, installed by pactown, to be installed, or missing.
+    #[serde(flatten)]
+    pub status: ToolStatus,
 }
 
 /// The environment of REFERENCE.md §2: the service's own address, each dependency's URL, host

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use pactown_host::facts::HostFacts;
 use pactown_host::graph::DependencyGraph;
 use pactown_host::plan::Plan;
 use pactown_host::spec::ecosystem::assign_ports;
@@ -43,7 +44,7 @@ fn render(result: Result<Loaded, Diagnostics>) -> String {
     if let Some(l) = loaded {
         let eco = &l.ecosystem;
         let graph = DependencyGraph::from_ecosystem(eco).expect("loaded ecosystems are acyclic");
-        let plan = Plan::build(eco, &graph, &assign_ports(eco)).redacted();
+        let plan = Plan::build(eco, &graph, &assign_ports(eco), &HostFacts::fixed()).redacted();
         let mut json = serde_json::to_value(&plan).unwrap();
         // A native sandbox's layers depend on the kernel and privileges of the machine.
         for s in json["services"].as_object_mut().unwrap().values_mut() {

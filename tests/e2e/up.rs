@@ -127,14 +127,15 @@ fn a_killed_replica_is_restarted_and_the_address_keeps_answering() {
         after["replicas"][1]["pid"], before["replicas"][1]["pid"],
         "the sibling was not touched"
     );
-    // Both replicas serve: round robin reaches two different pids.
-    let pids: std::collections::HashSet<String> = (0..6)
+    // Both replicas serve: round robin reaches both (each has its own internal port; pids are
+    // per sandbox, each in its own PID namespace).
+    let ports: std::collections::HashSet<String> = (0..6)
         .map(|_| {
             let body = http_get(port, "/whoami").unwrap().1;
-            serde_json::from_str::<serde_json::Value>(&body).unwrap()["pid"].to_string()
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["port"].to_string()
         })
         .collect();
-    assert_eq!(pids.len(), 2, "round robin over both replicas: {pids:?}");
+    assert_eq!(ports.len(), 2, "round robin over both replicas: {ports:?}");
 }
 
 /// Reference defect 1: services froze after ~64 KB of output.

@@ -18,16 +18,11 @@ pub struct Cache {
 const COMPLETE: &str = ".pactown-complete";
 
 impl Cache {
-    /// Find the cache root (it is created on first use).
+    /// Find the cache root (it is created on first use): see [`crate::facts::cache_root`].
     pub fn locate() -> Self {
-        let root = std::env::var_os("PACTOWN_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("pactown"))
-            })
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/pactown")))
-            .unwrap_or_else(|| std::env::temp_dir().join("pactown-cache"));
-        Self { root }
+        Self {
+            root: crate::facts::cache_root(),
+        }
     }
 
     /// A cache at an explicit root.

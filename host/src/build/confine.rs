@@ -119,7 +119,10 @@ fn env_read(env: &Path, read: &mut Vec<PathBuf>) {
     {
         let home =
             std::fs::canonicalize(home.trim()).unwrap_or_else(|_| PathBuf::from(home.trim()));
-        read.push(tool_root(&home).unwrap_or_else(|| home.parent().map_or(home.clone(), Path::to_path_buf)));
+        read.push(
+            tool_root(&home)
+                .unwrap_or_else(|| home.parent().map_or(home.clone(), Path::to_path_buf)),
+        );
     }
 }
 
@@ -283,7 +286,11 @@ pub struct StepAccess {
 /// what `access` grants, with the network only while it fetches.
 pub fn build_policy(access: &StepAccess, env: &[(String, String)]) -> SandboxPolicy {
     let k = probe();
-    let path_var = env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+    let path_var = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
     let mut read = base_read(path_var);
     for r in &access.read {
         env_read(r, &mut read);
@@ -316,7 +323,11 @@ pub fn build_policy(access: &StepAccess, env: &[(String, String)]) -> SandboxPol
         fs: (abi >= 1).then_some(FsRules { read, write }),
         net: (abi >= 4).then(|| NetRules {
             bind: Vec::new(),
-            connect: if access.network { fetch_ports(env) } else { Vec::new() },
+            connect: if access.network {
+                fetch_ports(env)
+            } else {
+                Vec::new()
+            },
         }),
         scopes: abi >= 6,
         seccomp: k.seccomp.then_some(SeccompProfile {
@@ -367,7 +378,10 @@ mod tests {
     #[test]
     fn fetch_ports_follow_the_configured_indexes() {
         let env = vec![
-            ("PIP_INDEX_URL".to_string(), "http://user:pw@pypi.local:3141/simple".to_string()),
+            (
+                "PIP_INDEX_URL".to_string(),
+                "http://user:pw@pypi.local:3141/simple".to_string(),
+            ),
             ("HTTPS_PROXY".to_string(), "http://proxy:3128".to_string()),
         ];
         assert_eq!(fetch_ports(&env), vec![53, 80, 443, 3128, 3141]);

@@ -72,7 +72,10 @@ pub fn run_targets(run: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for part in run.split(['\n', ';', '&', '|']) {
         let words: Vec<&str> = part.split_whitespace().collect();
-        let Some(i) = words.windows(2).position(|w| w[0] == "go" && matches!(w[1], "run" | "build")) else {
+        let Some(i) = words
+            .windows(2)
+            .position(|w| w[0] == "go" && matches!(w[1], "run" | "build"))
+        else {
             continue;
         };
         let mut pkgs = Vec::new();
@@ -156,7 +159,12 @@ pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Re
         say(&format!("building `{}` (Go)", service.name));
         let root = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())?;
         for f in &files {
-            if let Some(p) = f.path.as_path().parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(p) = f
+                .path
+                .as_path()
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
                 root.create_dir_all(p)?;
             }
             root.write(f.path.as_str(), &f.content)
@@ -184,7 +192,12 @@ pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Re
         };
         let name = &service.name;
         if !dir.join("go.mod").exists() {
-            step(format!("go mod init for `{name}`"), &["mod", "init", name], false).run()?;
+            step(
+                format!("go mod init for `{name}`"),
+                &["mod", "init", name],
+                false,
+            )
+            .run()?;
         }
         for d in &deps {
             let spec = d.split_whitespace().next().unwrap_or(d);
@@ -192,16 +205,30 @@ pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Re
         }
         let text = std::fs::read_to_string(dir.join("go.mod")).unwrap_or_default();
         if text.contains("require") {
-            step(format!("go mod download for `{name}`"), &["mod", "download"], true).run()?;
+            step(
+                format!("go mod download for `{name}`"),
+                &["mod", "download"],
+                true,
+            )
+            .run()?;
         }
-        step(format!("go build for `{name}` (offline)"), &["build", "./..."], false).run()?;
+        step(
+            format!("go build for `{name}` (offline)"),
+            &["build", "./..."],
+            false,
+        )
+        .run()?;
         for pkgs in run_targets(&run) {
             let args: Vec<&str> = ["build", "-o", "/dev/null"]
                 .into_iter()
                 .chain(pkgs.iter().map(String::as_str))
                 .collect();
-            step(format!("go build {} for `{name}` (offline)", pkgs.join(" ")), &args, false)
-                .run()?;
+            step(
+                format!("go build {} for `{name}` (offline)", pkgs.join(" ")),
+                &args,
+                false,
+            )
+            .run()?;
         }
         take_back(dir);
         Ok(())
@@ -216,7 +243,10 @@ mod tests {
 
     #[test]
     fn targets_of_run_commands() {
-        assert_eq!(run_targets("go run main.go"), vec![vec!["main.go".to_string()]]);
+        assert_eq!(
+            run_targets("go run main.go"),
+            vec![vec!["main.go".to_string()]]
+        );
         assert_eq!(
             run_targets("go mod download && go run . --port $PORT"),
             vec![vec![".".to_string()]]

@@ -101,9 +101,8 @@ pub fn prepare(
         prepared.read_only.push(env.root);
     }
     if node::is_node(service) {
-        let modules = node::ensure_modules(service, cache, say).with_context(|| {
-            format!("cannot install the npm packages of `{}`", service.name)
-        })?;
+        let modules = node::ensure_modules(service, cache, say)
+            .with_context(|| format!("cannot install the npm packages of `{}`", service.name))?;
         prepared.path_prefix.push(modules.bin.clone());
         prepared.read_only.push(installation(&modules.bin));
         // Its own `npm install` finds everything in place, and fails at once rather than wait
@@ -181,7 +180,8 @@ pub fn installation(bin: &Path) -> PathBuf {
     if bin.starts_with("/usr") || bin.starts_with("/bin") {
         return bin.to_path_buf();
     }
-    bin.parent().map_or_else(|| bin.to_path_buf(), Path::to_path_buf)
+    bin.parent()
+        .map_or_else(|| bin.to_path_buf(), Path::to_path_buf)
 }
 
 /// Remove what a service may have planted in its sandbox for the host to trip on: setuid and

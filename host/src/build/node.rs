@@ -135,7 +135,10 @@ pub fn ensure_modules(
         .run()?;
         // The packages' own install scripts, with no network and the download cache out of reach.
         Step::new(
-            format!("npm rebuild for `{}` (install scripts, offline)", service.name),
+            format!(
+                "npm rebuild for `{}` (install scripts, offline)",
+                service.name
+            ),
             &[npm.as_str(), "rebuild", "--offline"],
             dir,
         )
@@ -153,7 +156,10 @@ pub fn ensure_modules(
 
 /// Where a service's own layer over the shared `node_modules` lives in its sandbox dir.
 pub fn overlay_dirs(sandbox: &Path, key: &str) -> (PathBuf, PathBuf) {
-    let base = sandbox.join(".pactown").join("node_modules").join(&key[..12]);
+    let base = sandbox
+        .join(".pactown")
+        .join("node_modules")
+        .join(&key[..12]);
     (base.join("upper"), base.join("work"))
 }
 

@@ -54,7 +54,10 @@ impl Interpreter {
             "Python services need `python3`, which is not on PATH; install Python 3 (e.g. `apt-get install python3`)",
         )?;
         let found = std::fs::canonicalize(&found).unwrap_or(found);
-        let key = digest([b"python-interpreter-v1".as_slice(), identity(&found)?.as_bytes()]);
+        let key = digest([
+            b"python-interpreter-v1".as_slice(),
+            identity(&found)?.as_bytes(),
+        ]);
         let memo = cache.path(&["python", "interpreters", &key[..32]]);
         let real = match std::fs::read_to_string(&memo) {
             Ok(p) if Path::new(p.trim()).is_file() => PathBuf::from(p.trim()),
@@ -113,7 +116,11 @@ pub fn normalize(name: &str) -> String {
 /// give none.
 pub fn requirement_name(line: &str) -> Option<String> {
     let t = line.split('#').next()?.trim();
-    if t.is_empty() || t.starts_with('-') || t.contains(';') || t.contains("://") && !t.contains(" @ ") {
+    if t.is_empty()
+        || t.starts_with('-')
+        || t.contains(';')
+        || t.contains("://") && !t.contains(" @ ")
+    {
         return None;
     }
     let end = t
@@ -285,9 +292,9 @@ fn build_env(
                 "uv venv",
                 &["venv", "--seed", "--allow-existing", "--quiet", "--python"],
             )
-                .arg(&python.path)
-                .arg(dir)
-                .run()?;
+            .arg(&python.path)
+            .arg(dir)
+            .run()?;
             step(
                 "uv pip sync",
                 &["pip", "sync", "--quiet", "--compile-bytecode", "--python"],
@@ -407,9 +414,18 @@ mod tests {
 
     #[test]
     fn requirement_names() {
-        assert_eq!(requirement_name("FastAPI[all]>=0.1").as_deref(), Some("fastapi"));
-        assert_eq!(requirement_name("typing_extensions==4.1").as_deref(), Some("typing-extensions"));
-        assert_eq!(requirement_name("pkg @ https://x/y.whl").as_deref(), Some("pkg"));
+        assert_eq!(
+            requirement_name("FastAPI[all]>=0.1").as_deref(),
+            Some("fastapi")
+        );
+        assert_eq!(
+            requirement_name("typing_extensions==4.1").as_deref(),
+            Some("typing-extensions")
+        );
+        assert_eq!(
+            requirement_name("pkg @ https://x/y.whl").as_deref(),
+            Some("pkg")
+        );
         assert_eq!(requirement_name("pywin32; sys_platform == 'win32'"), None);
         assert_eq!(requirement_name("-e ."), None);
         assert_eq!(requirement_name("# comment"), None);

@@ -20,7 +20,7 @@ use crate::spec::service::{FileBlock, Installer};
 use crate::spec::{Diagnostic, Diagnostics, RuntimeKind, Service};
 
 /// The target guests are built for.
-pub const TARGET: &str = "wasm32-wasip2";
+pub const TARGET: &str = crate::facts::WASM_TARGET;
 
 /// pactown-guest's source, carried in the binary.
 const SDK_LIB: &str = include_str!("../../../guest-sdk/src/lib.rs");
@@ -342,31 +342,20 @@ fn rustup_home() -> Option<PathBuf> {
         .filter(|p| p.is_dir())
 }
 
-/// Is the target's standard library installed?
-pub fn target_installed() -> bool {
-    let Ok(out) = Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", TARGET])
-        .output()
-    else {
-        return false;
-    };
-    let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    out.status.success() && Path::new(&libdir).is_dir()
-}
-
 /// `rustup target add wasm32-wasip2` when the target's standard library is missing (a
 /// toolchain install, like uv's: it runs as the invoking user, outside the build sandbox).
 pub fn ensure_target(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     super::tools::which("rustc")
         .context("Rust services need `rustc`; install Rust from https://rustup.rs")?;
-    if target_installed() {
+    if crate::facts::target_installed() {
         return Ok(());
     }
     // One `rustup target add` at a time, even across processes.
     std::fs::create_dir_all(cache.path(&["tools"]))?;
     let lock = std::fs::File::create(cache.path(&["tools", "rustup-target.lock"]))?;
-    lock.lock().context("cannot lock the rustup target install")?;
-    if target_installed() {
+    lock.lock()
+        .context("cannot lock the rustup target install")?;
+    if crate::facts::target_installed() {
         return Ok(()); // another process added it while we waited
     }
     let rustup = super::tools::which("rustup").context(format!(

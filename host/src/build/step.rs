@@ -151,7 +151,10 @@ impl Step {
         let mut access = self.access.clone();
         access.write.push(scratch.path().to_path_buf());
         // The program itself, and the installation it belongs to.
-        if let Some(bin) = Path::new(&self.argv[0]).parent().filter(|p| p.is_absolute()) {
+        if let Some(bin) = Path::new(&self.argv[0])
+            .parent()
+            .filter(|p| p.is_absolute())
+        {
             access.read.push(super::installation(bin));
         }
         for w in &access.write {
@@ -163,7 +166,8 @@ impl Step {
             policy: build_policy(&access, &env),
             env,
         };
-        let exe = std::env::current_exe().context("cannot find the pactown binary")?;
+        let exe = pactown_runtime::native::launcher::self_exe()
+            .context("cannot find the pactown binary")?;
         spec.output(&exe)
             .with_context(|| format!("cannot run {}", self.what))
     }

@@ -28,7 +28,8 @@ impl BuildCommand {
         let eco = super::load(&self.file, term)?.ecosystem;
         let graph =
             DependencyGraph::from_ecosystem(&eco).map_err(crate::spec::Diagnostics::from)?;
-        let plan = Plan::build(&eco, &graph, &assign_ports(&eco));
+        let facts = crate::facts::HostFacts::for_ecosystem(&eco);
+        let plan = Plan::build(&eco, &graph, &assign_ports(&eco), &facts);
         let cache = Cache::locate();
         let say = |m: &str| term.info(&format!("pactown: {m}"));
         let mut report = serde_json::Map::new();

@@ -91,9 +91,12 @@ impl StatusCommand {
 
 fn stopped_status(eco: &Ecosystem) -> EcosystemStatus {
     let plan = match crate::graph::DependencyGraph::from_ecosystem(eco) {
-        Ok(graph) => {
-            crate::plan::Plan::build(eco, &graph, &crate::spec::ecosystem::assign_ports(eco))
-        }
+        Ok(graph) => crate::plan::Plan::build(
+            eco,
+            &graph,
+            &crate::spec::ecosystem::assign_ports(eco),
+            &crate::facts::HostFacts::probe(&crate::facts::cache_root(), &Default::default()),
+        ),
         Err(_) => unreachable!("a loaded ecosystem is acyclic"),
     };
     EcosystemStatus {

@@ -23,7 +23,13 @@ pub use output::{ColorChoice, Term};
 
 /// Whole systems of services from Markdown, sandboxed, in one command.
 #[derive(Debug, Parser)]
-#[command(name = "pactown", version, about, max_term_width = 100)]
+#[command(
+    name = "pactown",
+    version,
+    about = "Run a whole system of services from Markdown READMEs, each sandboxed (WebAssembly first), with one command.",
+    long_about = "Run a whole system of services from Markdown READMEs, each sandboxed (WebAssembly first), with one command.\n\nA service is a README whose code blocks are tagged `markpact:file`, `markpact:deps`, `markpact:run` and `markpact:test`; an ecosystem file (`*.pactown.yaml`) names the services, their ports and dependencies. Start with `pactown init`, then `pactown up FILE`.",
+    max_term_width = 100
+)]
 pub struct Cli {
     /// When to use colour on stderr (`NO_COLOR` is respected in `auto`).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]

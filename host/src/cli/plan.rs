@@ -25,7 +25,8 @@ impl PlanCommand {
         let loaded = super::load(&self.file, term)?;
         let eco = &loaded.ecosystem;
         let graph = DependencyGraph::from_ecosystem(eco).map_err(crate::spec::Diagnostics::from)?;
-        let plan = Plan::build(eco, &graph, &assign_ports(eco)).redacted();
+        let facts = crate::facts::HostFacts::for_ecosystem(eco);
+        let plan = Plan::build(eco, &graph, &assign_ports(eco), &facts).redacted();
         let mut out = std::io::stdout().lock();
         if self.json {
             serde_json::to_writer_pretty(&mut out, &plan)?;
@@ -58,6 +59,15 @@ fn write_text(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
             s.sandbox.kind.as_str(),
             s.sandbox.reason
         )?;
+        writeln!(out, "  language  {}", s.language.as_str())?;
+        for t in &s.toolchains {
+            writeln!(
+                out,
+                "  toolchain {}: {}",
+                t.tool.as_str(),
+                t.status.describe()
+            )?;
+        }
         writeln!(out, "  dir       {}", s.sandbox.dir.display())?;
         for f in &s.files {
             writeln!(

@@ -195,7 +195,9 @@ pub(crate) async fn up(
     let say: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |m: &str| {
         t.info(&format!("pactown: {m}"));
         if let Some(r) = &relay {
-            r.send(&RelayMessage::Say { text: m.to_string() });
+            r.send(&RelayMessage::Say {
+                text: m.to_string(),
+            });
         }
     });
     let opts = UpOptions {
@@ -208,7 +210,12 @@ pub(crate) async fn up(
     let mut orch = match Orchestrator::bind(&eco, state.clone(), &opts, say) {
         Ok(o) => o,
         Err(e) => {
-            notify(&ready, RelayMessage::Failed { text: format!("{e:#}") });
+            notify(
+                &ready,
+                RelayMessage::Failed {
+                    text: format!("{e:#}"),
+                },
+            );
             return Err(e);
         }
     };
@@ -273,7 +280,12 @@ pub(crate) async fn up(
         None => {
             term.info("pactown: interrupted while starting; stopping");
             orch.shutdown().await;
-            notify(&ready, RelayMessage::Failed { text: "interrupted while starting".into() });
+            notify(
+                &ready,
+                RelayMessage::Failed {
+                    text: "interrupted while starting".into(),
+                },
+            );
             return Ok(ExitStatus::Failure);
         }
         Some(Err(e)) => {

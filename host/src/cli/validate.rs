@@ -17,6 +17,34 @@ impl ValidateCommand {
         let loaded = super::load(&self.file, term)?;
         let eco = &loaded.ecosystem;
         let n = eco.services.len();
+        // The toolchains each service needs: present, or installed by pactown on first use.
+        let facts = crate::facts::HostFacts::for_ecosystem(eco);
+        let mut missing = 0;
+        for s in eco.services.values() {
+            let lang = crate::plan::language(s);
+            for (tool, status) in facts
+                .tools
+                .iter()
+                .filter(|(t, _)| crate::plan::tools_needed_by(s).contains(t))
+            {
+                let line = format!(
+                    "`{}` ({}) needs {}: {}",
+                    s.name,
+                    lang.as_str(),
+                    tool.as_str(),
+                    status.describe()
+                );
+                if status.usable() {
+                    term.info(&line);
+                } else {
+                    missing += 1;
+                    term.error(&line);
+                }
+            }
+        }
+        if missing > 0 {
+            return Ok(ExitStatus::Failure);
+        }
         let warnings = loaded.warnings.iter().count();
         term.success(&format!(
             "{}: ecosystem `{}` is valid ({n} service{}{})",

@@ -150,7 +150,12 @@ impl Orchestrator {
             None => router_bind(DEFAULT_GATEWAY_PORT, DEFAULT_GATEWAY_PORT, &taken)?.0,
         };
         let gateway = admin.local_addr()?;
-        let plan = Plan::build(eco, &graph, &ports);
+        let plan = Plan::build(
+            eco,
+            &graph,
+            &ports,
+            &crate::facts::HostFacts::for_ecosystem(eco),
+        );
         // Each native service gets its own proxy address, so the proxy knows who calls.
         let mut proxies = IndexMap::new();
         for (name, sp) in &plan.services {
@@ -378,7 +383,7 @@ impl Orchestrator {
     /// Start the services wave by wave; each wave waits for the previous to be ready. On a
     /// failure, the error carries the failing service's last log lines.
     pub async fn start(&self, prepared: &IndexMap<String, PreparedService>) -> anyhow::Result<()> {
-        let exe = std::env::current_exe()
+        let exe = pactown_runtime::native::launcher::self_exe()
             .context("cannot find the pactown binary for the sandbox shim")?;
         for wave in &self.plan.waves {
             let mut waiting = Vec::new();
@@ -410,7 +415,9 @@ impl Orchestrator {
                         );
                         if sandbox.is_some() {
                             // HOME and TMPDIR inside the sandbox: the only place it may write.
-                            for (var, sub) in [("HOME", build::HOME_DIR), ("TMPDIR", build::TMP_DIR)] {
+                            for (var, sub) in
+                                [("HOME", build::HOME_DIR), ("TMPDIR", build::TMP_DIR)]
+                            {
                                 let dir = std::path::absolute(rt.plan.sandbox.dir.join(sub))?;
                                 if !rt.plan.env.contains_key(var) {
                                     env.push((var.to_string(), dir.display().to_string()));
@@ -439,13 +446,14 @@ impl Orchestrator {
             }
             for (name, rt, deadline) in waiting {
                 if let Err(why) = rt.wait_ready(deadline).await {
-                    let message = match why {
+                    let mut message = match why {
                         NotReady::Timeout => format!(
                             "service `{name}` was not ready within {}",
                             humantime::format_duration(rt.plan.health.timeout)
                         ),
                         NotReady::Failed => format!("service `{name}` failed to start"),
                     };
+                    message.push_str(&why_not_ready(&rt));
                     return Err(StartFailure {
                         message,
                         tail: rt.log.tail(15),
@@ -561,6 +569,23 @@ impl Orchestrator {
     pub fn say(&self, msg: &str) {
         (self.say)(msg)
     }
+}
+
+/// What a service that did not come up tells about why: what its sandbox refused it, or that
+/// it wrote nothing at all.
+fn why_not_ready(rt: &ServiceRuntime) -> String {
+    let denials = rt.log.recent_denials();
+    let mut out = String::new();
+    if rt.log.written() == 0 && rt.plan.sandbox.kind == crate::spec::RuntimeKind::Native {
+        out.push_str("; it wrote nothing to its log");
+    }
+    if !denials.is_empty() {
+        out.push_str(&format!(
+            "; its sandbox refused: {}\nhint: dependencies are installed at build time (`markpact:deps`, a package.json, go.mod or requirements.txt block), and a service reaches only the services in its `depends_on` and the hosts in its `allowed_hosts`",
+            denials.join(", ")
+        ));
+    }
+    out
 }
 
 /// What a build produced.

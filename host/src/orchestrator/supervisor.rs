@@ -447,11 +447,9 @@ impl ServiceRuntime {
         // The replica is stopped only once nothing of it is left: whatever its processes did
         // (forked, daemonized, outlived the shim), its cgroup holds them.
         if let Some(g) = cgroup {
-            let killed = tokio::task::spawn_blocking(move || {
-                g.kill_all(Duration::from_secs(10))
-            })
-            .await
-            .unwrap_or(0);
+            let killed = tokio::task::spawn_blocking(move || g.kill_all(Duration::from_secs(10)))
+                .await
+                .unwrap_or(0);
             if killed > 0 {
                 self.log.event(
                     label,

@@ -115,10 +115,7 @@ impl NativeSpec {
         unsafe {
             c.pre_exec(move || install_report_fd(wfd));
         }
-        let child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+        let child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         drop(write);
         let reader = std::thread::spawn(move || {
             use std::io::BufRead;
@@ -132,6 +129,16 @@ impl NativeSpec {
         let reports = reader.join().unwrap_or_default();
         Ok((out, reports))
     }
+}
+
+/// The pactown binary, to start shims with: `/proc/self/exe`, which stays valid when the file
+/// on disk is replaced (an upgrade, a rebuild) while pactown runs.
+pub fn self_exe() -> std::io::Result<PathBuf> {
+    let proc = PathBuf::from("/proc/self/exe");
+    if proc.exists() {
+        return Ok(proc);
+    }
+    std::env::current_exe()
 }
 
 /// The pid of the service's own main process below a shim (`isolated`: below its init).

@@ -167,7 +167,10 @@ fn parse_sockaddr(raw: &[u8]) -> Option<SocketAddr> {
     match i32::from(family) {
         libc::AF_INET => {
             let b = raw.get(4..8)?;
-            Some(SocketAddr::from((Ipv4Addr::new(b[0], b[1], b[2], b[3]), port)))
+            Some(SocketAddr::from((
+                Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+                port,
+            )))
         }
         libc::AF_INET6 => {
             let b: [u8; 16] = raw.get(8..24)?.try_into().ok()?;
@@ -210,10 +213,7 @@ mod tests {
         v4[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
         v4[2..4].copy_from_slice(&8003u16.to_be_bytes());
         v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
-        assert_eq!(
-            parse_sockaddr(&v4),
-            Some("127.0.0.1:8003".parse().unwrap())
-        );
+        assert_eq!(parse_sockaddr(&v4), Some("127.0.0.1:8003".parse().unwrap()));
         let mut v6 = vec![0u8; 28];
         v6[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
         v6[2..4].copy_from_slice(&80u16.to_be_bytes());

