@@ -5,6 +5,8 @@ mod support;
 mod support_up;
 
 mod checks;
+mod fresh;
+mod reference;
 mod routing;
 mod sandbox;
 mod spec_cli;

@@ -14,6 +14,9 @@ pub fn pactown_bin() -> &'static str {
 #[must_use]
 pub struct TestEnv {
     dir: tempfile::TempDir,
+    /// The `PACTOWN_CACHE_DIR` of its `run_up` commands: the run's shared cache, unless it has
+    /// one of its own.
+    cache: Option<PathBuf>,
 }
 
 impl TestEnv {
@@ -24,7 +27,23 @@ impl TestEnv {
                 .prefix("pactown-e2e-")
                 .tempdir()
                 .expect("tempdir"),
+            cache: None,
         }
+    }
+
+    /// An empty environment whose pactown starts from an empty cache of its own, as on a fresh
+    /// machine.
+    pub fn with_empty_cache() -> Self {
+        let mut env = Self::new();
+        env.cache = Some(env.path().join("empty-cache"));
+        env
+    }
+
+    /// The cache its `run_up` commands use.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::support_up::test_cache()))
     }
 
     /// The directory.

@@ -241,7 +241,7 @@ impl TestEnv {
     pub fn run_up(&self, args: &[&str]) -> Run {
         Run::from(
             self.cmd(args)
-                .env("PACTOWN_CACHE_DIR", test_cache())
+                .env("PACTOWN_CACHE_DIR", self.cache_dir())
                 .output()
                 .expect("spawn pactown"),
         )

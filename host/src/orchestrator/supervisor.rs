@@ -66,7 +66,7 @@ pub enum Backend {
 
 /// A running replica: a process or a component instance.
 enum Running {
-    Native(NativeChild),
+    Native(Box<NativeChild>),
     Wasm(CommandInstance),
 }
 
@@ -626,7 +626,7 @@ impl ServiceRuntime {
                     policy,
                 };
                 Ok((
-                    Running::Native(spec.spawn(&launch.exe)?),
+                    Running::Native(Box::new(spec.spawn(&launch.exe)?)),
                     guard.map(Arc::new),
                 ))
             }

@@ -77,7 +77,7 @@ impl Watcher {
         // 1, 10, 100, …: a loop of refusals cannot flood the log.
         let n = *count;
         let mut m = n;
-        while m % 10 == 0 {
+        while m.is_multiple_of(10) {
             m /= 10;
         }
         if m == 1 {

@@ -211,11 +211,11 @@ fn spawn_service(
     }
     match policy.apply_in_child() {
         Ok(listener) => {
-            if let Some(l) = listener {
-                if let Err(e) = send_fd(&channel, &l) {
-                    eprintln!("pactown sandbox-exec: cannot hand over the seccomp listener: {e}");
-                    unsafe { libc::_exit(126) };
-                }
+            if let Some(l) = listener
+                && let Err(e) = send_fd(&channel, &l)
+            {
+                eprintln!("pactown sandbox-exec: cannot hand over the seccomp listener: {e}");
+                unsafe { libc::_exit(126) };
             }
         }
         Err(e) => {
@@ -346,12 +346,11 @@ fn supervise(
                 watcher = None;
             }
         }
-        if ready(channel_fd) {
-            if let Some(c) = channel.take()
-                && let Ok(Some(listener)) = recv_fd(&c)
-            {
-                watcher = Some(Watcher::new(listener, connect_ports.clone()));
-            }
+        if ready(channel_fd)
+            && let Some(c) = channel.take()
+            && let Ok(Some(listener)) = recv_fd(&c)
+        {
+            watcher = Some(Watcher::new(listener, connect_ports.clone()));
         }
         if !ready(Some(signals.fd.as_raw_fd())) {
             continue;
