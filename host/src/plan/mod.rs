@@ -1,0 +1,404 @@
+//! The Plan: one serializable description of what `up` will do, per service: sandbox kind and
+//! why, files, dependencies, run command, port, environment, health, restart, replicas.
+//!
+//! A plan is a pure function of a checked ecosystem and the ports its services get, so `pactown
+//! plan` shows exactly what `up` runs, and `up` re-plans when a busy port moves a service.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::facts::HostFacts;
+use crate::graph::DependencyGraph;
+use crate::spec::ecosystem::secs;
+use crate::spec::markpact::Loc;
+use crate::spec::service::{Installer, Tests};
+use crate::spec::{Ecosystem, RuntimeKind, Service};
+
+mod env;
+mod language;
+mod sandbox;
+
+use env::service_env;
+pub use env::{PARENT_ENV_ALLOWED, REPLICA_PORT_VARS, dependency_url, is_secret_name};
+use language::tools_of;
+pub use language::{Language, ToolNeed, language, tools_needed, tools_needed_by};
+use sandbox::sandbox_layers;
+pub use sandbox::{
+    BUILD_UID, DYNAMIC_UID_BASE, DYNAMIC_UID_RANGE, Layer, SandboxLevel, SandboxPlan, resolve_user,
+    service_uid,
+};
+
+/// The whole plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Ecosystem name.
+    pub ecosystem: String,
+    /// The ecosystem file.
+    pub file: PathBuf,
+    /// Where `up` keeps its state, logs and control socket.
+    pub state_dir: PathBuf,
+    /// Where sandboxes are created.
+    pub sandbox_root: PathBuf,
+    /// Start waves.
+    pub waves: Vec<Vec<String>>,
+    /// Stop order.
+    pub stop_order: Vec<String>,
+    /// Per service, in file order.
+    pub services: IndexMap<String, ServicePlan>,
+}
+
+/// A file the sandbox will hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFile {
+    /// Relative path.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: usize,
+    /// SHA-256 of the content.
+    pub sha256: String,
+    /// Filled from the service's env at write time.
+    pub template: bool,
+    /// Unix permissions, if set (octal, as written).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "octal")]
+    pub mode: Option<u32>,
+    /// Where the block is.
+    pub from: Loc,
+}
+
+fn octal<S: serde::Serializer>(mode: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    match mode {
+        Some(m) => s.collect_str(&format_args!("{m:o}")),
+        None => s.serialize_none(),
+    }
+}
+
+/// A block only the reference acts on, listed so nothing the user wrote goes unmentioned.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferenceOnly {
+    /// Its kind.
+    pub kind: crate::spec::markpact::BlockKind,
+    /// Where it is.
+    pub at: Loc,
+}
+
+/// Limits with defaults applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsPlan {
+    /// Memory, bytes (per instance for wasm, per replica for native).
+    pub memory: u64,
+    /// CPU share of a native replica (0.5 = half a core); none means unlimited.
+    pub cpu: Option<f64>,
+    /// Processes and threads of a native replica.
+    pub processes: u64,
+    /// Open files of a native process.
+    pub open_files: u64,
+    /// CPU time per request (wasm-http).
+    #[serde(with = "secs")]
+    pub cpu_time: std::time::Duration,
+    /// Instances at once (wasm-http).
+    pub instances: u32,
+    /// Wall-clock time per request (wasm-http).
+    #[serde(with = "secs")]
+    pub request_timeout: std::time::Duration,
+}
+
+/// Safe defaults for wasm services.
+pub const DEFAULT_WASM_MEMORY: u64 = 128 << 20;
+/// Memory of a native replica when none is set: enough for real services, not for a bomb.
+pub const DEFAULT_NATIVE_MEMORY: u64 = 1 << 30;
+/// Processes and threads of a native replica.
+pub const DEFAULT_PROCESSES: u64 = 512;
+/// Open files of a native process.
+pub const DEFAULT_OPEN_FILES: u64 = 4096;
+/// CPU budget of one request.
+pub const DEFAULT_CPU_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+/// Concurrent instances of one service.
+pub const DEFAULT_INSTANCES: u32 = 64;
+/// Wall-clock budget of one request.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Health settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthPlan {
+    /// `GET` path; without one, ready means the port accepts connections.
+    pub check: Option<String>,
+    /// Time between liveness checks once ready.
+    #[serde(with = "secs")]
+    pub interval: std::time::Duration,
+    /// Startup deadline.
+    #[serde(with = "secs")]
+    pub timeout: std::time::Duration,
+}
+
+/// Restart policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartPlan {
+    /// Restart on failure.
+    pub auto_restart: bool,
+    /// First delay.
+    pub backoff_initial_ms: u64,
+    /// Delay cap.
+    pub backoff_max_ms: u64,
+    /// Healthy time after which the delay resets.
+    pub reset_after_ms: u64,
+}
+
+/// One service of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicePlan {
+    /// Name.
+    pub name: String,
+    /// README.
+    pub readme: PathBuf,
+    /// What it is written in.
+    pub language: Language,
+    /// The toolchains it needs, and whether each is there.
+    pub toolchains: Vec<ToolNeed>,
+    /// How it runs.
+    pub sandbox: SandboxPlan,
+    /// Files to write.
+    pub files: Vec<PlannedFile>,
+    /// Dependencies per installer.
+    pub deps: BTreeMap<Installer, Vec<String>>,
+    /// Build command.
+    pub build: Option<String>,
+    /// Run command (given to `sh -c` unchanged).
+    pub run: Option<String>,
+    /// Stable address port, owned by the host's router.
+    pub port: Option<u16>,
+    /// Environment (pactown's variables, then the service's `env:`), without the per-replica
+    /// `PORT`/`MARKPACT_PORT` and the inherited parent variables.
+    pub env: IndexMap<String, String>,
+    /// Health.
+    pub health: HealthPlan,
+    /// Restart.
+    pub restart: RestartPlan,
+    /// SIGTERM → SIGKILL.
+    #[serde(with = "secs")]
+    pub stop_grace_period: std::time::Duration,
+    /// Replicas.
+    pub replicas: u32,
+    /// Names it depends on.
+    pub depends_on: Vec<String>,
+    /// Tests from the README.
+    pub tests: Vec<Tests>,
+    /// Resource limits.
+    pub limits: LimitsPlan,
+    /// Directories it may see.
+    pub dirs: Vec<crate::spec::ecosystem::DirGrant>,
+    /// Token bucket on its stable address.
+    pub rate_limit: Option<crate::spec::ecosystem::RateLimit>,
+    /// Blocks pactown reads but does not act on (`bootstrap`, `publish`, `target`, `workload`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reference_only: Vec<ReferenceOnly>,
+}
+
+impl Plan {
+    /// Plan `eco` with the given stable ports (see [`crate::spec::ecosystem::assign_ports`]).
+    pub fn build(
+        eco: &Ecosystem,
+        graph: &DependencyGraph,
+        ports: &IndexMap<String, Option<u16>>,
+        facts: &HostFacts,
+    ) -> Self {
+        let state_dir = eco.state_dir.clone();
+        let services = eco
+            .services
+            .values()
+            .map(|s| (s.name.clone(), service_plan(eco, s, ports, facts)))
+            .collect();
+        Plan {
+            ecosystem: eco.name.clone(),
+            file: eco.source.path.clone(),
+            state_dir,
+            sandbox_root: eco.sandbox_root.clone(),
+            waves: graph.waves(),
+            stop_order: graph.stop_order(),
+            services,
+        }
+    }
+
+    /// A copy with secret-looking values replaced, for printing.
+    pub fn redacted(&self) -> Self {
+        let mut p = self.clone();
+        for s in p.services.values_mut() {
+            for (k, v) in s.env.iter_mut() {
+                if is_secret_name(k) {
+                    *v = "<redacted>".into();
+                }
+            }
+        }
+        p
+    }
+}
+
+/// `<dir>/.pactown/<file name without .pactown.yaml>`: one state dir per ecosystem file, so two
+/// files in one folder never share state.
+pub fn state_dir(ecosystem_file: &Path) -> PathBuf {
+    let dir = ecosystem_file.parent().unwrap_or(Path::new(""));
+    let name = ecosystem_file
+        .file_name()
+        .map(|n| {
+            let n = n.to_string_lossy();
+            n.trim_end_matches(".yaml")
+                .trim_end_matches(".yml")
+                .trim_end_matches(".pactown")
+                .to_string()
+        })
+        .unwrap_or_else(|| "ecosystem".into());
+    crate::spec::source::normalize(&dir.join(".pactown").join(name))
+}
+
+fn service_plan(
+    eco: &Ecosystem,
+    s: &Service,
+    ports: &IndexMap<String, Option<u16>>,
+    facts: &HostFacts,
+) -> ServicePlan {
+    let port = ports.get(&s.name).copied().flatten();
+    let dir = s
+        .sandbox_path
+        .clone()
+        .unwrap_or_else(|| eco.sandbox_root.join(&s.name));
+    let run = s.content.run.as_ref().map(|r| r.command.clone());
+    let language = language(s);
+    let (kind, reason) = sandbox_kind(s, language);
+    let profile = s.profile.as_ref().and_then(|(p, _)| eco.profiles.get(p));
+    let limits = profile.map_or_else(|| s.limits.clone(), |p| s.limits.or(&p.limits));
+    let rate_limit = s.rate_limit.or(profile.and_then(|p| p.rate_limit));
+    // A native service runs as the user `user:` names, else (when pactown is root) as a
+    // dedicated uid of its own; without root, as the invoking user.
+    let user = s.user.as_deref().and_then(resolve_user).or_else(|| {
+        (kind == RuntimeKind::Native && s.sandbox && facts.kernel.root)
+            .then(|| service_uid(&eco.state_dir, &s.name))
+    });
+    let limits = LimitsPlan {
+        memory: limits.memory.unwrap_or(if kind == RuntimeKind::Native {
+            DEFAULT_NATIVE_MEMORY
+        } else {
+            DEFAULT_WASM_MEMORY
+        }),
+        cpu: limits.cpu,
+        processes: limits.processes.unwrap_or(DEFAULT_PROCESSES),
+        open_files: limits.open_files.unwrap_or(DEFAULT_OPEN_FILES),
+        cpu_time: limits.cpu_time.unwrap_or(DEFAULT_CPU_TIME),
+        instances: limits.instances.unwrap_or(DEFAULT_INSTANCES),
+        request_timeout: limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+    };
+    let (level, layers) = sandbox_layers(s, kind, &limits, user, &facts.kernel);
+    let toolchains = tools_of(s, language)
+        .into_iter()
+        .map(|tool| ToolNeed {
+            tool,
+            status: facts.tool(tool),
+        })
+        .collect();
+    ServicePlan {
+        name: s.name.clone(),
+        readme: s.readme.clone(),
+        language,
+        toolchains,
+        sandbox: SandboxPlan {
+            kind,
+            reason,
+            dir,
+            level,
+            layers,
+            user,
+        },
+        files: s
+            .content
+            .files
+            .iter()
+            .map(|f| PlannedFile {
+                path: f.path.as_str().to_string(),
+                bytes: f.content.len(),
+                sha256: hex::encode(Sha256::digest(f.content.as_bytes())),
+                template: f.template,
+                mode: f.mode,
+                from: f.loc.clone(),
+            })
+            .collect(),
+        deps: s
+            .content
+            .deps
+            .iter()
+            .map(|(k, v)| (*k, v.iter().map(|d| d.spec.clone()).collect()))
+            .collect(),
+        build: s.content.build.as_ref().map(|b| b.command.clone()),
+        run,
+        port,
+        env: service_env(eco, s, port, ports),
+        health: HealthPlan {
+            check: s.health_check.as_ref().map(|h| h.path.clone()),
+            interval: s
+                .health_check
+                .as_ref()
+                .map_or(crate::spec::ecosystem::DEFAULT_HEALTH_INTERVAL, |h| {
+                    h.interval
+                }),
+            timeout: s.timeout,
+        },
+        restart: RestartPlan {
+            auto_restart: s.auto_restart,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 30_000,
+            reset_after_ms: 60_000,
+        },
+        stop_grace_period: s.stop_grace_period,
+        replicas: s.replicas,
+        depends_on: s.depends_on.iter().map(|d| d.name.clone()).collect(),
+        tests: s.content.tests.clone(),
+        limits,
+        dirs: s.dirs.clone(),
+        rate_limit,
+        reference_only: s
+            .content
+            .extras
+            .iter()
+            .map(|e| ReferenceOnly {
+                kind: e.kind,
+                at: e.loc.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn sandbox_kind(s: &Service, language: Language) -> (RuntimeKind, String) {
+    if let Some((k, by)) = s.runtime_override() {
+        return (k, format!("{} as set by {by}", k.as_str()));
+    }
+    if crate::build::rust::is_rust(s) {
+        return crate::build::rust::kind_from_source(s);
+    }
+    if s.content.run.is_none() {
+        return (
+            RuntimeKind::Native,
+            "no run block: nothing is started".into(),
+        );
+    }
+    (
+        RuntimeKind::Native,
+        format!(
+            "{} service started by its run command as a process",
+            language.as_str()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_dirs() {
+        assert_eq!(
+            state_dir(Path::new("x/saas.pactown.yaml")),
+            PathBuf::from("x/.pactown/saas")
+        );
+    }
+}
