@@ -56,13 +56,13 @@ fn main() -> anyhow::Result<()> {
         // The orchestrator's resolver, reduced to the one declared dependency; plus the
         // callee's address, forwarded as the host forwards to any stable address.
         let resolver: pactown_runtime::wasm::Resolver =
-            Arc::new(move |host: &str, port| match host {
+            Arc::new(move |t: &pactown_runtime::wasm::Target<'_>| match t.host {
                 "callee" => Route::InProcess(Arc::new(InProcessHttp(target.clone()))),
                 "host" => Route::Respond {
                     status: 200,
                     message: "hello".into(),
                 },
-                "127.0.0.1" if port == Some(callee_addr.port()) => Route::Forward(callee_addr),
+                "127.0.0.1" if t.port == Some(callee_addr.port()) => Route::Forward(callee_addr),
                 _ => Route::Respond {
                     status: 403,
                     message: "undeclared".into(),

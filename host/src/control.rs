@@ -44,6 +44,49 @@ pub enum Request {
     Down,
 }
 
+/// Why a peer of the control socket is refused, if it is: a process in another PID namespace
+/// (a sandboxed service), or one this `up` started (a service, even where it shares our
+/// namespace). Checked with `SO_PEERCRED`.
+pub fn peer_refusal(stream: &tokio::net::UnixStream) -> Option<String> {
+    let cred = match stream.peer_cred() {
+        Ok(c) => c,
+        Err(e) => return Some(format!("cannot identify the peer: {e}")),
+    };
+    let Some(pid) = cred.pid().filter(|p| *p > 0) else {
+        // pid 0: the peer is in a PID namespace we cannot see into, i.e. a sandbox.
+        return Some("the peer is in another PID namespace (a sandboxed service)".into());
+    };
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    if ns(&pid.to_string()) != ns("self") {
+        return Some(format!(
+            "pid {pid} is in another PID namespace (a sandboxed service)"
+        ));
+    }
+    // Walk up its parents: one of ours is a service's (or a build's) process.
+    let me = std::process::id() as i32;
+    let mut p = pid;
+    for _ in 0..256 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            break;
+        };
+        let Some(ppid) = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<i32>().ok())
+        else {
+            break;
+        };
+        if ppid == me {
+            return Some(format!("pid {pid} was started by this pactown (a service)"));
+        }
+        if ppid <= 1 {
+            break;
+        }
+        p = ppid;
+    }
+    None
+}
+
 /// The state dir's files.
 #[derive(Debug, Clone)]
 pub struct StateDir {

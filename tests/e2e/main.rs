@@ -4,6 +4,7 @@
 mod support;
 mod support_up;
 
+mod attackers;
 mod checks;
 mod fresh;
 mod reference;

@@ -1,180 +1,90 @@
-//! The attack suite: the same attacks against every sandbox kind. Each attack endpoint answers
-//! `{"contained": bool, "detail": "..."}`; every attempt must be denied or contained, and the
-//! host and the other services must keep serving. The test prints the table and `N/N contained`.
+//! The attack suite: an attacker inside a native service and one inside a wasm service try every
+//! door they can reach (see [`crate::attackers`]): the filesystem, other ports, their own proxy
+//! with every trick, pactown's admin address and control socket, other services' processes,
+//! root's powers and the syscall side doors. Every attempt must be denied or contained, what
+//! they may do must still work, the host and the other services keep serving, and what the host
+//! can see is in the anomaly log. The test prints the table and `N/N as expected`.
 
+use std::io::{Read, Write};
+
+use crate::attackers::{
+    COMMON, NATIVE, NATIVE_CONTROLS, NATIVE_ONLY, WASM, WASM_CONTROLS, WASM_ONLY,
+};
 use crate::support::TestEnv;
 use crate::support_up::{Up, http_get, py_service};
 
-/// The native attacker: a Python service that tries to escape.
-const NATIVE: &str = r#"# attacker (native)
-
-```python markpact:file path=server.py
-import ctypes, json, os, socket, subprocess, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse, parse_qs
-
-libc = ctypes.CDLL(None, use_errno=True)
-
-def denied(fn):
-    try:
-        out = fn()
-        return {"contained": False, "detail": f"succeeded: {out!r}"[:200]}
-    except OSError as e:
-        return {"contained": True, "detail": f"{type(e).__name__}: {e}"}
-
-def syscall_denied(name, rc):
-    err = ctypes.get_errno()
-    return {"contained": rc != 0, "detail": f"{name} -> {rc}, errno {err} ({os.strerror(err)})"}
-
-def connect(port):
-    s = socket.socket(); s.settimeout(2); s.connect(("127.0.0.1", port)); s.close(); return port
-
-def bind_other():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); p = s.getsockname()[1]; s.close(); return p
-
-def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"x", ("127.0.0.1", 9)); return "sent"
-
-FORK_BOMB = "import os, time\nn = 0\ntry:\n    for _ in range(2000):\n        if os.fork() == 0:\n            time.sleep(0.3); os._exit(0)\n        n += 1\n    print('forked', n)\nexcept OSError as e:\n    print('limited after', n, 'processes:', e)\n    raise SystemExit(3)\n"
-MEMORY_BOMB = "x = []\nwhile True:\n    x.append(bytearray(8 << 20))\n"
-
-def attack(name, q):
-    if name == "shadow":
-        return denied(lambda: open("/etc/shadow").read())
-    if name == "neighbour":
-        return denied(lambda: open("../victim/secret.txt").read())
-    if name == "write-outside":
-        return denied(lambda: open(f"/tmp/pactown-escape-{os.getpid()}", "w").write("x"))
-    if name == "write-sibling":
-        return denied(lambda: open("../victim/planted.txt", "w").write("x"))
-    if name == "connect-undeclared":
-        return denied(lambda: connect(int(q["port"][0])))
-    if name == "connect-any":
-        return denied(lambda: connect(int(q["port"][0])))
-    if name == "bind-other":
-        return denied(bind_other)
-    if name == "udp":
-        return denied(udp)
-    if name == "fork-bomb":
-        r = subprocess.run([sys.executable, "-c", FORK_BOMB], capture_output=True, text=True, timeout=60)
-        return {"contained": r.returncode == 3, "detail": (r.stdout + r.stderr).strip()[-200:]}
-    if name == "memory-bomb":
-        r = subprocess.run([sys.executable, "-c", MEMORY_BOMB], capture_output=True, text=True, timeout=60)
-        return {"contained": r.returncode != 0, "detail": f"exit {r.returncode} {r.stderr.strip()[-120:]}"}
-    if name == "ptrace":
-        return syscall_denied("ptrace(ATTACH)", libc.ptrace(16, int(q["pid"][0]), None, None))
-    if name == "mount":
-        return syscall_denied("mount(tmpfs)", libc.mount(b"none", b"/mnt", b"tmpfs", 0, None))
-    if name == "unshare":
-        return syscall_denied("unshare(NEWUSER|NEWNS)", libc.unshare(0x10000000 | 0x00020000))
-    return {"contained": False, "detail": "unknown attack"}
-
-class H(BaseHTTPRequestHandler):
-    def reply(self, code, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        u = urlparse(self.path)
-        if u.path == "/health":
-            return self.reply(200, {"status": "ok"})
-        if u.path.startswith("/attack/"):
-            return self.reply(200, attack(u.path[len("/attack/"):], parse_qs(u.query)))
-        self.reply(404, {})
-
-    def log_message(self, *args):
-        pass
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-```
-
-```bash markpact:run
-exec python3 server.py
-```
-"#;
-
-/// The wasm attacker: the same attacks, as far as WASI has the calls at all.
-const WASM: &str = r#"# attacker (wasm)
-
-```rust markpact:file path=src/main.rs
-use pactown_guest::http::{Body, Request, Response, Result};
-
-fn outcome<T: std::fmt::Debug>(r: std::io::Result<T>) -> Response<Body> {
-    let (contained, detail) = match r {
-        Ok(v) => (false, format!("succeeded: {v:?}")),
-        Err(e) => (true, format!("{e}")),
-    };
-    pactown_guest::json(200, &serde_json::json!({"contained": contained, "detail": detail}))
+/// This machine's first non-loopback IPv4 address: a server there is "outside" the ecosystem.
+fn host_ip() -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "scope", "global"])
+        .output()
+        .expect("ip");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .map(str::to_string)
+        .expect("a non-loopback IPv4 address (the outside servers listen there)")
 }
 
-fn absent(what: &str) -> Response<Body> {
-    pactown_guest::json(200, &serde_json::json!({"contained": true, "detail": format!("WASI has no {what}")}))
+/// A name `/etc/hosts` resolves to loopback, other than `localhost` (Debian names the machine
+/// there).
+fn loopback_alias() -> String {
+    std::fs::read_to_string("/etc/hosts")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("127."))
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .find(|n| !n.starts_with("localhost") && !n.starts_with('#'))
+        .map(str::to_string)
+        .expect("/etc/hosts names this machine on a loopback address")
 }
 
-#[wstd::http_server]
-async fn main(req: Request<Body>) -> Result<Response<Body>> {
-    let path = req.uri().path().to_string();
-    let port: u16 = req.uri().query().and_then(|q| q.strip_prefix("port=")).and_then(|p| p.parse().ok()).unwrap_or(9);
-    Ok(match path.trim_start_matches("/attack/") {
-        "/health" => pactown_guest::text(200, "ok"),
-        "shadow" => outcome(std::fs::read_to_string("/etc/shadow")),
-        "neighbour" => outcome(std::fs::read_to_string("../victim/secret.txt")),
-        "write-outside" => outcome(std::fs::write("/tmp/pactown-escape", "x")),
-        "write-sibling" => outcome(std::fs::write("../victim/planted.txt", "x")),
-        "connect-undeclared" | "connect-any" => outcome(std::net::TcpStream::connect(("127.0.0.1", port)).map(|_| port)),
-        "bind-other" => outcome(std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())),
-        "udp" => outcome(std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.send_to(b"x", "127.0.0.1:9"))),
-        "fork-bomb" => absent("process creation"),
-        "memory-bomb" => {
-            let mut hog = Vec::new();
-            loop {
-                hog.push(vec![1u8; 8 << 20]);
-                std::hint::black_box(&hog);
-            }
+/// A server outside the ecosystem: answers every request 200 `outside`.
+fn outside_server(ip: &str) -> String {
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\noutside",
+                );
+            });
         }
-        "ptrace" => absent("ptrace"),
-        "mount" => absent("mount"),
-        "unshare" => absent("namespaces"),
-        _ => pactown_guest::text(404, "unknown attack"),
-    })
+    });
+    addr
 }
-```
-"#;
-
-const ATTACKS: &[&str] = &[
-    "shadow",
-    "neighbour",
-    "write-outside",
-    "write-sibling",
-    "connect-undeclared",
-    "connect-any",
-    "bind-other",
-    "udp",
-    "fork-bomb",
-    "memory-bomb",
-    "ptrace",
-    "mount",
-    "unshare",
-];
 
 #[test]
 fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
     let env = TestEnv::new();
-    let victim = py_service("open('secret.txt', 'w').write('s3cret')", "");
+    let ip = host_ip();
+    let (outside, allowed, alias) = (outside_server(&ip), outside_server(&ip), loopback_alias());
+    let victim = py_service(
+        "import socket as _s\nopen('secret.txt', 'w').write('s3cret')\nA = _s.socket(_s.AF_UNIX); A.bind('\\0pactown-victim-abstract'); A.listen(8)",
+        "",
+    );
     env.write("victim/README.md", &victim)
         .write("declared/README.md", &py_service("", ""))
         .write("attacker/README.md", NATIVE)
         .write("wattacker/README.md", WASM)
         .write(
             "a.pactown.yaml",
-            "base_port: 0\nservices:\n  victim: {health_check: /health}\n  declared: {health_check: /health}\n  \
-             attacker:\n    health_check: /health\n    depends_on: [declared]\n    limits: {memory: 96M, processes: 48}\n  \
-             wattacker:\n    depends_on: [declared]\n    limits: {memory: 32M, cpu_time: 300ms}\n",
+            &format!(
+                "base_port: 0\nservices:\n  victim: {{health_check: /health, env: {{VICTIM_SECRET: the-victims-secret}}}}\n  \
+                 declared: {{health_check: /health}}\n  \
+                 attacker:\n    health_check: /health\n    depends_on: [declared]\n    allowed_hosts: [\"{allowed}\", {alias}]\n    limits: {{memory: 96M, processes: 48}}\n  \
+                 wattacker:\n    depends_on: [declared]\n    allowed_hosts: [\"{allowed}\", {alias}]\n    limits: {{memory: 32M, cpu_time: 300ms}}\n"
+            ),
         );
+    // A unix socket of the host, outside every sandbox: nobody may connect to it.
+    let host_sock = env.abs("host.sock");
+    let host_listener = std::os::unix::net::UnixListener::bind(&host_sock).unwrap();
+    host_listener.set_nonblocking(true).unwrap();
     let up = Up::start(&env, "a.pactown.yaml");
     let status = up.status();
     let svc = |n: &str| {
@@ -198,57 +108,106 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
         attacker["sandbox"],
         layers.join(", ")
     );
+    assert_eq!(attacker["sandbox"], "full", "{attacker}");
     assert_eq!(svc("wattacker")["sandbox"], "full");
 
     let victim_port = up.port("victim");
-    let victim_pid = svc("victim")["replicas"][0]["pid"].as_i64().unwrap();
+    let victim_main = svc("victim")["replicas"][0]["main_pid"].as_i64().unwrap();
+    let admin: u16 = status["gateway"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&env.read(".pactown/a/state.json")).unwrap();
+    let ctl = state["socket"].as_str().unwrap().to_string();
+    let host_file = env.abs("written-from-a-sandbox");
     let outsider = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let any_port = outsider.local_addr().unwrap().port();
+    let query = |port: u16| {
+        format!(
+            "?victim={victim_port}&admin={admin}&outside={outside}&allowed={allowed}&alias={alias}&ctl={ctl}&sock={}&vpid={victim_main}&port={port}&host_file={}",
+            host_sock.display(),
+            host_file.display()
+        )
+    };
+
     let mut table = Vec::new();
-    for (kind, service) in [("native", "attacker"), ("wasm", "wattacker")] {
+    let plan = [
+        ("native", "attacker", [COMMON, NATIVE_ONLY], NATIVE_CONTROLS),
+        ("wasm", "wattacker", [COMMON, WASM_ONLY], WASM_CONTROLS),
+    ];
+    for (kind, service, attacks, controls) in plan {
         let port = up.port(service);
-        for attack in ATTACKS {
-            let query = match *attack {
-                "connect-undeclared" => format!("?port={victim_port}"),
-                "connect-any" => format!("?port={any_port}"),
-                "ptrace" => format!("?pid={victim_pid}"),
-                _ => String::new(),
+        let attacks = attacks
+            .iter()
+            .flat_map(|a| a.iter())
+            .map(|a| (*a, "contained"));
+        for (attack, expect) in attacks.chain(controls.iter().map(|c| (*c, "reached"))) {
+            let target = if attack == "connect-any" {
+                any_port
+            } else {
+                victim_port
             };
-            let (code, body) = http_get(port, &format!("/attack/{attack}{query}")).unwrap();
-            let (contained, detail) = match code {
+            let (code, body) = http_get(port, &format!("/attack/{attack}{}", query(target)))
+                .unwrap_or_else(|e| (0, e.to_string()));
+            let (ok, detail) = match code {
                 200 => {
                     let v: serde_json::Value =
                         serde_json::from_str(&body).unwrap_or_else(|_| panic!("{attack}: {body}"));
                     (
-                        v["contained"] == true,
+                        v[expect] == true,
                         v["detail"].as_str().unwrap_or_default().to_string(),
                     )
                 }
                 // The guest trapped (out of memory): contained by the runtime.
-                500 => (true, body.chars().take(120).collect()),
+                500 if expect == "contained" => (true, body.chars().take(120).collect()),
                 other => (false, format!("HTTP {other}: {body}")),
             };
-            table.push((kind, *attack, contained, detail));
+            table.push((kind, attack, expect, ok, detail));
         }
     }
-    println!("\n{:7} {:20} {:10} detail", "kind", "attack", "result");
-    for (kind, attack, contained, detail) in &table {
+    println!("\n{:7} {:22} {:10} detail", "kind", "attempt", "result");
+    for (kind, attack, expect, ok, detail) in &table {
+        let result = match (*expect, *ok) {
+            ("contained", true) => "contained",
+            ("contained", false) => "ESCAPED",
+            (_, true) => "reached",
+            (_, false) => "BLOCKED",
+        };
         println!(
-            "{kind:7} {attack:20} {:10} {}",
-            if *contained { "contained" } else { "ESCAPED" },
+            "{kind:7} {attack:22} {result:10} {}",
             detail.replace('\n', " ")
         );
     }
-    let n = table.iter().filter(|r| r.2).count();
-    println!("\n{n}/{} contained", table.len());
-    let escaped: Vec<_> = table.iter().filter(|r| !r.2).collect();
-    assert!(escaped.is_empty(), "escaped: {escaped:#?}");
+    let n = table.iter().filter(|r| r.3).count();
+    println!("\n{n}/{} as expected", table.len());
+    let wrong: Vec<_> = table.iter().filter(|r| !r.3).collect();
+    assert!(wrong.is_empty(), "not as expected: {wrong:#?}");
 
-    // Nothing was planted, and everyone still serves.
+    // Nothing was planted or written on the host, nobody reached the host's socket, and
+    // everyone still serves.
     assert!(!env.abs(".pactown-sandboxes/victim/planted.txt").exists());
+    assert!(
+        !host_file.exists(),
+        "a sandbox wrote {}",
+        host_file.display()
+    );
+    assert!(
+        host_listener.accept().is_err(),
+        "a sandbox reached the host's unix socket"
+    );
     assert_eq!(
         std::fs::read_to_string(env.abs(".pactown-sandboxes/victim/secret.txt")).unwrap(),
         "s3cret"
+    );
+    assert!(
+        crate::support_up::alive(victim_main as i32),
+        "the victim survived"
     );
     for s in ["victim", "declared", "attacker", "wattacker"] {
         assert_eq!(
@@ -258,22 +217,145 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
         );
     }
     // The host saw and logged what it could see (the log is written within a tick).
-    crate::support_up::wait_until(10, "the wasm attacker's denials in the anomaly log", || {
+    crate::support_up::wait_until(10, "the denials in the anomaly log", || {
         let a = env.read(".pactown/a/logs/anomalies.log");
-        a.contains("\"service\":\"wattacker\"")
-            && a.contains("tcp connect")
-            && a.contains("memory over its limit")
+        let has = |service: &str, action: &str, target: &str| {
+            a.lines().any(|l| {
+                l.contains(&format!("\"service\":\"{service}\""))
+                    && l.contains(&format!("\"action\":\"{action}\""))
+                    && l.contains(target)
+            })
+        };
+        let loopback = format!("127.0.0.1:{victim_port}");
+        has("wattacker", "tcp connect", "")
+            && has("wattacker", "memory over its limit", "")
+            && has("wattacker", "http call", "127.0.0.1")
+            && has("wattacker", "http call", &alias)
+            && has("attacker", "http call", &loopback)
+            && has("attacker", "http call", &format!("127.0.0.1:{admin}"))
+            && has("attacker", "proxy connect", &loopback)
+            && has("attacker", "tcp connect", &loopback)
+            && has("attacker", "memory over its limit", "")
+            && has("attacker", "syscall", "io_uring_setup")
+            && has("attacker", "syscall", "mknodat")
+            && has("attacker", "socket", "MPTCP")
     });
-    if attacker["sandbox"] == "full" {
-        crate::support_up::wait_until(
-            10,
-            "the OOM kill of the native memory bomb in the anomaly log",
-            || {
-                env.read(".pactown/a/logs/anomalies.log").lines().any(|l| {
-                    l.contains("\"service\":\"attacker\"") && l.contains("memory over its limit")
-                })
-            },
-        );
-    }
     drop(outsider);
+
+    // The planted setuid file is the attacker's own, not root's: run by another user it gives
+    // that user no one else's powers, and the next `up` takes its setuid bit away.
+    let planted = env.abs(".pactown-sandboxes/attacker/planted-id");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&planted)
+        .arg("-u")
+        .output()
+        .unwrap();
+    let euid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && euid != "0",
+        "the planted file ran as euid {euid:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    up.down().ok();
+    let again = Up::start(&env, "a.pactown.yaml");
+    again
+        .started
+        .stderr_has("removed 1 setuid, setgid or device file(s)");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&planted).unwrap().permissions().mode();
+    assert_eq!(mode & 0o6000, 0, "mode {mode:o}");
+}
+
+/// A client of a stable address cannot pass itself off as a service: every `x-pactown-*`
+/// header it sends is removed, and the caller a service sees comes from pactown alone.
+#[test]
+fn forged_pactown_headers_never_reach_a_service() {
+    let env = TestEnv::new();
+    let echo = py_service(
+        "",
+        r#"        elif self.path == "/headers":
+            self.reply(200, {k.lower(): v for k, v in self.headers.items()})"#,
+    );
+    let caller = py_service(
+        "import urllib.request",
+        r#"        elif self.path == "/via-proxy":
+            req = urllib.request.Request("http://echo/headers", headers={"x-pactown-caller": "gateway"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                self.reply(200, json.loads(r.read()))"#,
+    );
+    env.write("echo/README.md", &echo)
+        .write("caller/README.md", &caller)
+        .write(
+            "h.pactown.yaml",
+            "base_port: 0\nservices:\n  echo: {health_check: /health}\n  caller: {health_check: /health, depends_on: [echo]}\n",
+        );
+    let up = Up::start(&env, "h.pactown.yaml");
+    let raw = {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", up.port("echo"))).unwrap();
+        write!(
+            s,
+            "GET /headers HTTP/1.1\r\nHost: echo\r\nx-pactown-caller: gateway\r\nx-pactown-proof: guess\r\nx-pactown-hops: 1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let body = raw.split_once("\r\n\r\n").unwrap().1;
+    assert!(
+        !body.contains("x-pactown"),
+        "forged headers reached the service: {body}"
+    );
+    // Through its proxy, the caller is what pactown knows, whatever it claimed.
+    let (code, body) = http_get(up.port("caller"), "/via-proxy").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["x-pactown-caller"], "caller", "{seen}");
+    assert!(seen.get("x-pactown-proof").is_none(), "{seen}");
+}
+
+/// Credentials in a package index URL are for builds: no service sees them.
+#[test]
+fn package_index_credentials_never_reach_a_service() {
+    let env = TestEnv::new();
+    let svc = py_service(
+        "",
+        r#"        elif self.path == "/env":
+            self.reply(200, dict(os.environ))"#,
+    );
+    env.write("s/README.md", &svc).write(
+        "e.pactown.yaml",
+        "base_port: 0\nservices:\n  s: {health_check: /health}\n",
+    );
+    let started = env
+        .cmd(&["up", "-d", "e.pactown.yaml", "--listen", "127.0.0.1:0"])
+        .env("PACTOWN_CACHE_DIR", env.cache_dir())
+        .env(
+            "PIP_INDEX_URL",
+            "https://me:hunter2@pypi.internal.example/simple",
+        )
+        .env(
+            "UV_INDEX_URL",
+            "https://token:abc123@uv.internal.example/simple",
+        )
+        .output()
+        .unwrap();
+    let up = Up {
+        env: &env,
+        file: "e.pactown.yaml".into(),
+        started: started.into(),
+    };
+    up.started.ok();
+    let (_, body) = http_get(up.port("s"), "/env").unwrap();
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        seen["PIP_INDEX_URL"],
+        "https://pypi.internal.example/simple"
+    );
+    assert_eq!(seen["UV_INDEX_URL"], "https://uv.internal.example/simple");
+    assert!(
+        !body.contains("hunter2") && !body.contains("abc123"),
+        "{body}"
+    );
 }

@@ -129,7 +129,8 @@ fn env_read(env: &Path, read: &mut Vec<PathBuf>) {
 /// The filesystem view of a sandbox: the same paths, minus what the root provides itself.
 fn root_fs(read: &[PathBuf], write: &[PathBuf], tmp_bytes: u64) -> RootFs {
     // `/proc` and `/dev` are the sandbox's own; `/sys` is bound read-only like the rest.
-    let provided = |p: &PathBuf| p.starts_with("/proc") || p.starts_with("/dev");
+    let provided =
+        |p: &PathBuf| p.starts_with("/proc") || p.starts_with("/dev") || p == Path::new("/tmp");
     RootFs {
         read: read.iter().filter(|p| !provided(p)).cloned().collect(),
         write: write.iter().filter(|p| !provided(p)).cloned().collect(),
@@ -158,18 +159,23 @@ fn identity_files(name: &str, (uid, gid): (u32, u32), home: &Path) -> Vec<SynthF
     ]
 }
 
-/// Make the sandbox of a native service, or `None` when it runs unconfined.
+/// Make the sandbox of a native service. Unconfined (`sandbox: off`), it still gets a cgroup
+/// where the machine has them: a replica is its cgroup, whatever its processes do.
 pub fn service_sandbox(
     plan: &Plan,
     sp: &ServicePlan,
     prepared: &build::Prepared,
     proxy: Option<u16>,
     path_var: Option<&str>,
-) -> Option<NativeSandbox> {
-    if sp.sandbox.level == crate::plan::SandboxLevel::None {
-        return None;
-    }
+) -> NativeSandbox {
     let k = probe();
+    if sp.sandbox.level == crate::plan::SandboxLevel::None {
+        return NativeSandbox {
+            policy: SandboxPolicy::default(),
+            cgroup: k.cgroup_v1.then_some(CgroupLimits::default()),
+            scope: cgroup_scope(&plan.state_dir),
+        };
+    }
     let layer_on = |name: &str| sp.sandbox.layers.iter().any(|l| l.name == name && l.on);
     let mut read = base_read(path_var);
     for env in &prepared.read_only {
@@ -187,13 +193,18 @@ pub fn service_sandbox(
     }
     read.sort();
     read.dedup();
+    // The call policy's dependencies, and its proxy (which applies the rest of the policy).
     let connect: Vec<u16> = sp
-        .depends_on
-        .iter()
-        .filter_map(|d| plan.services.get(d).and_then(|s| s.port))
+        .calls
+        .dependency_ports()
+        .into_iter()
         .chain(proxy)
         .collect();
     let user = sp.sandbox.user.filter(|_| k.root);
+    if layer_on("namespaces") {
+        // Its own /tmp and /dev/shm (private tmpfs, bounded by its memory).
+        write.extend(["/tmp", "/dev/shm"].map(PathBuf::from));
+    }
     let isolate = layer_on("namespaces").then(|| {
         let mut root = root_fs(&read, &write, sp.limits.memory);
         root.overlays = prepared.overlays.clone();
@@ -233,11 +244,11 @@ pub fn service_sandbox(
         pids: Some(sp.limits.processes),
         cpu: sp.limits.cpu,
     });
-    Some(NativeSandbox {
+    NativeSandbox {
         policy,
         cgroup,
         scope: cgroup_scope(&plan.state_dir),
-    })
+    }
 }
 
 /// Ports a build may connect to while it fetches: HTTPS, HTTP, DNS over TCP, and the ports of

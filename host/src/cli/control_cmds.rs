@@ -114,11 +114,23 @@ impl DownCommand {
         let eco = super::load(&self.file, term)?.ecosystem;
         let state = state_of(&eco);
         if !state.is_running() {
-            term.info(&format!("{} is not running", eco.name));
+            match crate::orchestrator::reap_previous(&state) {
+                Some(line) => term.info(&format!("pactown: {line}")),
+                None => term.info(&format!("{} is not running", eco.name)),
+            }
             return Ok(ExitStatus::Success);
         }
         let pid = state.read_state().map(|s| s.pid);
-        state.request(&Request::Down, Some(Duration::from_secs(10)))?;
+        let answer = state.request(&Request::Down, Some(Duration::from_secs(10)))?;
+        if answer["ok"] != true {
+            return Err(user_error(
+                format!(
+                    "the running pactown refused `down`: {}",
+                    answer["error"].as_str().unwrap_or("no reason given")
+                ),
+                None,
+            ));
+        }
         let grace = eco
             .services
             .values()

@@ -93,6 +93,32 @@ fn write_text(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
         if !s.depends_on.is_empty() {
             writeln!(out, "  needs     {}", s.depends_on.join(", "))?;
         }
+        let egress: Vec<&str> = s.calls.egress.iter().map(|r| r.text.as_str()).collect();
+        writeln!(
+            out,
+            "  egress    {}",
+            if egress.is_empty() {
+                "none (only its dependencies; `allowed_hosts:` names outside hosts)".to_string()
+            } else {
+                egress.join(", ")
+            }
+        )?;
+        let off: Vec<&str> = s
+            .sandbox
+            .layers
+            .iter()
+            .filter(|l| !l.on)
+            .map(|l| l.name.as_str())
+            .collect();
+        writeln!(
+            out,
+            "  confined  {}",
+            match s.sandbox.level {
+                crate::plan::SandboxLevel::Full => "full".to_string(),
+                crate::plan::SandboxLevel::Partial => format!("partial (off here: {})", off.join(", ")),
+                crate::plan::SandboxLevel::None => "none: `sandbox: off` is the escape hatch; it runs unconfined and reaches whatever this machine can".to_string(),
+            }
+        )?;
         let health = s
             .health
             .check

@@ -182,6 +182,12 @@ pub(crate) async fn up(
             Some("see it with `pactown status`, stop it with `pactown down`"),
         ));
     };
+    if let Some(line) = crate::orchestrator::reap_previous(&state) {
+        term.info(&format!("pactown: {line}"));
+        if let Some(r) = &ready {
+            r.send(&RelayMessage::Say { text: line });
+        }
+    }
     for s in eco.services.values() {
         if let Some(w) = port_warning(s) {
             term.warn(&w);

@@ -103,6 +103,8 @@ pub struct Orchestrator {
     http_registry: HttpRegistry,
     engine: std::sync::OnceLock<Arc<WasmEngine>>,
     stats: std::sync::Mutex<BuildStats>,
+    /// This run's secret: it proves a caller header pactown set (see the router).
+    proof: Arc<str>,
 }
 
 impl Orchestrator {
@@ -212,6 +214,7 @@ impl Orchestrator {
             http_registry: Default::default(),
             engine: std::sync::OnceLock::new(),
             stats: Default::default(),
+            proof: crate::router::new_secret(),
         })
     }
 
@@ -245,7 +248,7 @@ impl Orchestrator {
             .map(|(n, s)| (n.clone(), Endpoint::new(s.clone())))
             .collect();
         let log = RequestLog::open(&self.state.path().join("logs").join("requests.log"))?;
-        let router = Router::new(endpoints, log);
+        let router = Router::new(endpoints, log, self.proof.clone());
         let tokio_listener = |l: std::net::TcpListener| -> anyhow::Result<tokio::net::TcpListener> {
             l.set_nonblocking(true)?;
             Ok(tokio::net::TcpListener::from_std(l)?)
@@ -257,19 +260,12 @@ impl Orchestrator {
             ));
         }
         for (name, listener) in self.proxies.drain(..) {
-            let caller: Arc<str> = name.as_str().into();
-            let deps: Arc<std::collections::HashSet<String>> = Arc::new(
-                self.plan.services[name.as_str()]
-                    .depends_on
-                    .iter()
-                    .cloned()
-                    .collect(),
-            );
+            let policy = Arc::new(self.plan.services[name.as_str()].calls.clone());
             self.tasks.push(tokio::spawn(router.clone().serve_with(
                 tokio_listener(listener)?,
                 move |r, req, peer| {
-                    let (caller, deps) = (caller.clone(), deps.clone());
-                    async move { crate::router::proxy::handle(r, req, peer, caller, deps).await }
+                    let policy = policy.clone();
+                    async move { crate::router::proxy::handle(r, req, peer, policy).await }
                 },
             )));
         }
@@ -413,7 +409,7 @@ impl Orchestrator {
                             self.proxy_addrs.get(name.as_str()).map(SocketAddr::port),
                             path.as_deref(),
                         );
-                        if sandbox.is_some() {
+                        if rt.plan.sandbox.level != crate::plan::SandboxLevel::None {
                             // HOME and TMPDIR inside the sandbox: the only place it may write.
                             for (var, sub) in
                                 [("HOME", build::HOME_DIR), ("TMPDIR", build::TMP_DIR)]
@@ -424,7 +420,7 @@ impl Orchestrator {
                                 }
                             }
                         }
-                        (env, sandbox)
+                        (env, Some(sandbox))
                     }
                     _ => (
                         rt.plan
@@ -479,12 +475,28 @@ impl Orchestrator {
                 _ = down_rx.recv() => return Ok(()),
                 conn = listener.accept() => {
                     let Ok((stream, _)) = conn else { continue };
+                    // A service (or anything it started) never steers pactown, whatever it can
+                    // see: its request is refused, and logged.
+                    if let Some(refusal) = crate::control::peer_refusal(&stream) {
+                        tracing::warn!("control socket: {refusal}");
+                        let me = self.clone();
+                        tokio::spawn(async move { me.refuse(stream, refusal).await });
+                        continue;
+                    }
                     let me = self.clone();
                     let down = down_tx.clone();
                     tokio::spawn(async move { me.answer(stream, down).await });
                 }
             }
         }
+    }
+
+    async fn refuse(self: Arc<Self>, stream: tokio::net::UnixStream, refusal: String) {
+        use tokio::io::AsyncWriteExt;
+        let mut text = serde_json::json!({"ok": false, "error": refusal}).to_string();
+        text.push('\n');
+        let (_, mut write) = stream.into_split();
+        let _ = write.write_all(text.as_bytes()).await;
     }
 
     async fn answer(self: Arc<Self>, stream: tokio::net::UnixStream, down: mpsc::Sender<()>) {
@@ -507,7 +519,7 @@ impl Orchestrator {
             }
             Ok(Request::Restart { service }) => match self.services.get(&service) {
                 None => {
-                    serde_json::json!({"ok": false, "error": crate::router::proxy::unknown(&service)})
+                    serde_json::json!({"ok": false, "error": crate::plan::calls::unknown(&service)})
                 }
                 Some(rt) => {
                     rt.log.event(&service, "restart requested");
@@ -571,6 +583,38 @@ impl Orchestrator {
     }
 }
 
+/// Clean up after a previous run of this ecosystem whose pactown is gone (a crash, SIGKILL):
+/// kill what is still in its cgroups and remove its stale state. Call only while holding the
+/// ecosystem's lock, or after finding it free. Returns a line for the user, when there was
+/// anything to clean.
+pub fn reap_previous(state: &StateDir) -> Option<String> {
+    let stale = state.read_state();
+    let scope = crate::build::confine::cgroup_scope(state.path());
+    let reaped = pactown_runtime::native::cgroup::reap_scope(&scope);
+    if let Some(s) = &stale {
+        state.clear(&s.socket);
+    }
+    if stale.is_none() && reaped.is_empty() {
+        return None;
+    }
+    let who = stale.map_or("a previous run".to_string(), |s| {
+        format!("the previous run (pid {}, since {})", s.pid, s.started_at)
+    });
+    let n: usize = reaped.iter().map(|(_, pids)| pids.len()).sum();
+    Some(if n == 0 {
+        format!("{who} ended without stopping; nothing of it was left running")
+    } else {
+        format!(
+            "{who} ended without stopping; killed {n} leftover process(es) of {}",
+            reaped
+                .iter()
+                .map(|(r, _)| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
 /// What a service that did not come up tells about why: what its sandbox refused it, or that
 /// it wrote nothing at all.
 fn why_not_ready(rt: &ServiceRuntime) -> String {
@@ -625,7 +669,8 @@ fn service_env(
     for (k, v) in std::env::vars() {
         let allowed = PARENT_ENV_ALLOWED.contains(&k.as_str()) || k.starts_with("LC_");
         if allowed && !is_secret_name(&k) {
-            env.insert(k, v);
+            // A package index URL may carry credentials: builds need them, services never.
+            env.insert(k, crate::plan::without_credentials(&v));
         }
     }
     env.entry("PATH".into())
@@ -642,13 +687,17 @@ fn service_env(
     for (k, v) in &prepared.env {
         env.insert(k.clone(), v.clone());
     }
-    // Calls by name (`http://api/...`) through pactown's proxy; addresses stay direct.
+    // Calls by name (`http://api/...`) and to `allowed_hosts` (plain or TLS) go through
+    // pactown's proxy, which applies the call policy; loopback addresses stay direct (Landlock
+    // lets through only the dependencies').
     if let Some(p) = proxy {
         let url = format!("http://{p}");
         let direct = "localhost,127.0.0.1,::1".to_string();
         for (k, v) in [
             ("HTTP_PROXY", &url),
             ("http_proxy", &url),
+            ("HTTPS_PROXY", &url),
+            ("https_proxy", &url),
             ("NO_PROXY", &direct),
             ("no_proxy", &direct),
         ] {

@@ -12,7 +12,7 @@ use pactown_runtime::wasm::{
 use super::Orchestrator;
 use super::supervisor::{Backend, ServiceRuntime};
 use crate::build::{self, Cache};
-use crate::router::proxy;
+use crate::plan::Call;
 
 /// Where a wasm service's failures go: its log under `label`, and a limit it hit to the anomaly
 /// log too.
@@ -74,7 +74,8 @@ impl Orchestrator {
             );
         }
         let caps = self.capabilities(&rt)?;
-        let hooks = wasm::OutgoingHooks::new(name, Some(self.resolver(name)));
+        let hooks = wasm::OutgoingHooks::new(name, Some(self.resolver(name)))
+            .with_proof(self.proof.clone());
         Ok(match want {
             ComponentKind::Http => {
                 let svc = Arc::new(HttpService::new(
@@ -120,12 +121,9 @@ impl Orchestrator {
                 write: d.write,
             });
         }
-        caps.net.connect = sp
-            .depends_on
-            .iter()
-            .filter_map(|dep| self.plan.services.get(dep).and_then(|d| d.port))
-            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
-            .collect();
+        // Sockets by the same call policy: dependencies at their stable addresses, and the
+        // addresses `allowed_hosts` names (port 0: any port).
+        caps.net.connect = sp.calls.socket_addrs();
         let ticks = sp.limits.cpu_time.as_millis() / wasm::engine::EPOCH_TICK.as_millis();
         caps.limits = wasm::Limits {
             memory: sp.limits.memory as usize,
@@ -142,57 +140,47 @@ impl Orchestrator {
         Ok(caps)
     }
 
-    /// Where `caller`'s outgoing requests go: declared dependencies by name (or by their
-    /// stable address), a wasm-http dependency in-process; anything else is refused with a
-    /// message the guest can read, and logged.
+    /// Where `caller`'s outgoing requests go, by its call policy: a declared dependency (a
+    /// wasm-http one in-process, else at its stable address), an outside host of its
+    /// `allowed_hosts` (once its addresses are checked), or a refusal the guest can read, which
+    /// is also logged.
     fn resolver(&self, caller: &str) -> Resolver {
-        let me = &self.plan.services[caller];
-        let deps: std::collections::HashMap<String, Option<u16>> = me
-            .depends_on
-            .iter()
-            .map(|d| (d.clone(), self.plan.services.get(d).and_then(|s| s.port)))
-            .collect();
-        let names: std::collections::HashSet<String> = self.plan.services.keys().cloned().collect();
+        let policy = self.plan.services[caller].calls.clone();
         let registry = self.http_registry.clone();
         let log = self.services[caller].log.clone();
-        let caller = caller.to_string();
-        Arc::new(move |host: &str, port: Option<u16>| {
-            let by_addr = || {
-                let loopback = matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]");
-                port.filter(|_| loopback).and_then(|p| {
-                    deps.iter()
-                        .find(|(_, dp)| **dp == Some(p))
-                        .map(|(n, _)| n.clone())
-                })
+        Arc::new(move |t: &wasm::Target<'_>| {
+            let refused = |status: u16, message: String| {
+                log.denied(
+                    "http call",
+                    t.host,
+                    &format!("refused outgoing request to `{}`: {message}", t.host),
+                );
+                Route::Respond { status, message }
             };
-            let target = if deps.contains_key(host) {
-                Some(host.to_string())
-            } else {
-                by_addr()
-            };
-            if let Some(t) = target {
-                if let Some(svc) = registry.read().expect("registry").get(&t) {
-                    return Route::InProcess(Arc::new(wasm::InProcessHttp(svc.clone())));
+            match policy.decide(t.scheme, t.host, t.port) {
+                Call::Service { name, port } => {
+                    if let Some(svc) = registry.read().expect("registry").get(&name) {
+                        return Route::InProcess(Arc::new(wasm::InProcessHttp(svc.clone())));
+                    }
+                    match port {
+                        Some(p) => Route::Forward(std::net::SocketAddr::from(([127, 0, 0, 1], p))),
+                        None => Route::Respond {
+                            status: 502,
+                            message: format!("service `{name}` has no address"),
+                        },
+                    }
                 }
-                return match deps[&t] {
-                    Some(p) => Route::Forward(std::net::SocketAddr::from(([127, 0, 0, 1], p))),
-                    None => Route::Respond {
-                        status: 502,
-                        message: format!("service `{t}` has no address"),
-                    },
-                };
+                Call::Egress => {
+                    let (log, caller, host) =
+                        (log.clone(), policy.caller.clone(), t.host.to_string());
+                    Route::External(Arc::new(move |addrs: &[std::net::SocketAddr]| {
+                        crate::plan::calls::check_resolved(&caller, &host, addrs).inspect_err(|m| {
+                            log.denied("http call", &host, m);
+                        })
+                    }))
+                }
+                Call::Refused { status, message } => refused(status, message),
             }
-            let (status, message) = if names.contains(host) {
-                (403, proxy::undeclared(&caller, host))
-            } else {
-                (502, proxy::unknown(host))
-            };
-            log.denied(
-                "http call",
-                host,
-                &format!("refused outgoing request to `{host}`: {message}"),
-            );
-            Route::Respond { status, message }
         })
     }
 }

@@ -48,6 +48,25 @@ pub fn is_secret_name(name: &str) -> bool {
         .any(|s| n.contains(s))
 }
 
+/// A URL without the `user:password@` part (other values unchanged): package-index variables
+/// reach services without their credentials.
+pub fn without_credentials(value: &str) -> String {
+    value
+        .split(' ')
+        .map(|url| match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let end = rest.find('/').unwrap_or(rest.len());
+                match rest[..end].rfind('@') {
+                    Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                    None => url.to_string(),
+                }
+            }
+            None => url.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Variables pactown sets per replica, since each replica has its own internal port.
 pub const REPLICA_PORT_VARS: [&str; 2] = ["PORT", "MARKPACT_PORT"];
 
@@ -141,6 +160,15 @@ fn host_port(url: &str) -> (String, Option<u16>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_taken_out_of_urls() {
+        assert_eq!(
+            without_credentials("https://me:s3cret@pypi.corp/simple https://x.org/s"),
+            "https://pypi.corp/simple https://x.org/s"
+        );
+        assert_eq!(without_credentials("en_US.UTF-8"), "en_US.UTF-8");
+    }
 
     #[test]
     fn endpoints() {

@@ -18,12 +18,16 @@ use crate::spec::markpact::Loc;
 use crate::spec::service::{Installer, Tests};
 use crate::spec::{Ecosystem, RuntimeKind, Service};
 
+pub mod calls;
 mod env;
 mod language;
 mod sandbox;
 
+pub use calls::{Call, CallPolicy};
 use env::service_env;
-pub use env::{PARENT_ENV_ALLOWED, REPLICA_PORT_VARS, dependency_url, is_secret_name};
+pub use env::{
+    PARENT_ENV_ALLOWED, REPLICA_PORT_VARS, dependency_url, is_secret_name, without_credentials,
+};
 use language::tools_of;
 pub use language::{Language, ToolNeed, language, tools_needed, tools_needed_by};
 use sandbox::sandbox_layers;
@@ -184,6 +188,8 @@ pub struct ServicePlan {
     pub replicas: u32,
     /// Names it depends on.
     pub depends_on: Vec<String>,
+    /// Whom it may call: its dependencies and its `allowed_hosts`, nothing else.
+    pub calls: CallPolicy,
     /// Tests from the README.
     pub tests: Vec<Tests>,
     /// Resource limits.
@@ -352,6 +358,16 @@ fn service_plan(
         stop_grace_period: s.stop_grace_period,
         replicas: s.replicas,
         depends_on: s.depends_on.iter().map(|d| d.name.clone()).collect(),
+        calls: CallPolicy {
+            caller: s.name.clone(),
+            services: s
+                .depends_on
+                .iter()
+                .map(|d| (d.name.clone(), ports.get(&d.name).copied().flatten()))
+                .collect(),
+            egress: s.allowed_hosts.clone(),
+            known: eco.services.keys().cloned().collect(),
+        },
         tests: s.content.tests.clone(),
         limits,
         dirs: s.dirs.clone(),

@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use indexmap::IndexMap;
-use pactown_runtime::wasm::outgoing::CALLER_HEADER;
+use pactown_runtime::wasm::outgoing::{CALLER_HEADER, HOPS_HEADER, PROOF_HEADER};
 
 use crate::orchestrator::supervisor::ServiceRuntime;
 use crate::spec::ecosystem::RateLimit;
@@ -126,11 +126,26 @@ pub struct Router {
     /// Every service's endpoint, in file order.
     pub endpoints: Arc<IndexMap<String, Arc<Endpoint>>>,
     requests: RequestLog,
+    /// The secret that proves a forwarded request's caller header was set by pactown.
+    proof: Arc<str>,
+}
+
+/// A secret for one running ecosystem, from the kernel's random source.
+pub fn new_secret() -> Arc<str> {
+    let mut bytes = [0u8; 16];
+    // getrandom(2) never fails for 16 bytes once the pool is initialized.
+    // SAFETY: writes at most `bytes.len()` bytes into the buffer.
+    unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    hex::encode(bytes).into()
 }
 
 impl Router {
     /// A router over `endpoints`, with a pooled keep-alive client and a request log.
-    pub fn new(endpoints: IndexMap<String, Arc<Endpoint>>, requests: RequestLog) -> Self {
+    pub fn new(
+        endpoints: IndexMap<String, Arc<Endpoint>>,
+        requests: RequestLog,
+        proof: Arc<str>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
@@ -143,6 +158,7 @@ impl Router {
             retry_client,
             endpoints: Arc::new(endpoints),
             requests,
+            proof,
         }
     }
 
@@ -191,8 +207,9 @@ impl Router {
     }
 
     /// One request to a service: rate limit, forward, count, log. `caller` is the calling
-    /// service when pactown knows it (its proxy), else the `x-pactown-caller` header a wasm
-    /// guest's request carries.
+    /// service when pactown knows it (its proxy); a request pactown forwarded for a wasm guest
+    /// proves its caller header with the run's secret. Every other `x-pactown-*` header a client
+    /// sends is removed: no client can pass itself off as a service.
     pub async fn dispatch(
         &self,
         mut req: Request<Incoming>,
@@ -201,16 +218,39 @@ impl Router {
         caller: Option<&str>,
     ) -> Response<Body> {
         let started = std::time::Instant::now();
-        // A caller pactown knows (its proxy) overrides whatever the request claims.
-        if let Some(v) = caller.and_then(|c| header::HeaderValue::from_str(c).ok()) {
+        let proven = req
+            .headers()
+            .get(PROOF_HEADER)
+            .is_some_and(|p| constant_time_eq(p.as_bytes(), self.proof.as_bytes()));
+        let caller = caller.map(str::to_string).or_else(|| {
+            proven
+                .then(|| {
+                    req.headers()
+                        .get(CALLER_HEADER)?
+                        .to_str()
+                        .ok()
+                        .map(str::to_string)
+                })
+                .flatten()
+        });
+        // Only a proven request keeps its hop count (loops through native services still end).
+        let strip: Vec<header::HeaderName> = req
+            .headers()
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-pactown-"))
+            .filter(|k| !(proven && k.as_str() == HOPS_HEADER))
+            .cloned()
+            .collect();
+        for k in strip {
+            req.headers_mut().remove(k);
+        }
+        if let Some(v) = caller
+            .as_deref()
+            .and_then(|c| header::HeaderValue::from_str(c).ok())
+        {
             req.headers_mut().insert(CALLER_HEADER, v);
         }
-        let caller = req
-            .headers()
-            .get(CALLER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string();
+        let caller = caller.unwrap_or_else(|| "-".to_string());
         let (method, path) = (req.method().clone(), req.uri().path().to_string());
         let resp = match endpoint.bucket.as_ref().map(TokenBucket::take) {
             Some(Err(wait)) => {
@@ -340,6 +380,11 @@ impl Router {
             ),
         }
     }
+}
+
+/// Compare two secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn rate_limited(name: &str, limit: Option<RateLimit>, wait: std::time::Duration) -> Response<Body> {

@@ -1,83 +1,145 @@
 //! `HTTP_PROXY` for native services: each native service gets its own proxy address, so the
-//! proxy knows who calls. A request for `http://api/...` goes to `api` when the caller declared
-//! it in `depends_on` (through the same path as its stable address: rate limit, metrics, logs),
-//! is refused with 403 and the missing `depends_on` otherwise, and a single-label name that is
-//! no service gets a clear 502. Other hosts pass through (native services have the network; the
-//! sandbox decides what they may reach).
+//! proxy knows who calls, and every request through it is decided by the caller's
+//! [`CallPolicy`] — the same rule the wasm resolver and the Landlock connect list follow. A
+//! declared dependency (by name, `http://api/…`, or at its stable address) is reached through
+//! its stable address (rate limit, metrics, logs); an `allowed_hosts` host is reached over the
+//! network, plain HTTP or `CONNECT` (TLS), once the addresses its name resolves to are checked;
+//! everything else — another loopback port, pactown's own admin address, a `*.localhost` name
+//! of an undeclared service, any outside host — is refused with the reason, and logged.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode, header};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::{Body, Router, json_response};
+use super::{Body, Router, full, json_response};
+use crate::plan::calls::check_resolved;
+use crate::plan::{Call, CallPolicy};
 
-/// Why `caller` may not call `target`, and what would fix it (native and wasm callers alike).
-pub fn undeclared(caller: &str, target: &str) -> String {
-    format!(
-        "`{caller}` may not call `{target}`: it is not in `{caller}`'s `depends_on`; add it there"
-    )
+/// What a proxied request asks for: scheme (when known), host, port (when given).
+fn target(req: &Request<Incoming>) -> (Option<String>, String, Option<u16>) {
+    if req.method() == Method::CONNECT {
+        let auth = req.uri().authority();
+        return (
+            None,
+            auth.map(|a| a.host().to_string()).unwrap_or_default(),
+            auth.and_then(|a| a.port_u16()),
+        );
+    }
+    if let Some(host) = req.uri().host() {
+        return (
+            req.uri().scheme_str().map(str::to_string),
+            host.to_string(),
+            req.uri().port_u16(),
+        );
+    }
+    // Origin-form with a Host header (a client that does not speak proxy).
+    let h = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    match h.parse::<http::uri::Authority>() {
+        Ok(a) => (None, a.host().to_string(), a.port_u16()),
+        Err(_) => (None, h.to_string(), None),
+    }
 }
 
-/// The refusal of a name that is no service.
-pub fn unknown(target: &str) -> String {
-    format!("no service `{target}` in this ecosystem")
-}
-
-/// Answer one request sent to `caller`'s proxy.
+/// Answer one request sent to `policy.caller`'s proxy.
 pub async fn handle(
     router: Router,
     mut req: Request<Incoming>,
     peer: SocketAddr,
-    caller: Arc<str>,
-    deps: Arc<HashSet<String>>,
+    policy: Arc<CallPolicy>,
 ) -> Response<Body> {
-    if req.method() == http::Method::CONNECT {
-        return json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &serde_json::json!({"error": "the pactown proxy routes plain HTTP to services by name; HTTPS does not go through it"}),
-        );
-    }
-    let host = req
-        .uri()
-        .host()
-        .map(str::to_string)
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n).to_string())
-        })
-        .unwrap_or_default();
-    if let Some(ep) = router.endpoints.get(&host) {
-        if !deps.contains(&host) {
-            let message = undeclared(&caller, &host);
-            if let Some(me) = router.endpoints.get(&*caller) {
-                me.service.log.denied("http call", &host, &message);
+    let connect = req.method() == Method::CONNECT;
+    let (scheme, host, port) = target(&req);
+    let shown = port.map_or(host.clone(), |p| format!("{host}:{p}"));
+    let caller = policy.caller.as_str();
+    let refuse = |status: u16, message: String| {
+        if let Some(me) = router.endpoints.get(caller) {
+            let action = if connect {
+                "proxy connect"
+            } else {
+                "http call"
+            };
+            me.service.log.denied(action, &shown, &message);
+        }
+        json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
+            &serde_json::json!({"error": message, "caller": caller, "target": shown}),
+        )
+    };
+    match policy.decide(scheme.as_deref(), &host, port) {
+        Call::Refused { status, message } => refuse(status, message),
+        Call::Service { name, port } => {
+            let Some(ep) = router.endpoints.get(&name).cloned() else {
+                return refuse(502, crate::plan::calls::unknown(&name));
+            };
+            if connect {
+                return match port {
+                    Some(p) => tunnel(req, &[SocketAddr::from(([127, 0, 0, 1], p))]).await,
+                    None => refuse(502, format!("service `{name}` has no address")),
+                };
             }
+            let path = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            if let Ok(uri) = path.parse() {
+                *req.uri_mut() = uri;
+            }
+            router.dispatch(req, &ep, peer, Some(caller)).await
+        }
+        Call::Egress => {
+            let default = if connect || scheme.as_deref() == Some("https") {
+                443
+            } else {
+                80
+            };
+            let port = port.unwrap_or(default);
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            if let Err(message) = check_resolved(caller, &host, &addrs) {
+                return refuse(403, message);
+            }
+            if connect {
+                tunnel(req, &addrs).await
+            } else {
+                router.pass_through(req).await
+            }
+        }
+    }
+}
+
+/// `CONNECT`: open the connection, answer 200, then join the client and the target.
+async fn tunnel(mut req: Request<Incoming>, addrs: &[SocketAddr]) -> Response<Body> {
+    let upgrade = hyper::upgrade::on(&mut req);
+    let server = match tokio::net::TcpStream::connect(addrs).await {
+        Ok(s) => s,
+        Err(e) => {
             return json_response(
-                StatusCode::FORBIDDEN,
-                &serde_json::json!({"error": message, "caller": &*caller, "target": host}),
+                StatusCode::BAD_GATEWAY,
+                &serde_json::json!({"error": format!("cannot connect to {}: {e}", addrs[0])}),
             );
         }
-        let ep = ep.clone();
-        let path = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        if let Ok(uri) = path.parse() {
-            *req.uri_mut() = uri;
+    };
+    tokio::spawn(async move {
+        if let Ok(client) = upgrade.await {
+            let mut server = server;
+            let _ = tokio::io::copy_bidirectional(
+                &mut hyper_util::rt::TokioIo::new(client),
+                &mut server,
+            )
+            .await;
         }
-        return router.dispatch(req, &ep, peer, Some(&caller)).await;
-    }
-    if !host.contains('.') && !matches!(host.as_str(), "localhost" | "") {
-        return json_response(
-            StatusCode::BAD_GATEWAY,
-            &serde_json::json!({"error": unknown(&host), "caller": &*caller}),
-        );
-    }
-    router.pass_through(req).await
+    });
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::OK;
+    r
 }

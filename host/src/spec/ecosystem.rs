@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use super::decode::{Decoder, EnvLookup};
 use super::diagnostic::{Diagnostics, SourceFile};
-use super::fields::{depends_on, dirs, env_map, health, limits, rate_limit, registry};
+use super::fields::{
+    allowed_hosts, depends_on, dirs, env_map, health, limits, rate_limit, registry,
+};
 use super::service::ServiceSource;
 use super::source::normalize;
 use super::yaml::Node;
@@ -48,6 +50,7 @@ const SERVICE_FIELDS: &[&str] = &[
     "runtime",
     "limits",
     "dirs",
+    "allowed_hosts",
     "rate_limit",
     "sandbox",
     "user",
@@ -265,6 +268,8 @@ pub struct Service {
     pub limits: Limits,
     /// Directories it may see (none by default).
     pub dirs: Vec<DirGrant>,
+    /// Hosts outside the ecosystem it may reach (none by default).
+    pub allowed_hosts: Vec<super::hosts::HostRule>,
     /// Requests allowed through its stable address.
     pub rate_limit: Option<RateLimit>,
     /// Confine a native service (`sandbox: off` runs it unconfined, as the reference did).
@@ -309,6 +314,7 @@ impl Service {
             runtime: None,
             limits: Limits::default(),
             dirs: Vec::new(),
+            allowed_hosts: Vec::new(),
             rate_limit: None,
             sandbox: true,
             user: None,
@@ -635,6 +641,7 @@ fn service(
                 }
             }
             "dirs" => s.dirs = dirs(d, dir, v),
+            "allowed_hosts" => s.allowed_hosts = allowed_hosts(d, v),
             "rate_limit" => s.rate_limit = rate_limit(d, v),
             "sandbox" => {
                 let on = match v.as_scalar().map(str::trim) {

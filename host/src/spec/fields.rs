@@ -173,6 +173,28 @@ pub(super) fn limits(d: &mut Decoder<'_>, node: &Node) -> Option<Limits> {
     ok.then_some(l)
 }
 
+/// `allowed_hosts:` items: `api.example.com`, `*.example.com:443`, `https://x.org`, …
+pub(super) fn allowed_hosts(d: &mut Decoder<'_>, node: &Node) -> Vec<super::hosts::HostRule> {
+    let Some(items) = d.seq(
+        node,
+        "allowed_hosts",
+        "[api.example.com, \"*.example.org:443\"]",
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(text) = d.string(item, "allowed_hosts") else {
+            continue;
+        };
+        match super::hosts::HostRule::parse(&text) {
+            Ok(rule) => out.push(rule),
+            Err((what, fix)) => d.error("yaml::allowed_hosts", item.span.clone(), what, fix),
+        }
+    }
+    out
+}
+
 /// `dirs:` items: `./data` (read-only at `/data`), `./data:/srv/data[:rw|ro]`, or
 /// `{host: ./data, guest: /data, write: true}`.
 pub(super) fn dirs(d: &mut Decoder<'_>, base: &Path, node: &Node) -> Vec<DirGrant> {

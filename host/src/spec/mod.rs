@@ -7,6 +7,7 @@ pub mod decode;
 pub mod diagnostic;
 pub mod ecosystem;
 pub mod fields;
+pub mod hosts;
 pub mod interpolate;
 pub mod markpact;
 pub mod service;

@@ -55,8 +55,10 @@ impl CgroupGuard {
                 ],
             )?;
         }
-        if let Some(p) = limits.pids {
-            make("pids", &[("pids.max", p.to_string())])?;
+        // The pids group always: it is how a replica's processes are found, limited or not.
+        match limits.pids {
+            Some(p) => make("pids", &[("pids.max", p.to_string())])?,
+            None => make("pids", &[])?,
         }
         if let Some(c) = limits.cpu {
             let period = 100_000u64;

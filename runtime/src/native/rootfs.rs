@@ -6,7 +6,8 @@
 //! - read-write binds of its sandbox dir and the directories `dirs:` grants;
 //! - overlays (a shared read-only lower layer, a private upper one: `node_modules` that `npm
 //!   install` may rewrite without touching the shared copy);
-//! - its own `/proc` (of its own PID namespace: it sees only its own processes), `/tmp` and
+//! - its own `/proc` (of its own PID namespace, and only its user's processes: not even its
+//!   init), `/tmp` and
 //!   `/dev/shm` (private tmpfs), a `/dev` with only `null`, `zero`, `full`, `random`, `urandom`
 //!   and `tty`, and `/sys` read-only;
 //! - synthesized files (an `/etc/passwd` that names its user).
@@ -252,13 +253,15 @@ impl RootFs {
         )?;
         let proc = new.join("proc");
         std::fs::create_dir_all(&proc)?;
+        // Only this namespace's processes, and of those only the service user's own: its init
+        // (root) is invisible too.
         ctx(
             mount(
                 None,
                 &proc,
                 Some("proc"),
                 nosuid_nodev | libc::MS_NOEXEC,
-                None,
+                Some("hidepid=invisible"),
             ),
             || "mount /proc".into(),
         )?;

@@ -11,5 +11,5 @@ pub mod state;
 pub use command::{CommandInstance, CommandService};
 pub use engine::{ComponentKind, EngineConfig, WasmEngine};
 pub use http::{Failure, FailureSink, HttpService, HttpSettings, InProcessHttp, ResponseBody};
-pub use outgoing::{InProcess, OutgoingHooks, Resolver, Route};
+pub use outgoing::{EgressCheck, InProcess, OutgoingHooks, Resolver, Route, Target};
 pub use state::{Capabilities, DirGrant, Limits, NetPolicy};

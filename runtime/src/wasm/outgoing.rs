@@ -24,6 +24,10 @@ pub const HOPS_HEADER: &str = "x-pactown-hops";
 pub const MAX_HOPS: u32 = 16;
 /// Header naming the calling service on forwarded requests.
 pub const CALLER_HEADER: &str = "x-pactown-caller";
+/// Header proving to pactown's router that a forwarded request comes from pactown itself (a
+/// secret of the running `up`), so it may believe the caller header. Only requests the host
+/// forwards to a stable address carry it; the router removes it.
+pub const PROOF_HEADER: &str = "x-pactown-proof";
 
 /// The host's decision for one outgoing request.
 pub enum Route {
@@ -38,6 +42,23 @@ pub enum Route {
         /// The `error` message.
         message: String,
     },
+    /// Send it to the network (an outside host the service may reach), once `check` has
+    /// accepted the addresses its name resolves to.
+    External(EgressCheck),
+}
+
+/// Accepts or refuses (with a message for the guest) the addresses an outside host resolved to.
+pub type EgressCheck = Arc<dyn Fn(&[SocketAddr]) -> Result<(), String> + Send + Sync>;
+
+/// What an outgoing request asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// `http` or `https`, when the request says.
+    pub scheme: Option<&'a str>,
+    /// Its host (a service name, an address, an outside host).
+    pub host: &'a str,
+    /// Its port, when it gave one.
+    pub port: Option<u16>,
 }
 
 /// A service that can take a request in-process (a wasm HTTP service).
@@ -49,8 +70,8 @@ pub trait InProcess: Send + Sync {
     ) -> std::pin::Pin<Box<dyn Future<Output = http::Response<WasiBody>> + Send>>;
 }
 
-/// Decides a [`Route`] from the request's host name and port (if it gave one).
-pub type Resolver = Arc<dyn Fn(&str, Option<u16>) -> Route + Send + Sync>;
+/// Decides a [`Route`] from what the request asks for.
+pub type Resolver = Arc<dyn Fn(&Target<'_>) -> Route + Send + Sync>;
 
 /// The `WasiHttpHooks` of one instance.
 #[derive(Clone)]
@@ -58,6 +79,7 @@ pub struct OutgoingHooks {
     resolver: Option<Resolver>,
     caller: Arc<str>,
     hops: u32,
+    proof: Option<Arc<str>>,
 }
 
 impl OutgoingHooks {
@@ -67,7 +89,14 @@ impl OutgoingHooks {
             resolver,
             caller: caller.into(),
             hops: 0,
+            proof: None,
         }
+    }
+
+    /// The same hooks, proving the caller of requests forwarded to a stable address.
+    pub fn with_proof(mut self, proof: Arc<str>) -> Self {
+        self.proof = Some(proof);
+        self
     }
 
     /// The same hooks for a request that already took `hops` hops.
@@ -188,10 +217,12 @@ impl OutgoingHooks {
                 message: format!("request loop: more than {MAX_HOPS} hops between services"),
             };
         }
-        let host = request.uri().host().unwrap_or_default().to_string();
-        let port = request.uri().port_u16();
         let route = match &self.resolver {
-            Some(r) => r(&host, port),
+            Some(r) => r(&Target {
+                scheme: request.uri().scheme_str(),
+                host: request.uri().host().unwrap_or_default(),
+                port: request.uri().port_u16(),
+            }),
             None => Route::Respond {
                 status: 403,
                 message: format!("outgoing HTTP is not allowed for `{}`", self.caller),
@@ -201,6 +232,13 @@ impl OutgoingHooks {
         headers.insert(HOPS_HEADER, http::HeaderValue::from(hops));
         if let Ok(v) = http::HeaderValue::from_str(&self.caller) {
             headers.insert(CALLER_HEADER, v);
+        }
+        // What the guest wrote is never taken for proof; only what pactown adds for a forward.
+        headers.remove(PROOF_HEADER);
+        if let (Route::Forward(_), Some(p)) = (&route, &self.proof)
+            && let Ok(v) = http::HeaderValue::from_str(p)
+        {
+            headers.insert(PROOF_HEADER, v);
         }
         route
     }
@@ -340,6 +378,26 @@ fn answer(
             }),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         },
+        Route::External(check) => Box::pin(async move {
+            let host = request.uri().host().unwrap_or_default().to_string();
+            let port = request.uri().port_u16().unwrap_or(
+                if request.uri().scheme() == Some(&Scheme::HTTPS) {
+                    443
+                } else {
+                    80
+                },
+            );
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            if let Err(message) = check(&addrs) {
+                return Ok((json_response(403, &message), None));
+            }
+            let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let io: IoFuture = Box::pin(io);
+            Ok((resp.map(BodyExt::boxed_unsync), Some(io)))
+        }),
     }
 }
 

@@ -50,7 +50,7 @@ pub struct Limits {
 pub struct NetPolicy {
     /// The one port it may bind and listen on (any local address).
     pub bind_port: Option<u16>,
-    /// Addresses it may connect to.
+    /// Addresses it may connect to (port 0: any port of that address).
     pub connect: Vec<SocketAddr>,
 }
 
@@ -118,10 +118,10 @@ impl Capabilities {
                 SocketAddrUse::TcpBind => net.bind_port == Some(addr.port()) || addr.port() == 0,
                 SocketAddrUse::TcpListen => net.bind_port == Some(addr.port()),
                 SocketAddrUse::TcpAccept => net.bind_port.is_some(),
-                SocketAddrUse::TcpConnect => net.connect.iter().any(|a| {
-                    a.port() == addr.port()
-                        && (a.ip() == addr.ip() || a.ip().is_loopback() && addr.ip().is_loopback())
-                }),
+                SocketAddrUse::TcpConnect => net
+                    .connect
+                    .iter()
+                    .any(|a| a.ip() == addr.ip() && (a.port() == addr.port() || a.port() == 0)),
                 _ => false,
             };
             if !allowed && let Some(d) = &denials {
