@@ -202,9 +202,16 @@ impl StateDir {
         stream.set_read_timeout(timeout)?;
         let mut line = serde_json::to_string(req)?;
         line.push('\n');
-        stream.write_all(line.as_bytes())?;
         let mut answer = String::new();
-        BufReader::new(&stream).read_line(&mut answer)?;
+        stream
+            .write_all(line.as_bytes())
+            .and_then(|()| BufReader::new(&stream).read_line(&mut answer))
+            .with_context(|| {
+                format!(
+                    "the running pactown closed `{}` on us",
+                    state.socket.display()
+                )
+            })?;
         if answer.is_empty() {
             anyhow::bail!("the running pactown closed the connection without answering");
         }

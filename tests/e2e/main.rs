@@ -5,7 +5,9 @@ mod support;
 mod support_up;
 
 mod attackers;
+mod builds;
 mod checks;
+mod containment;
 mod fresh;
 mod reference;
 mod routing;

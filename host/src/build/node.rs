@@ -65,6 +65,35 @@ pub fn package_json(service: &Service) -> String {
     serde_json::to_string_pretty(&pkg).expect("json") + "\n"
 }
 
+/// Local packages the manifest names (`"dep": "file:./vendor/dep"`): the service's file blocks
+/// below those folders are part of the install.
+fn local_package_files<'a>(
+    service: &'a Service,
+    package: &str,
+) -> Vec<&'a crate::spec::service::FileBlock> {
+    let Ok(manifest) = serde_json::from_str::<serde_json::Value>(package) else {
+        return Vec::new();
+    };
+    let dirs: Vec<String> = ["dependencies", "devDependencies", "optionalDependencies"]
+        .iter()
+        .filter_map(|k| manifest[k].as_object())
+        .flat_map(|deps| deps.values())
+        .filter_map(|v| v.as_str()?.strip_prefix("file:"))
+        .map(|d| d.trim_start_matches("./").trim_end_matches('/').to_string())
+        .collect();
+    let mut files: Vec<_> = service
+        .content
+        .files
+        .iter()
+        .filter(|f| {
+            dirs.iter()
+                .any(|d| f.path.as_str().starts_with(&format!("{d}/")))
+        })
+        .collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
+}
+
 /// Install (or find) the packages of a Node service. Blocking.
 pub fn ensure_modules(
     service: &Service,
@@ -77,12 +106,21 @@ pub fn ensure_modules(
         .content
         .file("package-lock.json")
         .map(|f| f.content.clone());
-    let key = digest([
-        b"node-modules-v1".as_slice(),
-        bin.as_os_str().as_encoded_bytes(),
-        package.as_bytes(),
-        lock.as_deref().unwrap_or("").as_bytes(),
-    ]);
+    let local = local_package_files(service, &package);
+    let key = digest(
+        [
+            b"node-modules-v1".as_slice(),
+            bin.as_os_str().as_encoded_bytes(),
+            package.as_bytes(),
+            lock.as_deref().unwrap_or("").as_bytes(),
+        ]
+        .into_iter()
+        .chain(
+            local
+                .iter()
+                .flat_map(|f| [f.path.as_str().as_bytes(), f.content.as_bytes()]),
+        ),
+    );
     let entry = cache.path(&["node", &key[..32]]);
     let modules = NodeModules {
         entry: entry.clone(),
@@ -103,6 +141,13 @@ pub fn ensure_modules(
         std::fs::write(dir.join("package.json"), &package)?;
         if let Some(l) = &lock {
             std::fs::write(dir.join("package-lock.json"), l)?;
+        }
+        let root = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())?;
+        for f in &local {
+            if let Some(p) = f.path.as_path().parent() {
+                root.create_dir_all(p)?;
+            }
+            root.write(f.path.as_str(), &f.content)?;
         }
         let npm = bin.join("npm").to_string_lossy().into_owned();
         let path = std::env::join_paths(

@@ -188,11 +188,14 @@ pub fn finish(result: anyhow::Result<ExitStatus>, term: &Term) -> ExitCode {
     }
 }
 
+/// A closed stdout (`pactown plan --json | head`): the error itself, not one it was caused by
+/// (a socket pactown talks to that closed on it is a real failure).
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    // `anyhow`'s own downcast looks through context; the outermost error alone counts here.
+    err.chain()
+        .next()
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Load an ecosystem (or a single README, as a one-service ecosystem), print its warnings,

@@ -492,10 +492,17 @@ impl Orchestrator {
     }
 
     async fn refuse(self: Arc<Self>, stream: tokio::net::UnixStream, refusal: String) {
-        use tokio::io::AsyncWriteExt;
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         let mut text = serde_json::json!({"ok": false, "error": refusal}).to_string();
         text.push('\n');
-        let (_, mut write) = stream.into_split();
+        let (read, mut write) = stream.into_split();
+        // Its request is read (and ignored) first, so the refusal is what it gets, not a reset.
+        let mut line = String::new();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::BufReader::new(read).read_line(&mut line),
+        )
+        .await;
         let _ = write.write_all(text.as_bytes()).await;
     }
 
