@@ -299,3 +299,60 @@ fn an_undeclared_connect_of_a_native_service_reaches_the_anomaly_log() {
         })
     });
 }
+
+/// The reference's run blocks often install by themselves (`pip install -r requirements.txt`):
+/// the environment is built ahead from that file, and the run block finds everything there.
+#[test]
+fn a_run_block_that_pip_installs_finds_everything_in_place() {
+    let env = TestEnv::new();
+    let readme = py_service("import six", "")
+        .replace(
+            "```bash markpact:run\nexec python3 server.py\n```",
+            "```text markpact:file path=requirements.txt\nsix\n```\n\n```bash markpact:run\npip install -r requirements.txt\nexec python3 server.py\n```",
+        );
+    assert!(readme.contains("requirements.txt"));
+    env.write("r/README.md", &readme)
+        .write("r.pactown.yaml", &yaml(&["r"]));
+    let up = Up::start(&env, "r.pactown.yaml");
+    assert_eq!(http_get(up.port("r"), "/health").unwrap().0, 200);
+    let log = env.read(".pactown/r/logs/r.log");
+    assert!(log.contains("Requirement already satisfied: six"), "{log}");
+}
+
+/// A service that needs what its sandbox denies fails `up` with what was refused, and a hint.
+#[test]
+fn a_start_that_fails_after_a_denial_says_what_was_refused() {
+    let env = TestEnv::new();
+    env.write(
+        "f/README.md",
+        &py_service(
+            "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=2)\nexcept OSError as e:\n    sys.exit(f'cannot reach what I need: {e}')",
+            "",
+        ),
+    )
+    .write(
+        "f.pactown.yaml",
+        "base_port: 0\nservices:\n  f: {health_check: /health, auto_restart: false}\n",
+    );
+    let r = env.run_up(&["up", "-d", "f.pactown.yaml", "--listen", "127.0.0.1:0"]);
+    r.code(1)
+        .stderr_has("service `f` failed to start; its sandbox refused: tcp connect 127.0.0.1:9")
+        .stderr_has("dependencies are installed at build time");
+}
+
+/// A service that says nothing and never listens: the error says it wrote nothing.
+#[test]
+fn a_silent_service_that_never_gets_ready_is_called_silent() {
+    let env = TestEnv::new();
+    env.write(
+        "q/README.md",
+        "# q\n\n```bash markpact:run\nexec sleep 3600  # never reads PORT\n```\n",
+    )
+    .write(
+        "q.pactown.yaml",
+        "base_port: 0\nservices:\n  q: {timeout: 2}\n",
+    );
+    let r = env.run_up(&["up", "-d", "q.pactown.yaml", "--listen", "127.0.0.1:0"]);
+    r.code(1)
+        .stderr_has("was not ready within 2s; it wrote nothing to its log");
+}
