@@ -30,3 +30,15 @@ wrk_rps() {
 need() {
   command -v "$1" >/dev/null || { echo "this bench needs \`$1\` (apt-get install $2)" >&2; exit 1; }
 }
+
+# The reference's own examples (its PyPI sdist, unchanged), in benches/.work (fetched once).
+REF_EXAMPLES="$WORK/reference-sdist/pactown-0.1.173/examples"
+fetch_reference_examples() {
+  if [ ! -d "$REF_EXAMPLES" ]; then
+    echo "fetching the reference's examples (pactown 0.1.173 sdist from PyPI) ..." >&2
+    mkdir -p "$WORK/reference-sdist"
+    python3 -m pip download --quiet --no-deps --no-binary :all: "pactown==0.1.173" -d "$WORK/reference-sdist"
+    python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" \
+      "$WORK/reference-sdist/pactown-0.1.173.tar.gz" "$WORK/reference-sdist"
+  fi
+}

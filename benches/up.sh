@@ -1,34 +1,46 @@
 #!/usr/bin/env bash
-# `up` of the four-service platform (examples/platform: database → api → web → gateway, FastAPI)
-# with the Python reference (pactown 0.1.173, installed into benches/.work) and with ours, in the
-# same run, with cold and warm caches. Reports time from process start to every service
-# answering its health check, the orchestrator's own memory, and the time to stop.
+# `up` of an example with the Python reference (pactown 0.1.173, installed into benches/.work)
+# and with ours, in the same run, with cold and warm caches. Reports time from process start to
+# every service answering its health check, the orchestrator's own memory, and the time to stop.
 #
-#   benches/up.sh [WARM_RUNS=3]
-# Targets (issue 3): warm ≤ 1/3 of the reference's time, cold ≤ 1/2, orchestrator memory ≤ 1/10.
+#   benches/up.sh [platform|microservices] [WARM_RUNS=3]
+#
+# platform:      our examples/platform (database → api → web → gateway, FastAPI)
+# microservices: the reference's own examples/microservices (Python ML + Node API + Go gateway),
+#                from its PyPI sdist, unchanged
+# Targets: platform (issue 3) warm ≤ 1/3 of the reference's time, cold ≤ 1/2, orchestrator
+# memory ≤ 1/10; microservices (issue 11): both come up, figures as ratios.
 source "$(dirname "$0")/common.sh"
-RUNS="${1:-3}"
+EXAMPLE="${1:-platform}"
+RUNS="${2:-3}"
 build_pactown
 install_reference
-PORTS=8100,8101,8102,8103
+case "$EXAMPLE" in
+  platform)
+    SRC="$ROOT/examples/platform"; FILE=platform.pactown.yaml; PORTS=8100,8101,8102,8103 ;;
+  microservices)
+    fetch_reference_examples
+    SRC="$REF_EXAMPLES/microservices"; FILE=saas.pactown.yaml; PORTS=8010,3000,8080 ;;
+  *) echo "usage: benches/up.sh [platform|microservices] [WARM_RUNS]" >&2; exit 2 ;;
+esac
 for who in ours ref; do
   rm -rf "$WORK/up-$who"
-  cp -r "$ROOT/examples/platform" "$WORK/up-$who"
+  cp -r "$SRC" "$WORK/up-$who"
   rm -rf "$WORK/up-$who/.pactown" "$WORK/up-$who/.pactown-sandboxes"
 done
 run() { # who label [env...]
   local who=$1 label=$2; shift 2
   local cmd
-  if [ "$who" = ours ]; then cmd="$PACTOWN up platform.pactown.yaml"; else cmd="$REF up platform.pactown.yaml"; fi
+  if [ "$who" = ours ]; then cmd="$PACTOWN up $FILE"; else cmd="$REF up $FILE"; fi
   local envs=(--env PIP_NO_CACHE_DIR=1)
   for e in "$@"; do envs+=(--env "$e"); done
   python3 "$BENCH_DIR/measure.py" --cmd "$cmd" --cwd "$WORK/up-$who" --ports $PORTS "${envs[@]}" \
-    --log "$WORK/up-$who-$label.log" --timeout 600 | tee -a "$WORK/up-results.jsonl" | sed "s/^/$who $label: /"
+    --log "$WORK/up-$who-$label.log" --timeout 600 | tee -a "$WORK/up-results.jsonl" | sed "s/^/$who $label: /" || true
 }
 : > "$WORK/up-results.jsonl"
 OURS_CACHE="$WORK/up-ours-cache"
-# cold: empty caches (ours: its cache dir, uv included; the reference: its sandbox root, which
-# holds its venv cache)
+# cold: empty caches (ours: its cache dir, uv and the toolchains included; the reference: its
+# sandbox root, which holds its venv cache)
 rm -rf "$OURS_CACHE" "$WORK/up-ref/.pactown-sandboxes"
 run ours cold PACTOWN_CACHE_DIR="$OURS_CACHE"
 run ref cold
@@ -36,19 +48,31 @@ for i in $(seq 1 "$RUNS"); do
   run ours "warm$i" PACTOWN_CACHE_DIR="$OURS_CACHE"
   run ref "warm$i"
 done
-python3 - "$WORK/up-results.jsonl" <<'PY'
+python3 - "$WORK/up-results.jsonl" "$WORK/up-ref-cold.log" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 ours, ref = rows[0::2], rows[1::2]
-def med(rs, k): return statistics.median(r[k] for r in rs)
+def med(rs, k):
+    ok = [r[k] for r in rs if k in r]
+    return statistics.median(ok) if ok else None
+def show(v, unit=1):
+    return "failed" if v is None else f"{v / unit:10.3f}"
+def ratio(a, b):
+    return "-" if a is None or b is None else f"{a / b:6.3f}"
 print("\n                     ours        reference   ours/reference")
 for label, o, r in [("cold ready (s)", ours[:1], ref[:1]), ("warm ready (s)", ours[1:], ref[1:])]:
     a, b = med(o, "ready_s"), med(r, "ready_s")
-    print(f"{label:18} {a:10.3f}  {b:10.3f}      {a/b:6.3f}")
-a, b = med(ours[1:], "orchestrator_pss_kb") / 1024, med(ref[1:], "orchestrator_pss_kb") / 1024
-print(f"{'orchestrator MiB':18} {a:10.1f}  {b:10.1f}      {a/b:6.3f}   (PSS; ours = up + shims)")
-a, b = med(ours[1:], "services_pss_kb") / 1024, med(ref[1:], "services_pss_kb") / 1024
-print(f"{'services MiB':18} {a:10.1f}  {b:10.1f}      {a/b:6.3f}")
-a, b = med(ours[1:], "stop_s"), med(ref[1:], "stop_s")
-print(f"{'stop (s)':18} {a:10.3f}  {b:10.3f}      {a/b:6.3f}")
+    print(f"{label:18} {show(a):>10}  {show(b):>10}      {ratio(a, b)}")
+for label, key, unit in [("orchestrator MiB", "orchestrator_pss_kb", 1024), ("services MiB", "services_pss_kb", 1024), ("stop (s)", "stop_s", 1)]:
+    a, b = med(ours[1:], key), med(ref[1:], key)
+    a, b = (None if a is None else a / unit), (None if b is None else b / unit)
+    print(f"{label:18} {show(a):>10}  {show(b):>10}      {ratio(a, b)}")
+failed = [r for r in ref if "error" in r]
+if failed:
+    print(f"\nthe reference failed {len(failed)} of {len(ref)} runs: {failed[0]}")
+    try:
+        tail = open(sys.argv[2], errors="replace").read().strip().splitlines()[-12:]
+        print("its cold run's last lines:\n  " + "\n  ".join(tail))
+    except OSError:
+        pass
 PY

@@ -23,10 +23,23 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
-    /// Probe this machine: the kernel (once per process) and the `needed` tools.
+    /// Probe this machine: the kernel (once per process) and the `needed` tools. Layers named
+    /// in `PACTOWN_DISABLE_LAYERS` (`namespaces`, `cgroup`, `landlock`, `seccomp`, comma
+    /// separated) count as absent: to measure what one costs, or to debug a service.
     pub fn probe(cache_root: &Path, needed: &BTreeSet<Tool>) -> Self {
+        let mut kernel = pactown_runtime::native::sandbox::probe().clone();
+        let off = std::env::var("PACTOWN_DISABLE_LAYERS").unwrap_or_default();
+        for layer in off.split(',').map(str::trim) {
+            match layer {
+                "namespaces" => kernel.namespaces = false,
+                "cgroup" => kernel.cgroup_v1 = false,
+                "landlock" => kernel.landlock_abi = None,
+                "seccomp" => kernel.seccomp = false,
+                _ => {}
+            }
+        }
         Self {
-            kernel: pactown_runtime::native::sandbox::probe().clone(),
+            kernel,
             tools: needed
                 .iter()
                 .map(|t| (*t, status(*t, cache_root)))

@@ -200,7 +200,9 @@ pub fn service_sandbox(
         .into_iter()
         .chain(proxy)
         .collect();
-    let user = sp.sandbox.user.filter(|_| k.root);
+    // Every decision here is the plan's (its layers); the kernel is asked nothing again.
+    let user = sp.sandbox.user.filter(|_| layer_on("user"));
+    let cgroups = layer_on("cgroup");
     if layer_on("namespaces") {
         // Its own /tmp and /dev/shm (private tmpfs, bounded by its memory).
         write.extend(["/tmp", "/dev/shm"].map(PathBuf::from));
@@ -220,8 +222,8 @@ pub fn service_sandbox(
     let policy = SandboxPolicy {
         cgroups: Vec::new(),
         open_files: Some(sp.limits.open_files),
-        data_bytes: (!k.cgroup_v1).then_some(sp.limits.memory),
-        more_processes: (!k.cgroup_v1 && (!k.root || user.is_some()))
+        data_bytes: (!cgroups).then_some(sp.limits.memory),
+        more_processes: (!cgroups && (!k.root || user.is_some()))
             .then_some(sp.limits.processes),
         address_space: None,
         isolate,
@@ -239,7 +241,7 @@ pub fn service_sandbox(
         drop_caps: true,
         user,
     };
-    let cgroup = k.cgroup_v1.then_some(CgroupLimits {
+    let cgroup = cgroups.then_some(CgroupLimits {
         memory: Some(sp.limits.memory),
         pids: Some(sp.limits.processes),
         cpu: sp.limits.cpu,
