@@ -170,7 +170,7 @@ pub(crate) async fn up(
 ) -> anyhow::Result<ExitStatus> {
     let started = Instant::now();
     let state = StateDir::new(&eco.state_dir);
-    let Some(_lock) = state.try_lock()? else {
+    let Some(lock) = state.try_lock()? else {
         let who = state
             .read_state()
             .map(|s| format!(" (pid {}, since {})", s.pid, s.started_at))
@@ -286,6 +286,7 @@ pub(crate) async fn up(
         None => {
             term.info("pactown: interrupted while starting; stopping");
             orch.shutdown().await;
+            drop(lock);
             notify(
                 &ready,
                 RelayMessage::Failed {
@@ -296,6 +297,8 @@ pub(crate) async fn up(
         }
         Some(Err(e)) => {
             orch.shutdown().await;
+            // Stopped: whoever looks next finds it not running.
+            drop(lock);
             let msg = failure_text(&e);
             notify(&ready, RelayMessage::Failed { text: msg.clone() });
             orch.close_console().await;
