@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::spec::language::{Language, language};
+use crate::spec::service::Installer;
+use crate::spec::{Ecosystem, Service};
+
 pub use pactown_runtime::native::sandbox::KernelSupport;
 
 /// The target Rust guests are built for.
@@ -92,9 +96,41 @@ pub fn cache_root() -> PathBuf {
 
 impl HostFacts {
     /// The facts an ecosystem's plan needs: the kernel, and the tools its services use.
-    pub fn for_ecosystem(eco: &crate::spec::Ecosystem) -> Self {
-        Self::probe(&cache_root(), &crate::plan::tools_needed(eco))
+    pub fn for_ecosystem(eco: &Ecosystem) -> Self {
+        Self::probe(&cache_root(), &tools_needed(eco))
     }
+}
+
+/// The toolchains a service of `language` needs.
+pub fn tools_of(s: &Service, language: Language) -> Vec<Tool> {
+    match language {
+        Language::Python => {
+            let deps = s.content.deps.contains_key(&Installer::Pip)
+                || s.content.file("requirements.txt").is_some();
+            if deps {
+                vec![Tool::Python3, Tool::Uv]
+            } else {
+                vec![Tool::Python3]
+            }
+        }
+        Language::Node => vec![Tool::Node],
+        Language::Go => vec![Tool::Go],
+        Language::Rust => vec![Tool::Cargo, Tool::WasmTarget],
+        Language::Shell => Vec::new(),
+    }
+}
+
+/// The toolchains one service needs.
+pub fn tools_needed_by(s: &Service) -> Vec<Tool> {
+    tools_of(s, language(s))
+}
+
+/// Every toolchain the services of `eco` need (what to probe before planning).
+pub fn tools_needed(eco: &Ecosystem) -> std::collections::BTreeSet<Tool> {
+    eco.services
+        .values()
+        .flat_map(|s| tools_of(s, language(s)))
+        .collect()
 }
 
 /// Is the Rust target's standard library installed?

@@ -10,7 +10,6 @@ pub mod build;
 pub mod cli;
 pub mod control;
 pub mod facts;
-pub mod graph;
 pub mod jsonlog;
 pub mod orchestrator;
 pub mod plan;

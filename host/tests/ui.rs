@@ -8,9 +8,9 @@
 use std::path::Path;
 
 use pactown_host::facts::HostFacts;
-use pactown_host::graph::DependencyGraph;
 use pactown_host::plan::Plan;
 use pactown_host::spec::ecosystem::assign_ports;
+use pactown_host::spec::graph::DependencyGraph;
 use pactown_host::spec::{self, Diagnostics, Loaded};
 
 /// A fixed environment, so interpolation snapshots do not depend on the machine.

@@ -223,8 +223,7 @@ pub fn service_sandbox(
         cgroups: Vec::new(),
         open_files: Some(sp.limits.open_files),
         data_bytes: (!cgroups).then_some(sp.limits.memory),
-        more_processes: (!cgroups && (!k.root || user.is_some()))
-            .then_some(sp.limits.processes),
+        more_processes: (!cgroups && (!k.root || user.is_some())).then_some(sp.limits.processes),
         address_space: None,
         isolate,
         fs: layer_on("landlock-fs").then_some(FsRules { read, write }),

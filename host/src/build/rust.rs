@@ -17,7 +17,7 @@ use super::cache::{Cache, digest};
 use super::step::Step;
 use crate::spec::markpact::Loc;
 use crate::spec::service::{FileBlock, Installer};
-use crate::spec::{Diagnostic, Diagnostics, RuntimeKind, Service};
+use crate::spec::{Diagnostic, Diagnostics, Service};
 
 /// The target guests are built for.
 pub const TARGET: &str = crate::facts::WASM_TARGET;
@@ -39,37 +39,6 @@ serde_json = "1"
 wstd = "0.6"
 wasip2 = "1"
 "#;
-
-/// Is this a Rust service?
-pub fn is_rust(service: &Service) -> bool {
-    service
-        .content
-        .files
-        .iter()
-        .any(|f| f.path.as_str().ends_with(".rs") || f.path.as_str() == "Cargo.toml")
-}
-
-/// The kind a Rust service runs as, and why, from its source (before any build).
-pub fn kind_from_source(service: &Service) -> (RuntimeKind, String) {
-    let handler = service.content.files.iter().find(|f| {
-        f.path.as_str().ends_with(".rs")
-            && (f.content.contains("http_server") || f.content.contains("incoming_handler"))
-    });
-    match handler {
-        Some(f) => (
-            RuntimeKind::WasmHttp,
-            format!(
-                "Rust with an HTTP handler ({}): a component exporting wasi:http/incoming-handler, a fresh instance per request",
-                f.path.as_str()
-            ),
-        ),
-        None => (
-            RuntimeKind::WasmCommand,
-            "Rust with a `main`: a long-running wasi:cli/run component with virtualized sockets"
-                .into(),
-        ),
-    }
-}
 
 /// A built component.
 #[derive(Debug, Clone)]

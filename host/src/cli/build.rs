@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use super::{ExitStatus, Term};
 use crate::build::{self, Cache};
-use crate::graph::DependencyGraph;
 use crate::plan::Plan;
 use crate::spec::RuntimeKind;
 use crate::spec::ecosystem::assign_ports;
+use crate::spec::graph::DependencyGraph;
 
 /// Build every service of an ecosystem (or one README) as `up` would, and start nothing:
 /// wasm components are compiled (or found in the cache) and precompiled to native code, native

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{ExitStatus, Term, user_error};
+use crate::control::status::{self, EcosystemStatus, ServiceStatus};
 use crate::control::{Request, StateDir};
 use crate::orchestrator::logs::{log_path, rotated};
-use crate::orchestrator::status::{self, EcosystemStatus, ServiceStatus};
 use crate::spec::Ecosystem;
 
 /// Show every service's state, port, pids, health and restarts.
@@ -90,7 +90,7 @@ impl StatusCommand {
 }
 
 fn stopped_status(eco: &Ecosystem) -> EcosystemStatus {
-    let plan = match crate::graph::DependencyGraph::from_ecosystem(eco) {
+    let plan = match crate::spec::graph::DependencyGraph::from_ecosystem(eco) {
         Ok(graph) => crate::plan::Plan::build(
             eco,
             &graph,

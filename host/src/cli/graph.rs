@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{ExitStatus, Term};
-use crate::graph::DependencyGraph;
 use crate::spec::ecosystem::assign_ports;
+use crate::spec::graph::DependencyGraph;
 
 /// Output formats of `graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

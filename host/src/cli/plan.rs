@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{ExitStatus, Term};
-use crate::graph::DependencyGraph;
 use crate::plan::Plan;
 use crate::spec::ecosystem::assign_ports;
+use crate::spec::graph::DependencyGraph;
 
 /// Show what `up` would do: per service its sandbox kind and why, files, deps, run command,
 /// port, environment, health, restart policy and replicas. Secret-looking values are redacted.

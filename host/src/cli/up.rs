@@ -10,8 +10,9 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::{ExitStatus, Term, user_error};
+use crate::control::status;
 use crate::control::{StateDir, StateFile};
-use crate::orchestrator::{Orchestrator, StartFailure, UpOptions, status};
+use crate::orchestrator::{Orchestrator, StartFailure, UpOptions};
 use crate::spec::Ecosystem;
 
 /// Start every service of an ecosystem in dependency order, wait until all are ready, print
@@ -374,7 +375,7 @@ pub(crate) async fn up(
 /// router sends traffic (pactown never rewrites commands).
 fn port_warning(s: &crate::spec::Service) -> Option<String> {
     use crate::spec::RuntimeKind;
-    let default = if crate::build::rust::is_rust(s) {
+    let default = if crate::spec::language::is_rust(s) {
         RuntimeKind::WasmHttp
     } else {
         RuntimeKind::Native

@@ -21,11 +21,11 @@ impl ValidateCommand {
         let facts = crate::facts::HostFacts::for_ecosystem(eco);
         let mut missing = 0;
         for s in eco.services.values() {
-            let lang = crate::plan::language(s);
+            let lang = crate::spec::language::language(s);
             for (tool, status) in facts
                 .tools
                 .iter()
-                .filter(|(t, _)| crate::plan::tools_needed_by(s).contains(t))
+                .filter(|(t, _)| crate::facts::tools_needed_by(s).contains(t))
             {
                 let line = format!(
                     "`{}` ({}) needs {}: {}",

@@ -4,7 +4,6 @@
 
 pub mod health;
 pub mod logs;
-pub mod status;
 pub mod supervisor;
 mod wasm_backend;
 
@@ -17,13 +16,13 @@ use indexmap::IndexMap;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::build::{self, Cache};
+use crate::control::status::{EcosystemStatus, State};
 use crate::control::{Request, StateDir};
-use crate::graph::DependencyGraph;
 use crate::plan::{PARENT_ENV_ALLOWED, Plan, is_secret_name};
 use crate::router::{Endpoint, RequestLog, Router};
+use crate::spec::graph::DependencyGraph;
 use crate::spec::{Ecosystem, PortSpec};
 use logs::{ConsoleLine, ServiceLog};
-use status::{EcosystemStatus, State};
 use supervisor::{Backend, Launch, NotReady, ServiceRuntime};
 
 use pactown_runtime::wasm::{HttpService, WasmEngine};
@@ -245,7 +244,12 @@ impl Orchestrator {
         let endpoints: IndexMap<String, Arc<Endpoint>> = self
             .services
             .iter()
-            .map(|(n, s)| (n.clone(), Endpoint::new(s.clone())))
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    Endpoint::new(s.clone() as Arc<dyn crate::router::Upstream>),
+                )
+            })
             .collect();
         let log = RequestLog::open(&self.state.path().join("logs").join("requests.log"))?;
         let router = Router::new(endpoints, log, self.proof.clone());

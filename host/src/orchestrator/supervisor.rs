@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use pactown_runtime::native::cgroup::CgroupGuard;
 use pactown_runtime::native::{NativeChild, NativeSpec, SandboxPolicy};
 use pactown_runtime::wasm::{
-    Capabilities, CommandInstance, CommandService, HttpService, OutgoingHooks,
+    self, Capabilities, CommandInstance, CommandService, HttpService, OutgoingHooks,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::health;
 use super::logs::ServiceLog;
-use super::status::{ReplicaStatus, ServiceStatus, State};
+use crate::control::status::{ReplicaStatus, ServiceStatus, State};
 use crate::plan::ServicePlan;
 
 /// Liveness failures in a row before a replica is restarted.
@@ -638,7 +638,7 @@ impl ServiceRuntime {
                 let mut caps = caps.clone();
                 caps.env = env;
                 caps.net.bind_port = port;
-                let report = super::wasm_backend::failure_sink(self, label);
+                let report = failure_sink(self, label);
                 Ok((
                     Running::Wasm(service.start(&caps, hooks.clone(), Some(report))?),
                     None,
@@ -664,6 +664,44 @@ impl ServiceRuntime {
             Outcome::Restart
         }
     }
+}
+
+impl crate::router::Upstream for ServiceRuntime {
+    fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    fn rate_limit(&self) -> Option<crate::spec::ecosystem::RateLimit> {
+        self.plan.rate_limit
+    }
+
+    fn http_handler(&self) -> Option<Arc<HttpService>> {
+        ServiceRuntime::http_handler(self)
+    }
+
+    fn ready_ports(&self) -> Vec<u16> {
+        ServiceRuntime::ready_ports(self)
+    }
+
+    fn status(&self) -> ServiceStatus {
+        ServiceRuntime::status(self)
+    }
+
+    fn denied(&self, action: &str, target: &str, detail: &str) {
+        self.log.denied(action, target, detail)
+    }
+}
+
+/// Where a wasm service's failures go: its log under `label`, and a limit it hit to the anomaly
+/// log too.
+pub(super) fn failure_sink(rt: &ServiceRuntime, label: &str) -> wasm::FailureSink {
+    let log = rt.log.clone();
+    let label = label.to_string();
+    Arc::new(move |kind, m: &str| match kind {
+        wasm::Failure::Memory => log.denied("memory over its limit", &label, m),
+        wasm::Failure::Cpu => log.denied("cpu over its limit", &label, m),
+        wasm::Failure::Other => log.event(&label, m),
+    })
 }
 
 enum Outcome {

@@ -10,21 +10,9 @@ use pactown_runtime::wasm::{
 };
 
 use super::Orchestrator;
-use super::supervisor::{Backend, ServiceRuntime};
+use super::supervisor::{Backend, ServiceRuntime, failure_sink};
 use crate::build::{self, Cache};
 use crate::plan::Call;
-
-/// Where a wasm service's failures go: its log under `label`, and a limit it hit to the anomaly
-/// log too.
-pub(super) fn failure_sink(rt: &ServiceRuntime, label: &str) -> wasm::FailureSink {
-    let log = rt.log.clone();
-    let label = label.to_string();
-    Arc::new(move |kind, m: &str| match kind {
-        wasm::Failure::Memory => log.denied("memory over its limit", &label, m),
-        wasm::Failure::Cpu => log.denied("cpu over its limit", &label, m),
-        wasm::Failure::Other => log.event(&label, m),
-    })
-}
 
 impl Orchestrator {
     fn engine(&self, cache: &Cache) -> anyhow::Result<Arc<WasmEngine>> {

@@ -5,15 +5,15 @@
 //! plan` shows exactly what `up` runs, and `up` re-plans when a busy port moves a service.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use indexmap::IndexMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::facts::HostFacts;
-use crate::graph::DependencyGraph;
 use crate::spec::ecosystem::secs;
+use crate::spec::graph::DependencyGraph;
 use crate::spec::markpact::Loc;
 use crate::spec::service::{Installer, Tests};
 use crate::spec::{Ecosystem, RuntimeKind, Service};
@@ -23,17 +23,19 @@ mod env;
 mod language;
 mod sandbox;
 
+pub use crate::spec::language::{Language, language};
+pub use crate::spec::service::resolve_user;
+pub use crate::spec::source::state_dir;
 pub use calls::{Call, CallPolicy};
 use env::service_env;
 pub use env::{
     PARENT_ENV_ALLOWED, REPLICA_PORT_VARS, dependency_url, is_secret_name, without_credentials,
 };
-use language::tools_of;
-pub use language::{Language, ToolNeed, language, tools_needed, tools_needed_by};
+pub use language::ToolNeed;
+use language::kind_from_source;
 use sandbox::sandbox_layers;
 pub use sandbox::{
-    BUILD_UID, DYNAMIC_UID_BASE, DYNAMIC_UID_RANGE, Layer, SandboxLevel, SandboxPlan, resolve_user,
-    service_uid,
+    BUILD_UID, DYNAMIC_UID_BASE, DYNAMIC_UID_RANGE, Layer, SandboxLevel, SandboxPlan, service_uid,
 };
 
 /// The whole plan.
@@ -242,23 +244,6 @@ impl Plan {
     }
 }
 
-/// `<dir>/.pactown/<file name without .pactown.yaml>`: one state dir per ecosystem file, so two
-/// files in one folder never share state.
-pub fn state_dir(ecosystem_file: &Path) -> PathBuf {
-    let dir = ecosystem_file.parent().unwrap_or(Path::new(""));
-    let name = ecosystem_file
-        .file_name()
-        .map(|n| {
-            let n = n.to_string_lossy();
-            n.trim_end_matches(".yaml")
-                .trim_end_matches(".yml")
-                .trim_end_matches(".pactown")
-                .to_string()
-        })
-        .unwrap_or_else(|| "ecosystem".into());
-    crate::spec::source::normalize(&dir.join(".pactown").join(name))
-}
-
 fn service_plan(
     eco: &Ecosystem,
     s: &Service,
@@ -296,7 +281,7 @@ fn service_plan(
         request_timeout: limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
     };
     let (level, layers) = sandbox_layers(s, kind, &limits, user, &facts.kernel);
-    let toolchains = tools_of(s, language)
+    let toolchains = crate::facts::tools_of(s, language)
         .into_iter()
         .map(|tool| ToolNeed {
             tool,
@@ -388,8 +373,8 @@ fn sandbox_kind(s: &Service, language: Language) -> (RuntimeKind, String) {
     if let Some((k, by)) = s.runtime_override() {
         return (k, format!("{} as set by {by}", k.as_str()));
     }
-    if crate::build::rust::is_rust(s) {
-        return crate::build::rust::kind_from_source(s);
+    if language == Language::Rust {
+        return kind_from_source(s);
     }
     if s.content.run.is_none() {
         return (

@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::{Body, Router, full, json_response, metrics};
-use crate::orchestrator::status::{EcosystemStatus, State};
+use crate::control::status::{EcosystemStatus, State};
 
 /// Answer a request on the admin/gateway address.
 pub async fn handle(

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use indexmap::IndexMap;
 use pactown_runtime::wasm::outgoing::{CALLER_HEADER, HOPS_HEADER, PROOF_HEADER};
 
-use crate::orchestrator::supervisor::ServiceRuntime;
+use crate::control::status::ServiceStatus;
 use crate::spec::ecosystem::RateLimit;
 
 pub mod admin;
@@ -98,20 +98,37 @@ pub fn bind(
     ))
 }
 
+/// What the router needs of a service (the orchestrator's supervisor provides it): where its
+/// requests go right now, its status, and its log for what it was refused.
+pub trait Upstream: Send + Sync {
+    /// Its name.
+    fn name(&self) -> &str;
+    /// Its rate limit.
+    fn rate_limit(&self) -> Option<RateLimit>;
+    /// The in-process handler of a wasm-http service (a fresh instance per request).
+    fn http_handler(&self) -> Option<Arc<pactown_runtime::wasm::HttpService>>;
+    /// Internal ports of its ready replicas, the next one in round-robin order first.
+    fn ready_ports(&self) -> Vec<u16>;
+    /// Its status.
+    fn status(&self) -> ServiceStatus;
+    /// Record something it was refused (its log and the anomaly log).
+    fn denied(&self, action: &str, target: &str, detail: &str);
+}
+
 /// One service as the router sees it: where requests go, its counters, its rate limit.
 pub struct Endpoint {
     /// The service.
-    pub service: Arc<ServiceRuntime>,
+    pub service: Arc<dyn Upstream>,
     /// Its traffic counters.
     pub metrics: Metrics,
     bucket: Option<TokenBucket>,
 }
 
 impl Endpoint {
-    /// An endpoint for `service`, with its rate limit from the plan.
-    pub fn new(service: Arc<ServiceRuntime>) -> Arc<Self> {
+    /// An endpoint for `service`, with its rate limit.
+    pub fn new(service: Arc<dyn Upstream>) -> Arc<Self> {
         Arc::new(Self {
-            bucket: service.plan.rate_limit.map(TokenBucket::new),
+            bucket: service.rate_limit().map(TokenBucket::new),
             metrics: Metrics::default(),
             service,
         })
@@ -260,21 +277,20 @@ impl Router {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 endpoint
                     .service
-                    .log
                     .denied("request over rate limit", &caller, "answered 429");
                 rate_limited(
-                    &endpoint.service.plan.name,
+                    endpoint.service.name(),
                     endpoint.bucket.as_ref().map(TokenBucket::limit),
                     wait,
                 )
             }
-            _ => self.forward(req, &endpoint.service, peer).await,
+            _ => self.forward(req, &*endpoint.service, peer).await,
         };
         let latency = started.elapsed();
         endpoint.metrics.record(resp.status().as_u16(), latency);
         self.requests.record(
             &caller,
-            &endpoint.service.plan.name,
+            endpoint.service.name(),
             &method,
             &path,
             resp.status().as_u16(),
@@ -286,10 +302,10 @@ impl Router {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        service: &ServiceRuntime,
+        service: &dyn Upstream,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let name = &service.plan.name;
+        let name = service.name();
         if let Some(handler) = service.http_handler() {
             // In-process: a fresh instance for this request. The guest sees its own name as
             // the authority, whatever Host the client sent.
@@ -500,7 +516,7 @@ fn body_is_empty(req: &Request<Incoming>) -> bool {
     req.body().size_hint().exact() == Some(0)
 }
 
-fn unavailable(service: &ServiceRuntime) -> Response<Body> {
+fn unavailable(service: &dyn Upstream) -> Response<Body> {
     let status = service.status();
     let mut r = json_response(
         StatusCode::SERVICE_UNAVAILABLE,

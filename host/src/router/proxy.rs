@@ -65,7 +65,7 @@ pub async fn handle(
             } else {
                 "http call"
             };
-            me.service.log.denied(action, &shown, &message);
+            me.service.denied(action, &shown, &message);
         }
         json_response(
             StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),

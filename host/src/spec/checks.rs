@@ -136,7 +136,7 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
             );
         }
         if let Some(user) = &s.user
-            && crate::plan::resolve_user(user).is_none()
+            && super::service::resolve_user(user).is_none()
         {
             diags.push(
                 Diagnostic::error(
@@ -191,7 +191,7 @@ fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
             _
         ))
     );
-    if wasm && !crate::build::rust::is_rust(s) {
+    if wasm && !super::language::is_rust(s) {
         diags.push(
             Diagnostic::error(
                 "yaml::runtime",
@@ -209,7 +209,7 @@ fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
     }
     if let Some(m) = s.limits.memory
         && m > MAX_WASM_MEMORY
-        && (wasm || s.runtime.is_none() && crate::build::rust::is_rust(s))
+        && (wasm || s.runtime.is_none() && super::language::is_rust(s))
     {
         diags.push(
             Diagnostic::error(

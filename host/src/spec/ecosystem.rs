@@ -422,7 +422,7 @@ pub fn decode(
         registry: Registry::default(),
         network: "pactown-net".into(),
         services: IndexMap::new(),
-        state_dir: crate::plan::state_dir(&source.path),
+        state_dir: super::source::state_dir(&source.path),
         profiles: builtin_profiles(),
     };
     let mut services_node = None;

@@ -7,8 +7,10 @@ pub mod decode;
 pub mod diagnostic;
 pub mod ecosystem;
 pub mod fields;
+pub mod graph;
 pub mod hosts;
 pub mod interpolate;
+pub mod language;
 pub mod markpact;
 pub mod service;
 pub mod source;
@@ -88,7 +90,7 @@ fn load_source(
     }
     ecosystem::check(&eco, &mut diags);
     if !diags.has_errors()
-        && let Err(cycle) = crate::graph::DependencyGraph::from_ecosystem(&eco)
+        && let Err(cycle) = graph::DependencyGraph::from_ecosystem(&eco)
     {
         diags.push(cycle);
     }

@@ -663,6 +663,24 @@ fn next_word<'a>(rest: &mut &'a str) -> &'a str {
     w
 }
 
+/// A `user:` value as uid and gid: `uid:gid`, a numeric uid, or a user name.
+pub fn resolve_user(spec: &str) -> Option<(u32, u32)> {
+    if let Some((u, g)) = spec.split_once(':') {
+        return Some((u.trim().parse().ok()?, g.trim().parse().ok()?));
+    }
+    if let Ok(uid) = spec.trim().parse::<u32>() {
+        return Some((uid, uid));
+    }
+    let name = std::ffi::CString::new(spec.trim()).ok()?;
+    // SAFETY: getpwnam reads the password database; we copy the fields out immediately.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return None;
+    }
+    // SAFETY: non-null result of getpwnam.
+    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

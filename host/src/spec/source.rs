@@ -75,6 +75,23 @@ pub fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// `<dir>/.pactown/<file name without .pactown.yaml>`: one state dir per ecosystem file, so two
+/// files in one folder never share state.
+pub fn state_dir(ecosystem_file: &Path) -> PathBuf {
+    let dir = ecosystem_file.parent().unwrap_or(Path::new(""));
+    let name = ecosystem_file
+        .file_name()
+        .map(|n| {
+            let n = n.to_string_lossy();
+            n.trim_end_matches(".yaml")
+                .trim_end_matches(".yml")
+                .trim_end_matches(".pactown")
+                .to_string()
+        })
+        .unwrap_or_else(|| "ecosystem".into());
+    normalize(&dir.join(".pactown").join(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

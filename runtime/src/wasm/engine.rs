@@ -105,13 +105,13 @@ impl WasmEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)?;
-        // Outgoing requests without a body are started in the call (see `outgoing::handle`).
+        // Outgoing requests without a body are started in the call (see `outgoing_handler::handle`).
         linker.allow_shadowing(true);
         linker
             .instance(OUTGOING_HANDLER)
             .map_err(anyhow::Error::from)?
             .func_wrap("handle", |mut store, (request, options)| {
-                super::outgoing::handle(store.data_mut(), request, options).map(|a| (a,))
+                super::outgoing_handler::handle(store.data_mut(), request, options).map(|a| (a,))
             })
             .map_err(anyhow::Error::from)?;
         linker.allow_shadowing(false);

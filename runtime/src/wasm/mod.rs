@@ -1,11 +1,13 @@
 //! WebAssembly sandboxes in wasmtime: one shared engine ([`engine`]), per-request HTTP
 //! instances ([`http`]), long-running commands ([`command`]), the capabilities a guest gets
-//! ([`state`]) and where its outgoing requests go ([`outgoing`]).
+//! ([`state`]) and where its outgoing requests go ([`outgoing`], answered in the guest's call by
+//! `outgoing_handler`).
 
 pub mod command;
 pub mod engine;
 pub mod http;
 pub mod outgoing;
+mod outgoing_handler;
 pub mod state;
 
 pub use command::{CommandInstance, CommandService};

@@ -10,13 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body_util::BodyExt;
-use wasmtime::component::Resource;
-use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
-use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
-use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks, WasiHttpView};
-
-use super::state::HostState;
+use wasmtime_wasi_http::p2::types::HostOutgoingRequest;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Header counting service-to-service hops, to stop loops.
 pub const HOPS_HEADER: &str = "x-pactown-hops";
@@ -209,7 +205,7 @@ impl Drop for DrainedBody {
 
 impl OutgoingHooks {
     /// Decide where `request` goes, marking it with the hop count and the caller on the way.
-    fn route(&self, request: &mut http::Request<WasiBody>) -> Route {
+    pub(super) fn route(&self, request: &mut http::Request<WasiBody>) -> Route {
         let hops = self.hops + 1;
         if hops > MAX_HOPS {
             return Route::Respond {
@@ -297,58 +293,6 @@ impl WasiHttpHooks for OutgoingHooks {
     }
 }
 
-/// `wasi:http/outgoing-handler.handle`, in place of wasi:http's own.
-///
-/// wasi:http answers every call with a future backed by two tasks: one that sends the request
-/// and one that drives the connection, and the guest waits for the first to wake it. A request
-/// without a body (none, or `content-length: 0`) is routed here instead and its answer is
-/// started in this call: a refusal is ready at once, and a wasm callee runs inline until it
-/// answers or has to wait. Only an answer that has to wait (for a socket, a timer, another
-/// service) goes on in a task of its own, so the guest is never held here while it could be
-/// doing something else (sending other requests, timing this one out). A request with a body
-/// goes wasi:http's way, since the guest writes its body only after this call returns.
-pub fn handle(
-    state: &mut HostState,
-    request: Resource<HostOutgoingRequest>,
-    options: Option<Resource<wasmtime_wasi_http::RequestOptions>>,
-) -> wasmtime::Result<Result<Resource<HostFutureIncomingResponse>, ErrorCode>> {
-    let bodyless = {
-        let r = state.table.get(&request)?;
-        r.body.is_none() || is_zero_length(&r.headers)
-    };
-    if !bodyless {
-        let mut view = state.http();
-        return match outgoing_handler::Host::handle(&mut view, request, options) {
-            Ok(r) => Ok(Ok(r)),
-            Err(e) => e.downcast().map(Err),
-        };
-    }
-    let options = match options {
-        Some(o) => Some(*state.table.get(&o)?),
-        None => None,
-    };
-    let mut r = state.table.delete(request)?;
-    if let Some(body) = r.body.take() {
-        keep_until_finished(&mut state.unsent, body);
-    }
-    let mut request = match bodyless_request(r, &mut state.hooks) {
-        Ok(req) => req,
-        Err(code) => return Ok(Err(code)),
-    };
-    let route = state.hooks.route(&mut request);
-    let mut answer = answer(route, request, options);
-    // One poll, here: if it has to wait, whatever it waits for is registered again by the
-    // task that takes it over, so this poll needs no waker.
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let future = match answer.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(r) => HostFutureIncomingResponse::Ready(r.map(with_driver)),
-        std::task::Poll::Pending => HostFutureIncomingResponse::Pending(
-            tokio::spawn(async move { answer.await.map(with_driver) }).into(),
-        ),
-    };
-    Ok(Ok(state.table.push(future)?))
-}
-
 /// What drives a forwarded response's connection, as hyper hands it over.
 type IoFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
@@ -359,7 +303,7 @@ type Answer = std::pin::Pin<
 
 /// The response `route` gives `request`: made here, from another service in this process, or
 /// from the network.
-fn answer(
+pub(super) fn answer(
     route: Route,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
@@ -403,7 +347,7 @@ fn answer(
 
 /// A response as wasi:http keeps it: with a handle on the task driving its connection (a task
 /// with nothing to do when there is none, since wasi:http wants one in every case).
-fn with_driver(
+pub(super) fn with_driver(
     (resp, io): (http::Response<WasiBody>, Option<IoFuture>),
 ) -> (
     http::Response<WasiBody>,
@@ -419,7 +363,7 @@ fn with_driver(
 
 /// Hold the body of a request sent without it (declared empty) until the guest finishes it:
 /// the guest's writer fails if the other end is gone. The finished ones are let go.
-fn keep_until_finished(unsent: &mut Vec<WasiBody>, body: WasiBody) {
+pub(super) fn keep_until_finished(unsent: &mut Vec<WasiBody>, body: WasiBody) {
     use http_body::Body as _;
     use std::task::{Context, Poll, Waker};
     let mut cx = Context::from_waker(Waker::noop());
@@ -437,13 +381,13 @@ fn keep_until_finished(unsent: &mut Vec<WasiBody>, body: WasiBody) {
 }
 
 /// A guest's headers say its request has no content.
-fn is_zero_length(headers: &http::HeaderMap) -> bool {
+pub(super) fn is_zero_length(headers: &http::HeaderMap) -> bool {
     let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
     matches!((values.next(), values.next()), (Some(v), None) if v == "0")
 }
 
 /// The guest's request, with an empty body, as wasi:http builds it for its sender.
-fn bodyless_request(
+pub(super) fn bodyless_request(
     r: HostOutgoingRequest,
     hooks: &mut OutgoingHooks,
 ) -> Result<http::Request<WasiBody>, ErrorCode> {

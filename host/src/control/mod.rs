@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+
+pub mod status;
 use serde::{Deserialize, Serialize};
 
 /// `state.json`: who is running this ecosystem.
@@ -126,7 +128,8 @@ impl StateDir {
         std::fs::create_dir_all(&private)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700))?;
-        let key = crate::build::cache::digest([abs.as_os_str().as_encoded_bytes()]);
+        use sha2::Digest;
+        let key = hex::encode(sha2::Sha256::digest(abs.as_os_str().as_encoded_bytes()));
         Ok(private.join(format!("{}.sock", &key[..16])))
     }
 
