@@ -12,13 +12,106 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::Prepared;
 use super::cache::{Cache, digest, make_read_only};
 use super::step::{Step, take_back};
+use super::toolchain::{Artifact, BuildContext, BuildError, Toolchain};
 use crate::spec::Service;
 use crate::spec::service::Installer;
 
 /// `GOFLAGS` of builds and services alike (the build cache keys depend on them).
 pub const GOFLAGS: &str = "-mod=mod -trimpath";
+
+/// The Go toolchain: Go provisioned, modules fetched and the run targets compiled ahead.
+pub struct Go;
+
+impl Toolchain for Go {
+    fn name(&self) -> &'static str {
+        "go"
+    }
+
+    fn detect(&self, service: &Service) -> bool {
+        is_go(service)
+    }
+
+    fn reason(&self, service: &Service) -> String {
+        match service
+            .content
+            .files
+            .iter()
+            .find(|f| f.path.as_str() == "go.mod" || f.path.as_str().ends_with(".go"))
+        {
+            Some(f) => format!("`{}` ({})", f.path.as_str(), f.loc),
+            None => "`markpact:deps go`".into(),
+        }
+    }
+
+    fn cache_key(&self, service: &Service) -> String {
+        let bin = super::tools::which("go").unwrap_or_else(|| super::tools::GO_VERSION.into());
+        key(service, &bin)
+    }
+
+    fn build(&self, service: &Service, ctx: &BuildContext<'_>) -> Result<Artifact, BuildError> {
+        let built = build(service, ctx.cache, ctx.say)
+            .with_context(|| format!("cannot build the Go service `{}`", service.name))?;
+        let root = cap_std::fs::Dir::open_ambient_dir(ctx.sandbox, cap_std::ambient_authority())?;
+        for f in ["go.mod", "go.sum"] {
+            if service.content.file(f).is_none()
+                && let Ok(text) = std::fs::read_to_string(built.entry.join(f))
+            {
+                super::write_generated(&root, f, &text)?;
+            }
+        }
+        Ok(Artifact::Native(Prepared {
+            path_prefix: vec![built.bin.clone()],
+            env: built.env(),
+            read_only: vec![
+                built.root(),
+                built.mod_cache.clone(),
+                built.build_cache.clone(),
+            ],
+            overlays: Vec::new(),
+        }))
+    }
+}
+
+/// The key of a Go build: the toolchain, the flags, the run command, the deps, the files.
+fn key(service: &Service, bin: &Path) -> String {
+    let run = service
+        .content
+        .run
+        .as_ref()
+        .map(|r| r.command.clone())
+        .unwrap_or_default();
+    let mut files: Vec<_> = service.content.files.iter().collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    digest(
+        [
+            b"go-build-v1".as_slice(),
+            bin.as_os_str().as_encoded_bytes(),
+            GOFLAGS.as_bytes(),
+            run.as_bytes(),
+        ]
+        .into_iter()
+        .chain(deps(service).iter().map(|d| d.as_bytes()))
+        .chain(
+            files
+                .iter()
+                .flat_map(|f| [f.path.as_str().as_bytes(), f.content.as_bytes()]),
+        ),
+    )
+}
+
+fn deps(service: &Service) -> Vec<String> {
+    service
+        .content
+        .deps
+        .get(&Installer::Go)
+        .into_iter()
+        .flatten()
+        .map(|d| d.spec.clone())
+        .collect()
+}
 
 /// A built Go service.
 #[derive(Debug, Clone)]
@@ -119,29 +212,8 @@ pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Re
         .unwrap_or_default();
     let mut files: Vec<_> = service.content.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let deps: Vec<String> = service
-        .content
-        .deps
-        .get(&Installer::Go)
-        .into_iter()
-        .flatten()
-        .map(|d| d.spec.clone())
-        .collect();
-    let key = digest(
-        [
-            b"go-build-v1".as_slice(),
-            bin.as_os_str().as_encoded_bytes(),
-            GOFLAGS.as_bytes(),
-            run.as_bytes(),
-        ]
-        .into_iter()
-        .chain(deps.iter().map(|d| d.as_bytes()))
-        .chain(
-            files
-                .iter()
-                .flat_map(|f| [f.path.as_str().as_bytes(), f.content.as_bytes()]),
-        ),
-    );
+    let deps = deps(service);
+    let key = key(service, &bin);
     let entry = cache.path(&["go", "src", &key[..32]]);
     let built = GoBuild {
         bin: bin.clone(),

@@ -13,6 +13,7 @@ pub mod node;
 pub mod python;
 pub mod rust;
 pub mod step;
+pub mod toolchain;
 pub mod tools;
 
 use std::path::{Path, PathBuf};
@@ -24,9 +25,11 @@ use pactown_runtime::native::sandbox::Overlay;
 
 pub use cache::Cache;
 
-use crate::plan::ServicePlan;
-use crate::spec::Service;
-use crate::spec::service::Installer;
+use indexmap::IndexMap;
+pub use toolchain::{Artifact, BuildContext, BuildError, Component};
+
+use crate::plan::{Plan, ServicePlan};
+use crate::spec::{Ecosystem, Service};
 
 /// A native service's `HOME`, inside its sandbox dir (the only place it may write).
 pub const HOME_DIR: &str = ".home";
@@ -46,36 +49,100 @@ pub struct Prepared {
     pub overlays: Vec<Overlay>,
 }
 
-/// Python dependencies: the `markpact:deps` block, else a `requirements.txt` file block.
-fn python_deps(service: &Service) -> Vec<String> {
-    if let Some(deps) = service.content.deps.get(&Installer::Pip) {
-        return deps.iter().map(|d| d.spec.clone()).collect();
-    }
-    service
-        .content
-        .file("requirements.txt")
-        .map(|f| {
-            f.content
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('-'))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+/// What `build` made of a service.
+#[derive(Debug, Clone)]
+pub enum Built {
+    /// A native sandbox, with what its toolchains add to it.
+    Native(Prepared),
+    /// A WASI component.
+    Component(Component),
 }
 
-/// Prepare the sandbox of one service. Blocking: call from a blocking thread.
-pub fn prepare(
+/// Build every service of the plan, all at once (each in a thread of its own: installs and
+/// compiles of different services overlap). The one build entry point: `pactown build` and `up`
+/// both call it. Compiler errors of every service are gathered into one report.
+pub fn build_all(
+    plan: &Plan,
+    eco: &Ecosystem,
+    cache: &Cache,
+    say: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<IndexMap<String, Built>> {
+    let results: Vec<(String, Result<Built, BuildError>)> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = plan
+            .services
+            .iter()
+            .map(|(name, sp)| {
+                let service = &eco.services[name.as_str()];
+                (
+                    name.clone(),
+                    scope.spawn(move || build_service(service, sp, cache, say)),
+                )
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|(name, job)| {
+                let r = job.join().unwrap_or_else(|_| {
+                    Err(BuildError::Other(anyhow::anyhow!(
+                        "the build of `{name}` panicked"
+                    )))
+                });
+                (name, r)
+            })
+            .collect()
+    });
+    let mut built = IndexMap::new();
+    let mut errors = crate::spec::Diagnostics::default();
+    let mut other = None;
+    for (name, r) in results {
+        match r {
+            Ok(b) => {
+                built.insert(name, b);
+            }
+            Err(BuildError::Code(d)) => errors.extend(d),
+            Err(BuildError::Other(e)) => {
+                other = other.or(Some(e.context(format!("cannot prepare `{name}`"))))
+            }
+        }
+    }
+    if errors.has_errors() {
+        return Err(errors.into());
+    }
+    match other {
+        Some(e) => Err(e),
+        None => Ok(built),
+    }
+}
+
+/// Build one service: its component, or its native sandbox (files, what its toolchains add,
+/// its `HOME` and `TMPDIR`, owned by its user). Blocking.
+pub fn build_service(
     service: &Service,
     plan: &ServicePlan,
     cache: &Cache,
     say: &dyn Fn(&str),
-) -> anyhow::Result<Prepared> {
-    let dir = &plan.sandbox.dir;
+) -> Result<Built, BuildError> {
+    let dir = &std::path::absolute(&plan.sandbox.dir)?;
+    let ctx = BuildContext {
+        cache,
+        sandbox: dir,
+        namespaces: plan.sandbox.layer_on("namespaces"),
+        say,
+    };
+    if plan.sandbox.kind != crate::spec::RuntimeKind::Native {
+        let Some(toolchain) = toolchain::for_service(service).find(|t| t.makes_component()) else {
+            return Err(BuildError::Other(anyhow::anyhow!(
+                "`{}` runs as {}, but no toolchain here makes a component of it",
+                service.name,
+                plan.sandbox.kind.as_str()
+            )));
+        };
+        return match toolchain.build(service, &ctx)? {
+            Artifact::Component(c) => Ok(Built::Component(c)),
+            Artifact::Native(_) => unreachable!("a component toolchain makes components"),
+        };
+    }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the sandbox `{}`", dir.display()))?;
-    let dir = &std::path::absolute(dir)?;
     let planted = remove_planted(dir);
     if planted > 0 {
         say(&format!(
@@ -84,94 +151,30 @@ pub fn prepare(
         ));
     }
     write_files(service, plan, dir)?;
-    let root = Dir::open_ambient_dir(dir, ambient_authority())?;
     let mut prepared = Prepared::default();
-    let py = python_deps(service);
-    if !py.is_empty() {
-        let env = python::ensure_env(cache, &py, say).with_context(|| {
-            format!(
-                "cannot install the Python dependencies of `{}`",
-                service.name
-            )
-        })?;
-        prepared.path_prefix.push(env.bin());
-        prepared
-            .env
-            .push(("VIRTUAL_ENV".into(), env.root.display().to_string()));
-        prepared.read_only.push(env.root);
-    }
-    if node::is_node(service) {
-        let modules = node::ensure_modules(service, cache, say)
-            .with_context(|| format!("cannot install the npm packages of `{}`", service.name))?;
-        prepared.path_prefix.push(modules.bin.clone());
-        prepared.read_only.push(installation(&modules.bin));
-        // Its own `npm install` finds everything in place, and fails at once rather than wait
-        // on a network it does not have.
-        for (k, v) in [
-            ("npm_config_offline", "true"),
-            ("npm_config_update_notifier", "false"),
-            ("npm_config_fund", "false"),
-            ("npm_config_audit", "false"),
-        ] {
-            prepared.env.push((k.into(), v.into()));
-        }
-        if service.content.file("package.json").is_none() {
-            write_generated(&root, "package.json", &node::package_json(service))?;
-        }
-        if service.content.file("package-lock.json").is_none()
-            && let Ok(lock) = std::fs::read_to_string(modules.entry.join("package-lock.json"))
-        {
-            write_generated(&root, "package-lock.json", &lock)?;
-        }
-        if plan.sandbox.layer_on("namespaces") {
-            let (upper, work) = node::overlay_dirs(dir, &modules.key);
-            for d in [&upper, &work, &dir.join("node_modules")] {
-                std::fs::create_dir_all(d)?;
-            }
-            prepared.overlays.push(Overlay {
-                lower: modules.modules(),
-                upper,
-                work,
-                target: dir.join("node_modules"),
-            });
-        } else {
-            node::copy_modules(&modules, dir)?;
+    for toolchain in toolchain::for_service(service).filter(|t| !t.makes_component()) {
+        if let Artifact::Native(p) = toolchain.build(service, &ctx)? {
+            prepared.path_prefix.extend(p.path_prefix);
+            prepared.env.extend(p.env);
+            prepared.read_only.extend(p.read_only);
+            prepared.overlays.extend(p.overlays);
         }
     }
-    if go::is_go(service) {
-        let built = go::build(service, cache, say)
-            .with_context(|| format!("cannot build the Go service `{}`", service.name))?;
-        for f in ["go.mod", "go.sum"] {
-            if service.content.file(f).is_none()
-                && let Ok(text) = std::fs::read_to_string(built.entry.join(f))
-            {
-                write_generated(&root, f, &text)?;
-            }
-        }
-        prepared.path_prefix.push(built.bin.clone());
-        prepared.env.extend(built.env());
-        prepared.read_only.extend([
-            built.root(),
-            built.mod_cache.clone(),
-            built.build_cache.clone(),
-        ]);
-    }
-    if !py.is_empty() || is_python(service) {
+    if crate::spec::language::language(service) == crate::spec::language::Language::Python {
         prepared.env.push(("PYTHONUNBUFFERED".into(), "1".into()));
         prepared
             .env
             .push(("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into()));
     }
+    let root = Dir::open_ambient_dir(dir, ambient_authority())?;
     for sub in [HOME_DIR, TMP_DIR] {
         root.create_dir_all(sub)?;
     }
     // The sandbox is its user's: nothing else in it can be changed by anyone else's code.
-    if let Some((uid, gid)) = plan.sandbox.user
-        && pactown_runtime::native::sandbox::probe().root
-    {
+    if let Some((uid, gid)) = plan.sandbox.user.filter(|_| plan.sandbox.layer_on("user")) {
         step::chown_tree(dir, uid, gid);
     }
-    Ok(prepared)
+    Ok(Built::Native(prepared))
 }
 
 /// The installation a `bin` directory belongs to (`…/node-24/bin` → `…/node-24`); a system
@@ -215,22 +218,13 @@ fn remove_planted(dir: &Path) -> usize {
 /// A file pactown writes into the sandbox (not from a file block): through the sandbox's `Dir`
 /// handle, replacing whatever is there (a symlink planted in its place is replaced, never
 /// followed).
-fn write_generated(root: &Dir, name: &str, content: &str) -> anyhow::Result<()> {
+pub(crate) fn write_generated(root: &Dir, name: &str, content: &str) -> anyhow::Result<()> {
     let tmp = format!("{name}.pactown-tmp");
     root.write(&tmp, content.as_bytes())
         .with_context(|| format!("cannot write `{name}` into the sandbox"))?;
     root.rename(&tmp, root, name)
         .with_context(|| format!("cannot write `{name}` into the sandbox"))?;
     Ok(())
-}
-
-fn is_python(service: &Service) -> bool {
-    service.content.deps.contains_key(&Installer::Pip)
-        || service
-            .content
-            .files
-            .iter()
-            .any(|f| f.path.as_str().ends_with(".py") || f.lang.as_deref() == Some("python"))
 }
 
 /// Write every file block into the sandbox, through a `Dir` handle confined to it.

@@ -12,10 +12,109 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use pactown_runtime::native::sandbox::Overlay;
+
+use super::Prepared;
 use super::cache::{Cache, digest, make_read_only};
 use super::step::{Step, take_back};
+use super::toolchain::{Artifact, BuildContext, BuildError, Toolchain};
 use crate::spec::Service;
 use crate::spec::service::Installer;
+
+/// The Node toolchain: `package.json` (or npm dependencies) installed ahead, shared read-only.
+pub struct Node;
+
+impl Toolchain for Node {
+    fn name(&self) -> &'static str {
+        "node"
+    }
+
+    fn detect(&self, service: &Service) -> bool {
+        is_node(service)
+    }
+
+    fn reason(&self, service: &Service) -> String {
+        match service.content.file("package.json") {
+            Some(f) => format!("`package.json` ({})", f.loc),
+            None => "`markpact:deps node`".into(),
+        }
+    }
+
+    fn cache_key(&self, service: &Service) -> String {
+        let package = package_json(service);
+        let lock = service
+            .content
+            .file("package-lock.json")
+            .map(|f| f.content.clone());
+        key(service, &package, lock.as_deref())
+    }
+
+    fn build(&self, service: &Service, ctx: &BuildContext<'_>) -> Result<Artifact, BuildError> {
+        let modules = ensure_modules(service, ctx.cache, ctx.say)
+            .with_context(|| format!("cannot install the npm packages of `{}`", service.name))?;
+        let dir = ctx.sandbox;
+        let root = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())?;
+        let mut prepared = Prepared {
+            path_prefix: vec![modules.bin.clone()],
+            read_only: vec![super::installation(&modules.bin)],
+            // Its own `npm install` finds everything in place, and fails at once rather than
+            // wait on a network it does not have.
+            env: [
+                ("npm_config_offline", "true"),
+                ("npm_config_update_notifier", "false"),
+                ("npm_config_fund", "false"),
+                ("npm_config_audit", "false"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .to_vec(),
+            overlays: Vec::new(),
+        };
+        if service.content.file("package.json").is_none() {
+            super::write_generated(&root, "package.json", &package_json(service))?;
+        }
+        if service.content.file("package-lock.json").is_none()
+            && let Ok(lock) = std::fs::read_to_string(modules.entry.join("package-lock.json"))
+        {
+            super::write_generated(&root, "package-lock.json", &lock)?;
+        }
+        if ctx.namespaces {
+            let (upper, work) = overlay_dirs(dir, &modules.key);
+            for d in [&upper, &work, &dir.join("node_modules")] {
+                std::fs::create_dir_all(d)?;
+            }
+            prepared.overlays.push(Overlay {
+                lower: modules.modules(),
+                upper,
+                work,
+                target: dir.join("node_modules"),
+            });
+        } else {
+            copy_modules(&modules, dir)?;
+        }
+        Ok(Artifact::Native(prepared))
+    }
+}
+
+/// The key of an install: the Node it runs with, the manifest, its lock, the local packages.
+fn key(service: &Service, package: &str, lock: Option<&str>) -> String {
+    let node = super::tools::which("node")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| super::tools::NODE_VERSION.to_string());
+    digest(
+        [
+            b"node-modules-v1".as_slice(),
+            node.as_bytes(),
+            package.as_bytes(),
+            lock.unwrap_or("").as_bytes(),
+        ]
+        .into_iter()
+        .chain(
+            local_package_files(service, package)
+                .iter()
+                .flat_map(|f| [f.path.as_str().as_bytes(), f.content.as_bytes()]),
+        ),
+    )
+}
 
 /// A service's npm packages, installed.
 #[derive(Debug, Clone)]
@@ -107,20 +206,7 @@ pub fn ensure_modules(
         .file("package-lock.json")
         .map(|f| f.content.clone());
     let local = local_package_files(service, &package);
-    let key = digest(
-        [
-            b"node-modules-v1".as_slice(),
-            bin.as_os_str().as_encoded_bytes(),
-            package.as_bytes(),
-            lock.as_deref().unwrap_or("").as_bytes(),
-        ]
-        .into_iter()
-        .chain(
-            local
-                .iter()
-                .flat_map(|f| [f.path.as_str().as_bytes(), f.content.as_bytes()]),
-        ),
-    );
+    let key = key(service, &package, lock.as_deref());
     let entry = cache.path(&["node", &key[..32]]);
     let modules = NodeModules {
         entry: entry.clone(),

@@ -18,9 +18,78 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::Prepared;
 use super::cache::{Cache, digest, make_read_only};
 use super::step::{Step, take_back};
+use super::toolchain::{Artifact, BuildContext, BuildError, Toolchain};
 use super::tools::{uv, which};
+use crate::spec::Service;
+use crate::spec::service::Installer;
+
+/// Python dependencies: the `markpact:deps` block, else a `requirements.txt` file block.
+pub fn declared(service: &Service) -> Vec<String> {
+    if let Some(deps) = service.content.deps.get(&Installer::Pip) {
+        return deps.iter().map(|d| d.spec.clone()).collect();
+    }
+    service
+        .content
+        .file("requirements.txt")
+        .map(|f| {
+            f.content
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('-'))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The Python toolchain: a service's declared dependencies become a shared read-only
+/// environment on its `PATH`.
+pub struct Python;
+
+impl Toolchain for Python {
+    fn name(&self) -> &'static str {
+        "python"
+    }
+
+    fn detect(&self, service: &Service) -> bool {
+        !declared(service).is_empty()
+    }
+
+    fn reason(&self, service: &Service) -> String {
+        match service.content.deps.get(&Installer::Pip) {
+            Some(d) if !d.is_empty() => format!("`markpact:deps python` ({})", d[0].loc),
+            _ => "a `requirements.txt` block".into(),
+        }
+    }
+
+    fn cache_key(&self, service: &Service) -> String {
+        let mut deps = declared(service);
+        deps.sort_unstable();
+        deps.dedup();
+        digest(
+            std::iter::once(b"python-declared-v1".as_slice())
+                .chain(deps.iter().map(|d| d.as_bytes())),
+        )
+    }
+
+    fn build(&self, service: &Service, ctx: &BuildContext<'_>) -> Result<Artifact, BuildError> {
+        let env = ensure_env(ctx.cache, &declared(service), ctx.say).with_context(|| {
+            format!(
+                "cannot install the Python dependencies of `{}`",
+                service.name
+            )
+        })?;
+        Ok(Artifact::Native(Prepared {
+            path_prefix: vec![env.bin()],
+            env: vec![("VIRTUAL_ENV".into(), env.root.display().to_string())],
+            read_only: vec![env.root],
+            overlays: Vec::new(),
+        }))
+    }
+}
 
 /// A ready environment.
 #[derive(Debug, Clone)]

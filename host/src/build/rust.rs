@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 
 use super::cache::{Cache, digest};
 use super::step::Step;
+use super::toolchain::{Artifact, BuildContext, BuildError, Component, Toolchain};
 use crate::spec::markpact::Loc;
 use crate::spec::service::{FileBlock, Installer};
 use crate::spec::{Diagnostic, Diagnostics, Service};
@@ -40,38 +41,6 @@ wstd = "0.6"
 wasip2 = "1"
 "#;
 
-/// A built component.
-#[derive(Debug, Clone)]
-pub struct Artifact {
-    /// The `.wasm` component.
-    pub wasm: PathBuf,
-    /// Its content key.
-    pub key: String,
-    /// Whether cargo ran for it.
-    pub built: bool,
-}
-
-/// Why a build failed: the user's code (diagnostics at README lines), or something else.
-#[derive(Debug)]
-pub enum BuildError {
-    /// Compiler errors, mapped to the README.
-    Code(Diagnostics),
-    /// Anything else.
-    Other(anyhow::Error),
-}
-
-impl From<anyhow::Error> for BuildError {
-    fn from(e: anyhow::Error) -> Self {
-        Self::Other(e)
-    }
-}
-
-impl From<std::io::Error> for BuildError {
-    fn from(e: std::io::Error) -> Self {
-        Self::Other(e.into())
-    }
-}
-
 fn crate_name(service: &str) -> String {
     let mut n: String = service
         .chars()
@@ -89,40 +58,107 @@ fn crate_name(service: &str) -> String {
     n
 }
 
+/// The Rust toolchain: a service with `.rs` or `Cargo.toml` blocks becomes a WASI component.
+pub struct Rust;
+
+impl Toolchain for Rust {
+    fn name(&self) -> &'static str {
+        "rust"
+    }
+
+    fn detect(&self, service: &Service) -> bool {
+        crate::spec::language::is_rust(service)
+    }
+
+    fn reason(&self, service: &Service) -> String {
+        let f = service
+            .content
+            .files
+            .iter()
+            .find(|f| f.path.as_str().ends_with(".rs") || f.path.as_str() == "Cargo.toml");
+        f.map_or("Rust sources".into(), |f| {
+            format!("`{}` ({})", f.path.as_str(), f.loc)
+        })
+    }
+
+    fn makes_component(&self) -> bool {
+        true
+    }
+
+    fn cache_key(&self, service: &Service) -> String {
+        Sources::of(service).key
+    }
+
+    fn build(&self, service: &Service, ctx: &BuildContext<'_>) -> Result<Artifact, BuildError> {
+        build(service, ctx.cache, ctx.say).map(Artifact::Component)
+    }
+}
+
+/// What a Rust guest is built from: its manifest (with the SDK's path left symbolic) and its
+/// files, and the key they give.
+struct Sources<'a> {
+    name: String,
+    files: Vec<&'a FileBlock>,
+    sdk_key: String,
+    key: String,
+}
+
+impl<'a> Sources<'a> {
+    fn of(service: &'a Service) -> Self {
+        let name = crate_name(&service.name);
+        let sdk_key = digest([
+            SDK_LIB.as_bytes(),
+            SDK_WASI.as_bytes(),
+            SDK_MANIFEST.as_bytes(),
+        ]);
+        let manifest = manifest(service, &name, Path::new("<pactown-guest>"));
+        let mut files: Vec<&FileBlock> = service
+            .content
+            .files
+            .iter()
+            .filter(|f| f.path.as_str() != "Cargo.toml")
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let key = digest(
+            [
+                b"rust-wasm-v2".as_slice(),
+                TARGET.as_bytes(),
+                sdk_key.as_bytes(),
+                manifest.as_bytes(),
+            ]
+            .into_iter()
+            .chain(
+                files
+                    .iter()
+                    .flat_map(|f| [f.path.as_str().as_bytes(), f.content.as_bytes()]),
+            ),
+        );
+        Self {
+            name,
+            files,
+            sdk_key,
+            key,
+        }
+    }
+}
+
 /// Build (or find) the component of a Rust service. Blocking.
-pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> Result<Artifact, BuildError> {
-    let name = crate_name(&service.name);
-    let sdk_key = digest([
-        SDK_LIB.as_bytes(),
-        SDK_WASI.as_bytes(),
-        SDK_MANIFEST.as_bytes(),
-    ]);
+pub fn build(
+    service: &Service,
+    cache: &Cache,
+    say: &dyn Fn(&str),
+) -> Result<Component, BuildError> {
+    let Sources {
+        name,
+        files,
+        sdk_key,
+        key,
+    } = Sources::of(service);
     let sdk_dir = cache.path(&["rust", &format!("pactown-guest-{}", &sdk_key[..12])]);
     let manifest = manifest(service, &name, &sdk_dir);
-    let mut files: Vec<&FileBlock> = service
-        .content
-        .files
-        .iter()
-        .filter(|f| f.path.as_str() != "Cargo.toml")
-        .collect();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    let key = digest(
-        [
-            b"rust-wasm-v1".as_slice(),
-            TARGET.as_bytes(),
-            sdk_key.as_bytes(),
-            manifest.as_bytes(),
-        ]
-        .into_iter()
-        .chain(
-            files
-                .iter()
-                .flat_map(|f| [f.path.as_str().as_bytes(), f.content.as_bytes()]),
-        ),
-    );
     let wasm = cache.path(&["wasm", "artifacts", &format!("{}.wasm", &key[..32])]);
     if wasm.is_file() {
-        return Ok(Artifact {
+        return Ok(Component {
             wasm,
             key,
             built: false,
@@ -203,7 +239,7 @@ pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> Result<Art
     let tmp = wasm.with_extension(format!("tmp-{}", std::process::id()));
     std::fs::copy(&built, &tmp).with_context(|| format!("cargo built no `{}`", built.display()))?;
     std::fs::rename(&tmp, &wasm)?;
-    Ok(Artifact {
+    Ok(Component {
         wasm,
         key,
         built: true,

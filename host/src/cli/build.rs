@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{ExitStatus, Term};
-use crate::build::{self, Cache};
+use crate::build::{self, Built, Cache};
+use crate::facts::HostFacts;
 use crate::plan::Plan;
-use crate::spec::RuntimeKind;
 use crate::spec::ecosystem::assign_ports;
 use crate::spec::graph::DependencyGraph;
 
@@ -28,34 +28,31 @@ impl BuildCommand {
         let eco = super::load(&self.file, term)?.ecosystem;
         let graph =
             DependencyGraph::from_ecosystem(&eco).map_err(crate::spec::Diagnostics::from)?;
-        let facts = crate::facts::HostFacts::for_ecosystem(&eco);
+        let facts = HostFacts::for_ecosystem(&eco);
         let plan = Plan::build(&eco, &graph, &assign_ports(&eco), &facts);
         let cache = Cache::locate();
         let say = |m: &str| term.info(&format!("pactown: {m}"));
+        let built = build::build_all(&plan, &eco, &cache, &say)?;
         let mut report = serde_json::Map::new();
         let mut engine = None;
-        for (name, sp) in &plan.services {
-            let service = &eco.services[name.as_str()];
-            let entry = if sp.sandbox.kind == RuntimeKind::Native {
-                build::prepare(service, sp, &cache, &say)?;
-                serde_json::json!({"kind": "native", "dir": sp.sandbox.dir})
-            } else {
-                let artifact = match build::rust::build(service, &cache, &say) {
-                    Ok(a) => a,
-                    Err(build::rust::BuildError::Code(d)) => return Err(d.into()),
-                    Err(build::rust::BuildError::Other(e)) => return Err(e),
-                };
-                let engine = match &engine {
-                    Some(e) => e,
-                    None => engine.insert(pactown_runtime::wasm::WasmEngine::new(
-                        &pactown_runtime::wasm::EngineConfig::default(),
-                        cache.path(&["wasm", "compiled"]),
-                    )?),
-                };
-                engine.load(&artifact.wasm, &artifact.key[..32])?;
-                serde_json::json!({"kind": sp.sandbox.kind, "wasm": artifact.wasm, "key": artifact.key, "built": artifact.built})
+        for (name, b) in built {
+            let sp = &plan.services[name.as_str()];
+            let entry = match b {
+                Built::Native(_) => serde_json::json!({"kind": "native", "dir": sp.sandbox.dir}),
+                Built::Component(c) => {
+                    // Precompiled now, so `up` only maps it.
+                    let engine = match &engine {
+                        Some(e) => e,
+                        None => engine.insert(pactown_runtime::wasm::WasmEngine::new(
+                            &pactown_runtime::wasm::EngineConfig::default(),
+                            cache.path(&["wasm", "compiled"]),
+                        )?),
+                    };
+                    engine.load(&c.wasm, &c.key[..32])?;
+                    serde_json::json!({"kind": sp.sandbox.kind, "wasm": c.wasm, "key": c.key, "built": c.built})
+                }
             };
-            report.insert(name.clone(), entry);
+            report.insert(name, entry);
         }
         if self.json {
             let mut out = std::io::stdout().lock();

@@ -15,7 +15,7 @@ use anyhow::Context;
 use indexmap::IndexMap;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::build::{self, Cache};
+use crate::build::{self, Built, Cache};
 use crate::control::status::{EcosystemStatus, State};
 use crate::control::{Request, StateDir};
 use crate::plan::{PARENT_ENV_ALLOWED, Plan, is_secret_name};
@@ -291,55 +291,25 @@ impl Orchestrator {
         *self.stats.lock().expect("stats")
     }
 
-    /// Prepare every service in parallel: native sandboxes (files, dependencies) and wasm
-    /// components (built, or found in the cache; loaded precompiled, or compiled once).
+    /// Build every service (see [`build::build_all`]: native sandboxes get their files and
+    /// dependencies, components are built or found in the cache), then load the components
+    /// (precompiled, or compiled once).
     pub async fn prepare(
         &self,
         eco: &Ecosystem,
         cache: &Cache,
     ) -> anyhow::Result<IndexMap<String, PreparedService>> {
-        let mut jobs = Vec::new();
-        for (name, sp) in &self.plan.services {
-            let service = eco.services[name.as_str()].clone();
-            let sp = sp.clone();
-            let cache = cache.clone();
-            let say = self.say.clone();
-            let wasm = sp.sandbox.kind != crate::spec::RuntimeKind::Native;
-            jobs.push((
-                name.clone(),
-                tokio::task::spawn_blocking(move || -> anyhow::Result<Built> {
-                    if wasm {
-                        match build::rust::build(&service, &cache, &*say) {
-                            Ok(a) => Ok(Built::Wasm(a)),
-                            Err(build::rust::BuildError::Code(d)) => Err(d.into()),
-                            Err(build::rust::BuildError::Other(e)) => Err(e),
-                        }
-                    } else {
-                        build::prepare(&service, &sp, &cache, &*say).map(Built::Native)
-                    }
-                }),
-            ));
-        }
-        let mut built = IndexMap::new();
-        let mut errors = crate::spec::Diagnostics::default();
-        let mut other = None;
-        for (name, job) in jobs {
-            match job.await.context("a build task panicked")? {
-                Ok(b) => {
-                    built.insert(name, b);
-                }
-                Err(e) => match e.downcast::<crate::spec::Diagnostics>() {
-                    Ok(d) => errors.extend(d),
-                    Err(e) => other = other.or(Some(e.context(format!("cannot prepare `{name}`")))),
-                },
-            }
-        }
-        if errors.has_errors() {
-            return Err(errors.into());
-        }
-        if let Some(e) = other {
-            return Err(e);
-        }
+        let (plan, eco2, cache2, say) = (
+            self.plan.clone(),
+            eco.clone(),
+            cache.clone(),
+            self.say.clone(),
+        );
+        let built = tokio::task::spawn_blocking(move || {
+            build::build_all(&plan, &eco2, &cache2, &|m: &str| say(m))
+        })
+        .await
+        .context("the build task panicked")??;
         let mut out = IndexMap::new();
         for (name, b) in built {
             let backend = match b {
@@ -353,9 +323,9 @@ impl Orchestrator {
                     );
                     continue;
                 }
-                Built::Wasm(artifact) => {
-                    self.stats.lock().expect("stats").cargo_builds += u64::from(artifact.built);
-                    self.wasm_backend(&name, &artifact, cache).await?
+                Built::Component(component) => {
+                    self.stats.lock().expect("stats").cargo_builds += u64::from(component.built);
+                    self.wasm_backend(&name, &component, cache).await?
                 }
             };
             out.insert(
@@ -641,12 +611,6 @@ fn why_not_ready(rt: &ServiceRuntime) -> String {
         ));
     }
     out
-}
-
-/// What a build produced.
-enum Built {
-    Native(build::Prepared),
-    Wasm(build::rust::Artifact),
 }
 
 /// Await all futures (a small join_all, to avoid a dependency).

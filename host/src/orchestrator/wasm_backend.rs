@@ -30,7 +30,7 @@ impl Orchestrator {
     pub(super) async fn wasm_backend(
         &self,
         name: &str,
-        artifact: &build::rust::Artifact,
+        artifact: &build::Component,
         cache: &Cache,
     ) -> anyhow::Result<Backend> {
         let engine = self.engine(cache)?;

@@ -390,16 +390,3 @@ fn sandbox_kind(s: &Service, language: Language) -> (RuntimeKind, String) {
         ),
     )
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_dirs() {
-        assert_eq!(
-            state_dir(Path::new("x/saas.pactown.yaml")),
-            PathBuf::from("x/.pactown/saas")
-        );
-    }
-}

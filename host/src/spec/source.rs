@@ -104,4 +104,12 @@ mod tests {
         assert_eq!(normalize(Path::new(".")), PathBuf::from("."));
         assert_eq!(normalize(Path::new("/x/../y")), PathBuf::from("/y"));
     }
+
+    #[test]
+    fn state_dirs() {
+        assert_eq!(
+            state_dir(Path::new("x/saas.pactown.yaml")),
+            PathBuf::from("x/.pactown/saas")
+        );
+    }
 }

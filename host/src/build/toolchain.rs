@@ -1,0 +1,104 @@
+//! The toolchain interface: each language pactown builds is one module implementing
+//! [`Toolchain`] — whether it applies to a service, why, the cache key of what it makes, and the
+//! build itself, giving an [`Artifact`]. A native toolchain adds to a native service's sandbox
+//! (an environment, packages, a toolchain on `PATH`); a component toolchain makes a WASI
+//! component, a language-neutral artifact the orchestrator loads the same way whatever it was
+//! written in. A new language is a new module and one line in [`TOOLCHAINS`].
+
+use std::path::PathBuf;
+
+use super::{Cache, Prepared};
+use crate::spec::{Diagnostics, Service};
+
+/// What a toolchain's build gives.
+#[derive(Debug, Clone)]
+pub enum Artifact {
+    /// Additions to a native service's sandbox.
+    Native(Prepared),
+    /// A WASI component.
+    Component(Component),
+}
+
+/// A built WASI component, whatever it was written in.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// The `.wasm` file.
+    pub wasm: PathBuf,
+    /// Its content key (the same sources always have the same key).
+    pub key: String,
+    /// Whether this build ran the toolchain (false: found in the cache).
+    pub built: bool,
+}
+
+/// Why a build failed: the user's code (diagnostics at README lines), or something else.
+#[derive(Debug)]
+pub enum BuildError {
+    /// Compiler errors, mapped to the README.
+    Code(Diagnostics),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for BuildError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Other(e)
+    }
+}
+
+impl From<std::io::Error> for BuildError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Other(e.into())
+    }
+}
+
+impl From<BuildError> for anyhow::Error {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::Code(d) => d.into(),
+            BuildError::Other(e) => e,
+        }
+    }
+}
+
+/// Where a build happens and how it reports.
+pub struct BuildContext<'a> {
+    /// pactown's cache.
+    pub cache: &'a Cache,
+    /// The service's sandbox dir (native services).
+    pub sandbox: &'a std::path::Path,
+    /// Whether the service's sandbox has its own mount namespace (overlays are possible).
+    pub namespaces: bool,
+    /// Tells the user about first-use installs and long builds.
+    pub say: &'a dyn Fn(&str),
+}
+
+/// One language's toolchain.
+pub trait Toolchain: Sync {
+    /// Its name (`python`, `node`, `go`, `rust`).
+    fn name(&self) -> &'static str;
+    /// Does it build something for this service?
+    fn detect(&self, service: &Service) -> bool;
+    /// Why it applies (the block or file that made it), for people.
+    fn reason(&self, service: &Service) -> String;
+    /// Whether it makes the service's WASI component (else it adds to a native sandbox).
+    fn makes_component(&self) -> bool {
+        false
+    }
+    /// The key its artifact is cached under, from the service's sources alone (no tool runs).
+    fn cache_key(&self, service: &Service) -> String;
+    /// Build (or find in the cache) its artifact. Blocking.
+    fn build(&self, service: &Service, ctx: &BuildContext<'_>) -> Result<Artifact, BuildError>;
+}
+
+/// Every toolchain pactown has, in the order their additions stack up.
+pub static TOOLCHAINS: &[&dyn Toolchain] = &[
+    &super::python::Python,
+    &super::node::Node,
+    &super::go::Go,
+    &super::rust::Rust,
+];
+
+/// The toolchains that apply to a service.
+pub fn for_service(service: &Service) -> impl Iterator<Item = &'static dyn Toolchain> + '_ {
+    TOOLCHAINS.iter().copied().filter(|t| t.detect(service))
+}
