@@ -2,21 +2,11 @@
 //! sent to its stable address. `test` checks a running ecosystem as it is; one that is not
 //! running is started for the checks and stopped after them. Exit 1 when any check fails.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use std::path::PathBuf;
 
 use super::{ExitStatus, Term};
 use crate::control::StateDir;
-use crate::spec::service::{HttpCheck, ShellCheck, Tests};
-use crate::spec::{Ecosystem, markpact::Loc};
-
-/// How long one check may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::orchestrator::checks::{self, CheckResult, Tally};
 
 /// Run every service's `markpact:test` checks against its stable address.
 #[derive(Debug, clap::Args)]
@@ -62,163 +52,38 @@ impl TestCommand {
         };
         let term = term.clone();
         super::up::block_on(async move {
-            Ok(run_checks(&eco, &|name| ports.get(name).copied().flatten(), &term).await)
+            let port_of = |name: &str| ports.get(name).copied().flatten();
+            let tally = checks::run(&eco, &port_of, &|r| print_check(&term, r)).await;
+            Ok(summary(&term, &eco.name, tally))
         })
     }
 }
 
-/// Send every check of every service in `eco` to the port `port_of` gives it; print each result
-/// and a summary.
-pub async fn run_checks(
-    eco: &Ecosystem,
-    port_of: &(dyn Fn(&str) -> Option<u16> + Sync),
-    term: &Term,
-) -> ExitStatus {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, service) in &eco.services {
-        if service.content.tests.is_empty() {
-            continue;
-        }
-        let Some(port) = port_of(name) else {
-            term.error(&format!("`{name}` has no address to test"));
-            failed += 1;
-            continue;
-        };
-        let dir = service.readme.parent().unwrap_or(Path::new("."));
-        let mut report = |what: &str, result: Result<String, String>, loc: &Loc| {
-            let (line, col) = loc.file.line_col(loc.span.start);
-            match result {
-                Ok(how) => {
-                    passed += 1;
-                    term.info(&format!("  ok    {name}  {what}  {how}"));
-                }
-                Err(why) => {
-                    failed += 1;
-                    term.error(&format!(
-                        "{name}  {what}: {why}\n  --> {}:{line}:{col}",
-                        loc.file.path.display()
-                    ));
-                }
-            }
-        };
-        for block in &service.content.tests {
-            match block {
-                Tests::Http(checks) => {
-                    for c in checks {
-                        let result = http_check(&client, port, c).await;
-                        report(&format!("{} {}", c.method, c.path), result, &c.loc);
-                    }
-                }
-                Tests::Shell(checks) => {
-                    for c in checks {
-                        let result = shell_check(port, dir, c).await;
-                        report(&c.command, result, &c.loc);
-                    }
-                }
-            }
+/// Print one check's result: `ok` with how it went, or the failure with its README line.
+pub(crate) fn print_check(term: &Term, r: &CheckResult<'_>) {
+    match &r.outcome {
+        Ok(how) => term.info(&format!("  ok    {}  {}  {how}", r.service, r.what)),
+        Err(why) => {
+            let at = r.loc.map_or(String::new(), |loc| {
+                let (line, col) = loc.file.line_col(loc.span.start);
+                format!("\n  --> {}:{line}:{col}", loc.file.path.display())
+            });
+            term.error(&format!("{}  {}: {why}{at}", r.service, r.what));
         }
     }
+}
+
+/// Print the tally; the exit status follows it.
+pub(crate) fn summary(term: &Term, ecosystem: &str, t: Tally) -> ExitStatus {
     term.info(&format!(
-        "{}: {passed} check{} passed, {failed} failed",
-        eco.name,
-        if passed == 1 { "" } else { "s" }
+        "{ecosystem}: {} check{} passed, {} failed",
+        t.passed,
+        if t.passed == 1 { "" } else { "s" },
+        t.failed
     ));
-    if failed == 0 {
+    if t.failed == 0 {
         ExitStatus::Success
     } else {
         ExitStatus::Failure
     }
-}
-
-/// One HTTP check: its status must be the expected one, or 200–399 without an expectation.
-async fn http_check(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    port: u16,
-    c: &HttpCheck,
-) -> Result<String, String> {
-    let mut req = http::Request::builder()
-        .method(c.method.as_str())
-        .uri(format!("http://127.0.0.1:{port}{}", c.path));
-    let body = match &c.body {
-        Some(v) => {
-            req = req.header(http::header::CONTENT_TYPE, "application/json");
-            Bytes::from(v.to_string())
-        }
-        None => Bytes::new(),
-    };
-    let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let resp = match tokio::time::timeout(CHECK_TIMEOUT, client.request(req)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(format!("no answer: {e}")),
-        Err(_) => return Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
-    };
-    let status = resp.status().as_u16();
-    let took = started.elapsed();
-    let ok = match c.expect {
-        Some(code) => status == code,
-        None => (200..400).contains(&status),
-    };
-    if ok {
-        return Ok(format!("→ {status} ({} ms)", took.as_millis()));
-    }
-    let body = tokio::time::timeout(CHECK_TIMEOUT, resp.into_body().collect())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-        .unwrap_or_default();
-    let expected = c
-        .expect
-        .map_or("200–399".to_string(), |code| code.to_string());
-    Err(format!(
-        "answered {status}, expected {expected}{}",
-        if body.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", body.chars().take(300).collect::<String>())
-        }
-    ))
-}
-
-/// One shell check, run with `sh -c` in the README's directory with `PORT` and `SERVICE_URL`
-/// set to the service's stable address: exit 0 passes.
-async fn shell_check(port: u16, dir: &Path, c: &ShellCheck) -> Result<String, String> {
-    let started = Instant::now();
-    let run = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(&c.command)
-        .current_dir(dir)
-        .env("PORT", port.to_string())
-        .env("MARKPACT_PORT", port.to_string())
-        .env("SERVICE_URL", format!("http://127.0.0.1:{port}"))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = match tokio::time::timeout(CHECK_TIMEOUT, run).await {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => return Err(format!("cannot run `sh`: {e}")),
-        Err(_) => return Err(format!("still running after {}s", CHECK_TIMEOUT.as_secs())),
-    };
-    if out.status.success() {
-        return Ok(format!("→ exit 0 ({} ms)", started.elapsed().as_millis()));
-    }
-    let mut why = match out.status.code() {
-        Some(code) => format!("exited with {code}"),
-        None => "killed by a signal".to_string(),
-    };
-    let output = [&out.stderr, &out.stdout]
-        .map(|b| String::from_utf8_lossy(b).trim().to_string())
-        .into_iter()
-        .filter(|t| !t.is_empty())
-        .collect::<Vec<_>>()
-        .join(" | ");
-    if !output.is_empty() {
-        why.push_str(&format!(
-            ": {}",
-            output.chars().take(300).collect::<String>()
-        ));
-    }
-    Err(why)
 }

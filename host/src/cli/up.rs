@@ -5,14 +5,17 @@ use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 
 use super::{ExitStatus, Term, user_error};
+use crate::control::StateDir;
 use crate::control::status;
-use crate::control::{StateDir, StateFile};
-use crate::orchestrator::{Orchestrator, StartFailure, UpOptions};
+use crate::orchestrator::StartFailure;
+use crate::orchestrator::checks::CheckResult;
+use crate::orchestrator::session::{
+    self, AlreadyRunning, Ended, Mode, Ready, Reporter, SessionOptions,
+};
 use crate::spec::Ecosystem;
 
 /// Start every service of an ecosystem in dependency order, wait until all are ready, print
@@ -160,7 +163,8 @@ impl Relay {
 }
 
 /// Bring `eco` up; with `once`, run its checks when it is ready and stop, else keep it running
-/// until it is told to stop.
+/// until it is told to stop. The lifecycle is the session's; this prints what it reports and
+/// relays it to a waiting parent.
 pub(crate) async fn up(
     eco: Ecosystem,
     term: Term,
@@ -169,241 +173,104 @@ pub(crate) async fn up(
     listen: Option<std::net::SocketAddr>,
     once: bool,
 ) -> anyhow::Result<ExitStatus> {
-    let started = Instant::now();
-    let state = StateDir::new(&eco.state_dir);
-    let Some(lock) = state.try_lock()? else {
-        let who = state
-            .read_state()
-            .map(|s| format!(" (pid {}, since {})", s.pid, s.started_at))
-            .unwrap_or_default();
-        let msg = format!("ecosystem `{}` is already running{who}", eco.name);
-        notify(&ready, RelayMessage::Failed { text: msg.clone() });
-        return Err(user_error(
-            msg,
-            Some("see it with `pactown status`, stop it with `pactown down`"),
-        ));
-    };
-    if let Some(line) = crate::orchestrator::reap_previous(&state) {
-        term.info(&format!("pactown: {line}"));
-        if let Some(r) = &ready {
-            r.send(&RelayMessage::Say { text: line });
-        }
-    }
-    for s in eco.services.values() {
-        if let Some(w) = port_warning(s) {
-            term.warn(&w);
-            if let Some(r) = &ready {
-                r.send(&RelayMessage::Warn { text: w.clone() });
-            }
-        }
-    }
-    let t = term.clone();
-    let relay = ready.clone();
-    let say: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |m: &str| {
-        t.info(&format!("pactown: {m}"));
-        if let Some(r) = &relay {
-            r.send(&RelayMessage::Say {
-                text: m.to_string(),
-            });
-        }
+    let name = eco.name.clone();
+    let reporter = Arc::new(CliReporter {
+        term: term.clone(),
+        relay: ready.clone(),
     });
-    let opts = UpOptions {
+    let opts = SessionOptions {
         console,
         color: term.color,
         listen,
+        mode: if once { Mode::Check } else { Mode::Serve },
     };
-    let say_serving = say.clone();
-    let warn_relay = ready.clone();
-    let mut orch = match Orchestrator::bind(&eco, state.clone(), &opts, say) {
-        Ok(o) => o,
-        Err(e) => {
-            notify(
-                &ready,
-                RelayMessage::Failed {
-                    text: format!("{e:#}"),
-                },
-            );
-            return Err(e);
-        }
-    };
-    // A layer this machine cannot give is said, never skipped silently.
-    let mut said = std::collections::HashSet::new();
-    for sp in orch.plan.services.values() {
-        for l in sp
-            .sandbox
-            .layers
-            .iter()
-            .filter(|l| !l.on && l.name != "sandbox")
-        {
-            if said.insert(l.name.clone()) {
-                let w = format!(
-                    "sandbox layer `{}` is off on this machine: {} (affects `{}` and others like it)",
-                    l.name, l.detail, sp.name
-                );
-                term.warn(&w);
-                if let Some(r) = &warn_relay {
-                    r.send(&RelayMessage::Warn { text: w.clone() });
-                }
-            }
-        }
-    }
-    state.write_state(&StateFile {
-        ecosystem: eco.name.clone(),
-        file: std::path::absolute(&eco.source.path)?,
-        pid: std::process::id(),
-        socket: orch.socket().to_path_buf(),
-        started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        ports: orch
-            .plan
-            .services
-            .iter()
-            .map(|(n, s)| (n.clone(), s.port))
-            .collect(),
-    })?;
-    orch.serve_addresses()?;
-    (say_serving)(&format!(
-        "Serving HTTP on http://{}/ (status at /_pactown/services, metrics at /_pactown/metrics, services at http://<name>.localhost:{}/)",
-        orch.gateway,
-        orch.gateway.port()
-    ));
-
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let signals = tokio::spawn(async move {
-        wait_for_signal().await;
-        let _ = stop_tx.send(());
-    });
-    let orch_ref = &orch;
-    let cache = crate::build::Cache::locate();
-    let startup = async {
-        let prepared = orch_ref.prepare(&eco, &cache).await?;
-        orch_ref.start(&prepared).await
-    };
-    let mut stop_rx = stop_rx;
-    let result = tokio::select! {
-        r = startup => Some(r),
-        _ = &mut stop_rx => None,
-    };
-    match result {
-        None => {
-            term.info("pactown: interrupted while starting; stopping");
-            orch.shutdown().await;
-            drop(lock);
+    match session::run(eco, opts, reporter).await {
+        Ok(Ended::Stopped) => Ok(ExitStatus::Success),
+        Ok(Ended::Checked(tally)) => Ok(super::test::summary(&term, &name, tally)),
+        Ok(Ended::Interrupted) => {
             notify(
                 &ready,
                 RelayMessage::Failed {
                     text: "interrupted while starting".into(),
                 },
             );
-            return Ok(ExitStatus::Failure);
+            Ok(ExitStatus::Failure)
         }
-        Some(Err(e)) => {
-            orch.shutdown().await;
-            // Stopped: whoever looks next finds it not running.
-            drop(lock);
-            let msg = failure_text(&e);
-            notify(&ready, RelayMessage::Failed { text: msg.clone() });
-            orch.close_console().await;
-            report_failure(&term, &e);
-            return Ok(ExitStatus::Failure);
-        }
-        Some(Ok(())) => {}
-    }
-    let status = orch.status();
-    let stats = orch.build_stats();
-    let wasm = if stats.compiled + stats.loaded > 0 {
-        format!(
-            "; wasm: {} cargo build{}, {} compiled, {} loaded precompiled",
-            stats.cargo_builds,
-            if stats.cargo_builds == 1 { "" } else { "s" },
-            stats.compiled,
-            stats.loaded
-        )
-    } else {
-        String::new()
-    };
-    term.info(&format!(
-        "\n{}\n{} ready in {} ms (state in {}{wasm})",
-        status::table(&status, term.color).trim_end(),
-        eco.name,
-        started.elapsed().as_millis(),
-        state.path().display()
-    ));
-    notify(&ready, RelayMessage::Ready);
-    drop(ready);
-    if once {
-        let ports: std::collections::HashMap<String, Option<u16>> = status
-            .services
-            .iter()
-            .map(|s| (s.name.clone(), s.port))
-            .collect();
-        let port_of = |name: &str| ports.get(name).copied().flatten();
-        let checked = tokio::select! {
-            r = super::test::run_checks(&eco, &port_of, &term) => Ok(r),
-            _ = &mut stop_rx => {
-                term.info("pactown: interrupted during the checks");
-                Ok(ExitStatus::Failure)
+        Err(e) => {
+            if let Some(running) = e.downcast_ref::<AlreadyRunning>() {
+                notify(
+                    &ready,
+                    RelayMessage::Failed {
+                        text: running.message.clone(),
+                    },
+                );
+                return Err(user_error(
+                    running.message.clone(),
+                    Some("see it with `pactown status`, stop it with `pactown down`"),
+                ));
             }
+            notify(
+                &ready,
+                RelayMessage::Failed {
+                    text: failure_text(&e),
+                },
+            );
+            report_failure(&term, &e);
+            Ok(ExitStatus::Failure)
+        }
+    }
+}
+
+/// What the session reports, on the terminal and to a waiting parent.
+struct CliReporter {
+    term: Term,
+    relay: Option<Relay>,
+}
+
+impl Reporter for CliReporter {
+    fn say(&self, text: &str) {
+        self.term.info(&format!("pactown: {text}"));
+        if let Some(r) = &self.relay {
+            r.send(&RelayMessage::Say {
+                text: text.to_string(),
+            });
+        }
+    }
+
+    fn warn(&self, text: &str) {
+        self.term.warn(text);
+        if let Some(r) = &self.relay {
+            r.send(&RelayMessage::Warn {
+                text: text.to_string(),
+            });
+        }
+    }
+
+    fn ready(&self, ready: &Ready) {
+        let stats = ready.stats;
+        let wasm = if stats.compiled + stats.loaded > 0 {
+            format!(
+                "; wasm: {} cargo build{}, {} compiled, {} loaded precompiled",
+                stats.cargo_builds,
+                if stats.cargo_builds == 1 { "" } else { "s" },
+                stats.compiled,
+                stats.loaded
+            )
+        } else {
+            String::new()
         };
-        term.info("pactown: stopping");
-        orch.shutdown().await;
-        signals.abort();
-        orch.close_console().await;
-        return checked;
-    }
-
-    let control = orch.take_control().expect("control listener");
-    let orch = Arc::new(orch);
-    let run = orch.run_until_stopped(control, stop_rx).await;
-    term.info("pactown: stopping");
-    orch.shutdown().await;
-    signals.abort();
-    let dropped = orch.dropped_console_lines();
-    for (name, n) in dropped {
-        term.note(&format!(
-            "{n} lines of `{name}` were not shown on the console (the log file has them all)"
+        self.term.info(&format!(
+            "\n{}\n{} ready in {} ms (state in {}{wasm})",
+            status::table(&ready.status, self.term.color).trim_end(),
+            ready.status.ecosystem,
+            ready.elapsed.as_millis(),
+            ready.state_dir.display()
         ));
+        notify(&self.relay, RelayMessage::Ready);
     }
-    if let Ok(mut o) = Arc::try_unwrap(orch) {
-        o.close_console().await;
-    }
-    run?;
-    term.info(&format!("pactown: {} stopped", eco.name));
-    Ok(ExitStatus::Success)
-}
 
-/// A run command that mentions neither `$PORT` nor `$MARKPACT_PORT` cannot listen where the
-/// router sends traffic (pactown never rewrites commands).
-fn port_warning(s: &crate::spec::Service) -> Option<String> {
-    use crate::spec::RuntimeKind;
-    let default = if crate::spec::language::is_rust(s) {
-        RuntimeKind::WasmHttp
-    } else {
-        RuntimeKind::Native
-    };
-    let kind = s.runtime_override().map_or(default, |(k, _)| k);
-    if s.port == crate::spec::PortSpec::None || kind != RuntimeKind::Native {
-        return None;
-    }
-    let run = s.content.run.as_ref()?;
-    let uses = |t: &str| t.contains("PORT");
-    let mentioned = uses(&run.command) || s.content.files.iter().any(|f| uses(&f.content));
-    (!mentioned).then(|| {
-        format!(
-            "`{}` ({}) never reads PORT or MARKPACT_PORT; it must listen on the port pactown gives it in those variables",
-            s.name, run.loc
-        )
-    })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-        _ = hup.recv() => {}
+    fn check(&self, result: &CheckResult<'_>) {
+        super::test::print_check(&self.term, result);
     }
 }
 

@@ -2,8 +2,10 @@
 //! starts services in dependency waves (each wave once the previous one is ready), keeps them
 //! running, answers control requests, and stops everything in reverse order.
 
+pub mod checks;
 pub mod health;
 pub mod logs;
+pub mod session;
 pub mod supervisor;
 mod wasm_backend;
 
@@ -111,6 +113,7 @@ impl Orchestrator {
     /// `say` tells the user what happens (first-use installs, moved ports).
     pub fn bind(
         eco: &Ecosystem,
+        facts: &crate::facts::HostFacts,
         state: StateDir,
         opts: &UpOptions,
         say: Arc<dyn Fn(&str) + Send + Sync>,
@@ -151,12 +154,7 @@ impl Orchestrator {
             None => router_bind(DEFAULT_GATEWAY_PORT, DEFAULT_GATEWAY_PORT, &taken)?.0,
         };
         let gateway = admin.local_addr()?;
-        let plan = Plan::build(
-            eco,
-            &graph,
-            &ports,
-            &crate::facts::HostFacts::for_ecosystem(eco),
-        );
+        let plan = Plan::build(eco, &graph, &ports, facts);
         // Each native service gets its own proxy address, so the proxy knows who calls.
         let mut proxies = IndexMap::new();
         for (name, sp) in &plan.services {
