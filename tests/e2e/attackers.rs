@@ -168,7 +168,7 @@ def attack(name, q):
         try:
             s = socket.socket(socket.AF_UNIX); s.settimeout(3); s.connect(q["ctl"][0])
             s.sendall(b'{"cmd":"down"}\n'); reply = s.recv(300); s.close()
-            return {"contained": b'"ok":false' in reply, "detail": f"connected; answer {reply[:160]!r}"}
+            return {"contained": b'"reply":"error"' in reply, "detail": f"connected; answer {reply[:160]!r}"}
         except OSError as e:
             return {"contained": True, "detail": f"{type(e).__name__}: {e}"}
     if name == "host-unix-socket":

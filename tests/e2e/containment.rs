@@ -143,7 +143,7 @@ fn the_control_socket_refuses_what_pactown_started_and_other_pid_namespaces() {
         http_request(up.port("s"), "GET", &format!("/steer?{socket}"), None).unwrap();
     assert_eq!(code, 200, "{body}");
     assert!(
-        body.contains("ok\\\":false") && body.contains("started by this pactown"),
+        body.contains("reply\\\":\\\"error") && body.contains("started by this pactown"),
         "{body}"
     );
     // A process in another PID namespace (as every sandboxed service is) is refused too.

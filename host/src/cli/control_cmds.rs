@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{ExitStatus, Term, user_error};
 use crate::control::status::{self, EcosystemStatus, ServiceStatus};
-use crate::control::{Request, StateDir};
+use crate::control::{Reply, Request, StateDir};
 use crate::orchestrator::logs::{log_path, rotated};
 use crate::spec::Ecosystem;
 
@@ -64,8 +64,10 @@ impl StatusCommand {
         let eco = super::load(&self.file, term)?.ecosystem;
         let state = state_of(&eco);
         let status = if state.is_running() {
-            let answer = state.request(&Request::Status, Some(Duration::from_secs(10)))?;
-            serde_json::from_value::<EcosystemStatus>(answer["status"].clone())?
+            match state.request(&Request::Status, Some(Duration::from_secs(10)))? {
+                Reply::Status { status } => status,
+                other => anyhow::bail!("the running pactown answered {other:?} to `status`"),
+            }
         } else {
             stopped_status(&eco)
         };
@@ -121,13 +123,11 @@ impl DownCommand {
             return Ok(ExitStatus::Success);
         }
         let pid = state.read_state().map(|s| s.pid);
-        let answer = state.request(&Request::Down, Some(Duration::from_secs(10)))?;
-        if answer["ok"] != true {
+        if let Reply::Error { error, .. } =
+            state.request(&Request::Down, Some(Duration::from_secs(10)))?
+        {
             return Err(user_error(
-                format!(
-                    "the running pactown refused `down`: {}",
-                    answer["error"].as_str().unwrap_or("no reason given")
-                ),
+                format!("the running pactown refused `down`: {error}"),
                 None,
             ));
         }
@@ -191,21 +191,25 @@ impl RestartCommand {
                 Some("start it with `pactown up`"),
             ));
         }
-        let answer = state.request(
+        let reply = state.request(
             &Request::Restart {
                 service: self.service.clone(),
             },
             None,
         )?;
-        if answer["ok"] == true {
-            term.success(&format!("`{}` restarted and ready", self.service));
-            Ok(ExitStatus::Success)
-        } else {
-            term.error(answer["error"].as_str().unwrap_or("restart failed"));
-            for l in answer["tail"].as_array().into_iter().flatten() {
-                term.note(l.as_str().unwrap_or_default());
+        match reply {
+            Reply::Restarted { .. } => {
+                term.success(&format!("`{}` restarted and ready", self.service));
+                Ok(ExitStatus::Success)
             }
-            Ok(ExitStatus::Failure)
+            Reply::Error { error, tail } => {
+                term.error(&error);
+                for l in tail {
+                    term.note(&l);
+                }
+                Ok(ExitStatus::Failure)
+            }
+            other => anyhow::bail!("the running pactown answered {other:?} to `restart`"),
         }
     }
 }

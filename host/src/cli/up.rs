@@ -400,11 +400,10 @@ fn detach(
         }
     }
     if outcome == Some(RelayMessage::Ready) {
-        let st = state.request(
+        if let crate::control::Reply::Status { status: s } = state.request(
             &crate::control::Request::Status,
             Some(std::time::Duration::from_secs(10)),
-        )?;
-        if let Ok(s) = serde_json::from_value::<status::EcosystemStatus>(st["status"].clone()) {
+        )? {
             term.info(status::table(&s, term.color).trim_end());
         }
         term.success(&format!(

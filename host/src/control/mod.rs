@@ -31,8 +31,8 @@ pub struct StateFile {
     pub ports: indexmap::IndexMap<String, Option<u16>>,
 }
 
-/// A request on the control socket.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A request on the control socket (one JSON line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
     /// The live status.
@@ -44,6 +44,49 @@ pub enum Request {
     },
     /// Stop everything and exit.
     Down,
+}
+
+/// The answer to a [`Request`] (one JSON line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// The live status.
+    Status {
+        /// What runs.
+        status: status::EcosystemStatus,
+    },
+    /// A service restarted and is ready again.
+    Restarted {
+        /// Its status now.
+        service: status::ServiceStatus,
+    },
+    /// Everything is being stopped.
+    Stopping,
+    /// Refused or failed.
+    Error {
+        /// Why.
+        error: String,
+        /// The last lines of the service's log, when one is concerned.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tail: Vec<String>,
+    },
+}
+
+impl Reply {
+    /// An error reply.
+    pub fn error(error: impl Into<String>) -> Self {
+        Reply::Error {
+            error: error.into(),
+            tail: Vec::new(),
+        }
+    }
+
+    /// The reply as one line.
+    pub fn line(&self) -> String {
+        let mut text = serde_json::to_string(self).expect("replies serialize");
+        text.push('\n');
+        text
+    }
 }
 
 /// Why a peer of the control socket is refused, if it is: a process in another PID namespace
@@ -192,11 +235,7 @@ impl StateDir {
     }
 
     /// Send one request to the running `up` and read its one-line JSON answer.
-    pub fn request(
-        &self,
-        req: &Request,
-        timeout: Option<Duration>,
-    ) -> anyhow::Result<serde_json::Value> {
+    pub fn request(&self, req: &Request, timeout: Option<Duration>) -> anyhow::Result<Reply> {
         let state = self
             .read_state()
             .context("no state.json: the ecosystem is not running")?;
@@ -218,7 +257,8 @@ impl StateDir {
         if answer.is_empty() {
             anyhow::bail!("the running pactown closed the connection without answering");
         }
-        Ok(serde_json::from_str(&answer)?)
+        serde_json::from_str(&answer)
+            .with_context(|| format!("the running pactown answered something else: {answer}"))
     }
 
     /// Wait until no `up` holds the lock.
@@ -243,5 +283,33 @@ impl StateDir {
             .unwrap_or(false);
         drop(lock);
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form() {
+        assert_eq!(
+            serde_json::to_string(&Request::Restart {
+                service: "api".into()
+            })
+            .unwrap(),
+            r#"{"cmd":"restart","service":"api"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"down"}"#).unwrap(),
+            Request::Down
+        );
+        assert_eq!(Reply::Stopping.line(), "{\"reply\":\"stopping\"}\n");
+        assert_eq!(
+            Reply::error("no").line(),
+            "{\"reply\":\"error\",\"error\":\"no\"}\n"
+        );
+        let back: Reply =
+            serde_json::from_str(r#"{"reply":"error","error":"x","tail":["a"]}"#).unwrap();
+        assert!(matches!(back, Reply::Error { tail, .. } if tail == ["a"]));
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::build::{self, Built, Cache};
 use crate::control::status::{EcosystemStatus, State};
-use crate::control::{Request, StateDir};
+use crate::control::{Reply, Request, StateDir};
 use crate::plan::{PARENT_ENV_ALLOWED, Plan, is_secret_name};
 use crate::router::{Endpoint, RequestLog, Router};
 use crate::spec::graph::DependencyGraph;
@@ -465,8 +465,7 @@ impl Orchestrator {
 
     async fn refuse(self: Arc<Self>, stream: tokio::net::UnixStream, refusal: String) {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let mut text = serde_json::json!({"ok": false, "error": refusal}).to_string();
-        text.push('\n');
+        let text = Reply::error(refusal).line();
         let (read, mut write) = stream.into_split();
         // Its request is read (and ignored) first, so the refusal is what it gets, not a reset.
         let mut line = String::new();
@@ -489,31 +488,32 @@ impl Orchestrator {
         {
             return;
         }
-        let answer = match serde_json::from_str::<Request>(&line) {
-            Err(e) => serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
-            Ok(Request::Status) => serde_json::json!({"ok": true, "status": self.status()}),
+        let reply = match serde_json::from_str::<Request>(&line) {
+            Err(e) => Reply::error(format!("bad request: {e}")),
+            Ok(Request::Status) => Reply::Status {
+                status: self.status(),
+            },
             Ok(Request::Down) => {
                 let _ = down.try_send(());
-                serde_json::json!({"ok": true})
+                Reply::Stopping
             }
             Ok(Request::Restart { service }) => match self.services.get(&service) {
-                None => {
-                    serde_json::json!({"ok": false, "error": crate::plan::calls::unknown(&service)})
-                }
+                None => Reply::error(crate::plan::calls::unknown(&service)),
                 Some(rt) => {
                     rt.log.event(&service, "restart requested");
                     match rt.restart().await {
-                        Ok(()) => serde_json::json!({"ok": true, "status": rt.status()}),
-                        Err(e) => {
-                            serde_json::json!({"ok": false, "error": format!("`{service}` did not come back: {e:?}"), "tail": rt.log.tail(15)})
-                        }
+                        Ok(()) => Reply::Restarted {
+                            service: rt.status(),
+                        },
+                        Err(e) => Reply::Error {
+                            error: format!("`{service}` did not come back: {e:?}"),
+                            tail: rt.log.tail(15),
+                        },
                     }
                 }
             },
         };
-        let mut text = answer.to_string();
-        text.push('\n');
-        let _ = write.write_all(text.as_bytes()).await;
+        let _ = write.write_all(reply.line().as_bytes()).await;
     }
 
     /// Stop everything in reverse dependency order (each wave's services together).
