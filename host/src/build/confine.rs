@@ -11,8 +11,7 @@ use pactown_runtime::native::sandbox::{
     FsRules, NetRules, RootFs, SandboxPolicy, SeccompProfile, SynthFile, probe,
 };
 
-use crate::build;
-use crate::plan::{Plan, ServicePlan};
+use crate::plan::{LayerName, Plan, ServicePlan};
 
 /// System directories every native process may read and execute.
 const SYSTEM_DIRS: &[&str] = &[
@@ -164,7 +163,7 @@ fn identity_files(name: &str, (uid, gid): (u32, u32), home: &Path) -> Vec<SynthF
 pub fn service_sandbox(
     plan: &Plan,
     sp: &ServicePlan,
-    prepared: &build::Prepared,
+    prepared: &super::native::Prepared,
     proxy: Option<u16>,
     path_var: Option<&str>,
 ) -> NativeSandbox {
@@ -176,7 +175,7 @@ pub fn service_sandbox(
             scope: cgroup_scope(&plan.state_dir),
         };
     }
-    let layer_on = |name: &str| sp.sandbox.layers.iter().any(|l| l.name == name && l.on);
+    let layer_on = |name: LayerName| sp.sandbox.layer_on(name);
     let mut read = base_read(path_var);
     for env in &prepared.read_only {
         env_read(env, &mut read);
@@ -201,20 +200,20 @@ pub fn service_sandbox(
         .chain(proxy)
         .collect();
     // Every decision here is the plan's (its layers); the kernel is asked nothing again.
-    let user = sp.sandbox.user.filter(|_| layer_on("user"));
-    let cgroups = layer_on("cgroup");
-    if layer_on("namespaces") {
+    let user = sp.sandbox.user.filter(|_| layer_on(LayerName::User));
+    let cgroups = layer_on(LayerName::Cgroup);
+    if layer_on(LayerName::Namespaces) {
         // Its own /tmp and /dev/shm (private tmpfs, bounded by its memory).
         write.extend(["/tmp", "/dev/shm"].map(PathBuf::from));
     }
-    let isolate = layer_on("namespaces").then(|| {
+    let isolate = layer_on(LayerName::Namespaces).then(|| {
         let mut root = root_fs(&read, &write, sp.limits.memory);
         root.overlays = prepared.overlays.clone();
         if let Some(id) = user {
             root.files = identity_files(
                 &format!("pactown-{}", sp.name),
                 id,
-                &dir.join(build::HOME_DIR),
+                &dir.join(super::native::HOME_DIR),
             );
         }
         root
@@ -226,13 +225,13 @@ pub fn service_sandbox(
         more_processes: (!cgroups && (!k.root || user.is_some())).then_some(sp.limits.processes),
         address_space: None,
         isolate,
-        fs: layer_on("landlock-fs").then_some(FsRules { read, write }),
-        net: layer_on("landlock-net").then_some(NetRules {
+        fs: layer_on(LayerName::LandlockFs).then_some(FsRules { read, write }),
+        net: layer_on(LayerName::LandlockNet).then_some(NetRules {
             bind: Vec::new(),
             connect,
         }),
-        scopes: layer_on("landlock-scopes"),
-        seccomp: layer_on("seccomp").then_some(SeccompProfile {
+        scopes: layer_on(LayerName::LandlockScopes),
+        seccomp: layer_on(LayerName::Seccomp).then_some(SeccompProfile {
             udp: false,
             watch_connect: true,
         }),

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::Prepared;
 use super::cache::{Cache, digest, make_read_only};
+use super::native::Prepared;
 use super::step::{Step, take_back};
 use super::toolchain::{Artifact, BuildContext, BuildError, Toolchain};
 use crate::spec::Service;
@@ -59,7 +59,7 @@ impl Toolchain for Go {
             if service.content.file(f).is_none()
                 && let Ok(text) = std::fs::read_to_string(built.entry.join(f))
             {
-                super::write_generated(&root, f, &text)?;
+                super::native::write_generated(&root, f, &text)?;
             }
         }
         Ok(Artifact::Native(Prepared {

@@ -14,8 +14,8 @@ use anyhow::Context;
 
 use pactown_runtime::native::sandbox::Overlay;
 
-use super::Prepared;
 use super::cache::{Cache, digest, make_read_only};
+use super::native::Prepared;
 use super::step::{Step, take_back};
 use super::toolchain::{Artifact, BuildContext, BuildError, Toolchain};
 use crate::spec::Service;
@@ -56,7 +56,7 @@ impl Toolchain for Node {
         let root = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())?;
         let mut prepared = Prepared {
             path_prefix: vec![modules.bin.clone()],
-            read_only: vec![super::installation(&modules.bin)],
+            read_only: vec![super::native::installation(&modules.bin)],
             // Its own `npm install` finds everything in place, and fails at once rather than
             // wait on a network it does not have.
             env: [
@@ -70,12 +70,12 @@ impl Toolchain for Node {
             overlays: Vec::new(),
         };
         if service.content.file("package.json").is_none() {
-            super::write_generated(&root, "package.json", &package_json(service))?;
+            super::native::write_generated(&root, "package.json", &package_json(service))?;
         }
         if service.content.file("package-lock.json").is_none()
             && let Ok(lock) = std::fs::read_to_string(modules.entry.join("package-lock.json"))
         {
-            super::write_generated(&root, "package-lock.json", &lock)?;
+            super::native::write_generated(&root, "package-lock.json", &lock)?;
         }
         if ctx.namespaces {
             let (upper, work) = overlay_dirs(dir, &modules.key);

@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::Prepared;
 use super::cache::{Cache, digest, make_read_only};
+use super::native::Prepared;
 use super::step::{Step, take_back};
 use super::toolchain::{Artifact, BuildContext, BuildError, Toolchain};
-use super::tools::{uv, which};
+use super::tools::{Interpreter, uv};
 use crate::spec::Service;
 use crate::spec::service::Installer;
 
@@ -103,63 +103,6 @@ impl PythonEnv {
     pub fn bin(&self) -> PathBuf {
         self.root.join("bin")
     }
-}
-
-/// The interpreter environments are built for: `python3` on `PATH`, identified by its real path
-/// and its file's size and mtime (no process is started on the warm path).
-#[derive(Debug, Clone)]
-pub struct Interpreter {
-    /// Real path of the interpreter.
-    pub path: PathBuf,
-    identity: String,
-}
-
-impl Interpreter {
-    /// Find `python3` and the interpreter it really runs (a pyenv or asdf shim is a script
-    /// that picks one). Asked once per shim file, then remembered in the cache: the warm path
-    /// starts no process.
-    pub fn find(cache: &Cache) -> anyhow::Result<Self> {
-        let found = which("python3").context(
-            "Python services need `python3`, which is not on PATH; install Python 3 (e.g. `apt-get install python3`)",
-        )?;
-        let found = std::fs::canonicalize(&found).unwrap_or(found);
-        let key = digest([
-            b"python-interpreter-v1".as_slice(),
-            identity(&found)?.as_bytes(),
-        ]);
-        let memo = cache.path(&["python", "interpreters", &key[..32]]);
-        let real = match std::fs::read_to_string(&memo) {
-            Ok(p) if Path::new(p.trim()).is_file() => PathBuf::from(p.trim()),
-            _ => {
-                let out = std::process::Command::new(&found)
-                    .args(["-c", "import sys; print(sys.executable)"])
-                    .output()
-                    .with_context(|| format!("cannot run `{}`", found.display()))?;
-                let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                if !out.status.success() || p.is_empty() {
-                    bail!(
-                        "`{}` did not say which interpreter it is:\n{}",
-                        found.display(),
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                let real = std::fs::canonicalize(&p).unwrap_or_else(|_| PathBuf::from(&p));
-                write_atomic(&memo, &real.display().to_string())?;
-                real
-            }
-        };
-        Ok(Self {
-            identity: identity(&real)?,
-            path: real,
-        })
-    }
-}
-
-/// A file's path, size and mtime.
-fn identity(p: &Path) -> anyhow::Result<String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(p).with_context(|| format!("cannot read `{}`", p.display()))?;
-    Ok(format!("{}|{}|{}", p.display(), meta.size(), meta.mtime()))
 }
 
 /// A distribution name as PEP 503 compares them: lower case, runs of `-_.` as one `-`.
@@ -309,7 +252,7 @@ fn resolution(
             missing.join(", ")
         );
     }
-    write_atomic(lock_file, &text)?;
+    super::step::write_atomic(lock_file, &text)?;
     Ok(text)
 }
 
@@ -465,16 +408,6 @@ fn resolve(
         )
     })?;
     Ok(std::fs::read_to_string(&req_out)?)
-}
-
-/// Write through a private temporary file, then rename: readers see the old or the new file.
-fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path.parent().context("no parent")?;
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-    tmp.persist(path)?;
-    Ok(())
 }
 
 #[cfg(test)]

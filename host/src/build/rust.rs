@@ -228,7 +228,7 @@ pub fn build(
         return Err(BuildError::Other(anyhow::anyhow!(
             "cargo could not build `{}`:\n{}",
             service.name,
-            super::tools::tail(&String::from_utf8_lossy(&out.stderr), 25)
+            super::step::tail(&String::from_utf8_lossy(&out.stderr), 25)
         )));
     }
     let built = target_dir

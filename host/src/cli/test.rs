@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
+use super::session::{print_check, summary};
 use super::{ExitStatus, Term};
 use crate::control::StateDir;
-use crate::orchestrator::checks::{self, CheckResult, Tally};
+use crate::orchestrator::checks;
 
 /// Run every service's `markpact:test` checks against its stable address.
 #[derive(Debug, clap::Args)]
@@ -34,7 +35,7 @@ impl TestCommand {
         let running = state.try_lock()?.is_none();
         if !running {
             // Service output goes to the log files only: the results are what this shows.
-            return super::up::block_on(super::up::up(
+            return super::session::block_on(super::session::up(
                 eco,
                 term.clone(),
                 false,
@@ -51,39 +52,10 @@ impl TestCommand {
             ));
         };
         let term = term.clone();
-        super::up::block_on(async move {
+        super::session::block_on(async move {
             let port_of = |name: &str| ports.get(name).copied().flatten();
             let tally = checks::run(&eco, &port_of, &|r| print_check(&term, r)).await;
             Ok(summary(&term, &eco.name, tally))
         })
-    }
-}
-
-/// Print one check's result: `ok` with how it went, or the failure with its README line.
-pub(crate) fn print_check(term: &Term, r: &CheckResult<'_>) {
-    match &r.outcome {
-        Ok(how) => term.info(&format!("  ok    {}  {}  {how}", r.service, r.what)),
-        Err(why) => {
-            let at = r.loc.map_or(String::new(), |loc| {
-                let (line, col) = loc.file.line_col(loc.span.start);
-                format!("\n  --> {}:{line}:{col}", loc.file.path.display())
-            });
-            term.error(&format!("{}  {}: {why}{at}", r.service, r.what));
-        }
-    }
-}
-
-/// Print the tally; the exit status follows it.
-pub(crate) fn summary(term: &Term, ecosystem: &str, t: Tally) -> ExitStatus {
-    term.info(&format!(
-        "{ecosystem}: {} check{} passed, {} failed",
-        t.passed,
-        if t.passed == 1 { "" } else { "s" },
-        t.failed
-    ));
-    if t.failed == 0 {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Failure
     }
 }

@@ -1,21 +1,15 @@
 //! `pactown up FILE [-d]` and `pactown run README.md [--port N]`: bring services up and keep
 //! them up until Ctrl+C, SIGTERM or `pactown down`.
 
-use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::session::{Relay, RelayMessage, block_on, up};
 use super::{ExitStatus, Term, user_error};
 use crate::control::StateDir;
 use crate::control::status;
-use crate::orchestrator::StartFailure;
-use crate::orchestrator::checks::CheckResult;
-use crate::orchestrator::session::{
-    self, AlreadyRunning, Ended, Mode, Ready, Reporter, SessionOptions,
-};
 use crate::spec::Ecosystem;
 
 /// Start every service of an ecosystem in dependency order, wait until all are ready, print
@@ -93,241 +87,6 @@ impl RunCommand {
             self.listen,
             self.once,
         ))
-    }
-}
-
-/// A multi-threaded runtime for the orchestrator (children are forked from its worker threads,
-/// which live as long as it does; see the parent-death signal in the shim).
-pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let out = rt.block_on(f);
-    // Everything was stopped in order already; do not wait on stragglers to exit.
-    rt.shutdown_timeout(std::time::Duration::from_secs(1));
-    out
-}
-
-/// What a detached `up` tells the parent waiting for it, one JSON line each.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "relay", rename_all = "snake_case")]
-pub(crate) enum RelayMessage {
-    /// Progress for the user (`pactown: …`).
-    Say {
-        /// The text (may span lines).
-        text: String,
-    },
-    /// A warning.
-    Warn {
-        /// The text.
-        text: String,
-    },
-    /// Every service is ready.
-    Ready,
-    /// `up` failed; everything it started is stopped.
-    Failed {
-        /// What went wrong (may span lines).
-        text: String,
-    },
-}
-
-/// The pipe to a detaching parent: [`RelayMessage`]s while starting, then `Ready` or
-/// `Failed`. Clones share the pipe.
-#[derive(Clone)]
-pub(crate) struct Relay(Arc<std::sync::Mutex<Option<std::fs::File>>>);
-
-impl Relay {
-    fn new(f: std::fs::File) -> Self {
-        Self(Arc::new(std::sync::Mutex::new(Some(f))))
-    }
-
-    fn send(&self, msg: &RelayMessage) {
-        if let Ok(mut g) = self.0.lock()
-            && let Some(f) = g.as_mut()
-            && let Ok(line) = serde_json::to_string(msg)
-        {
-            let _ = writeln!(f, "{line}");
-            let _ = f.flush();
-        }
-    }
-
-    /// Send the last message and close the pipe.
-    fn finish(&self, msg: &RelayMessage) {
-        self.send(msg);
-        if let Ok(mut g) = self.0.lock() {
-            g.take();
-        }
-    }
-}
-
-/// Bring `eco` up; with `once`, run its checks when it is ready and stop, else keep it running
-/// until it is told to stop. The lifecycle is the session's; this prints what it reports and
-/// relays it to a waiting parent.
-pub(crate) async fn up(
-    eco: Ecosystem,
-    term: Term,
-    console: bool,
-    ready: Option<Relay>,
-    listen: Option<std::net::SocketAddr>,
-    once: bool,
-) -> anyhow::Result<ExitStatus> {
-    let name = eco.name.clone();
-    let reporter = Arc::new(CliReporter {
-        term: term.clone(),
-        relay: ready.clone(),
-    });
-    let opts = SessionOptions {
-        console,
-        color: term.color,
-        listen,
-        mode: if once { Mode::Check } else { Mode::Serve },
-    };
-    match session::run(eco, opts, reporter).await {
-        Ok(Ended::Stopped) => Ok(ExitStatus::Success),
-        Ok(Ended::Checked(tally)) => Ok(super::test::summary(&term, &name, tally)),
-        Ok(Ended::Interrupted) => {
-            notify(
-                &ready,
-                RelayMessage::Failed {
-                    text: "interrupted while starting".into(),
-                },
-            );
-            Ok(ExitStatus::Failure)
-        }
-        Err(e) => {
-            if let Some(running) = e.downcast_ref::<AlreadyRunning>() {
-                notify(
-                    &ready,
-                    RelayMessage::Failed {
-                        text: running.message.clone(),
-                    },
-                );
-                return Err(user_error(
-                    running.message.clone(),
-                    Some("see it with `pactown status`, stop it with `pactown down`"),
-                ));
-            }
-            notify(
-                &ready,
-                RelayMessage::Failed {
-                    text: failure_text(&e),
-                },
-            );
-            report_failure(&term, &e);
-            Ok(ExitStatus::Failure)
-        }
-    }
-}
-
-/// What the session reports, on the terminal and to a waiting parent.
-struct CliReporter {
-    term: Term,
-    relay: Option<Relay>,
-}
-
-impl Reporter for CliReporter {
-    fn say(&self, text: &str) {
-        self.term.info(&format!("pactown: {text}"));
-        if let Some(r) = &self.relay {
-            r.send(&RelayMessage::Say {
-                text: text.to_string(),
-            });
-        }
-    }
-
-    fn warn(&self, text: &str) {
-        self.term.warn(text);
-        if let Some(r) = &self.relay {
-            r.send(&RelayMessage::Warn {
-                text: text.to_string(),
-            });
-        }
-    }
-
-    fn ready(&self, ready: &Ready) {
-        let stats = ready.stats;
-        let wasm = if stats.compiled + stats.loaded > 0 {
-            format!(
-                "; wasm: {} cargo build{}, {} compiled, {} loaded precompiled",
-                stats.cargo_builds,
-                if stats.cargo_builds == 1 { "" } else { "s" },
-                stats.compiled,
-                stats.loaded
-            )
-        } else {
-            String::new()
-        };
-        self.term.info(&format!(
-            "\n{}\n{} ready in {} ms (state in {}{wasm})",
-            status::table(&ready.status, self.term.color).trim_end(),
-            ready.status.ecosystem,
-            ready.elapsed.as_millis(),
-            ready.state_dir.display()
-        ));
-        notify(&self.relay, RelayMessage::Ready);
-    }
-
-    fn check(&self, result: &CheckResult<'_>) {
-        super::test::print_check(&self.term, result);
-    }
-}
-
-fn failure_text(e: &anyhow::Error) -> String {
-    if let Some(d) = e.downcast_ref::<crate::spec::Diagnostics>() {
-        let n = d.error_count();
-        return format!(
-            "{}\n{n} error{} found; nothing was started",
-            d.render(false).trim_end(),
-            if n == 1 { "" } else { "s" }
-        );
-    }
-    match e.downcast_ref::<StartFailure>() {
-        Some(f) => {
-            let mut s = f.message.clone();
-            for l in &f.tail {
-                s.push_str("\n    ");
-                s.push_str(l);
-            }
-            s
-        }
-        None => format!("{e:#}"),
-    }
-}
-
-fn report_failure(term: &Term, e: &anyhow::Error) {
-    if let Some(d) = e.downcast_ref::<crate::spec::Diagnostics>() {
-        term.diagnostics(d);
-        let n = d.error_count();
-        term.error(&format!(
-            "{n} error{} found; nothing was started",
-            if n == 1 { "" } else { "s" }
-        ));
-        return;
-    }
-    match e.downcast_ref::<StartFailure>() {
-        Some(f) => {
-            term.error(&f.message);
-            if !f.tail.is_empty() {
-                term.note("last lines of its log:");
-                for l in &f.tail {
-                    term.note(&format!("  {l}"));
-                }
-            }
-            term.note(&format!("full log: {}", f.log.display()));
-            term.note("everything that was started has been stopped");
-        }
-        None => {
-            term.error(&format!("{e:#}"));
-            term.note("everything that was started has been stopped");
-        }
-    }
-}
-
-fn notify(ready: &Option<Relay>, msg: RelayMessage) {
-    if let Some(r) = ready {
-        r.finish(&msg);
     }
 }
 
@@ -422,7 +181,7 @@ fn detach(
     if msg.is_empty() {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         term.error("the background pactown exited before it was ready");
-        term.note(&crate::build::tools::tail(&log, 20));
+        term.note(&crate::build::step::tail(&log, 20));
     } else {
         let mut lines = msg.lines();
         term.error(lines.next().unwrap_or_default());

@@ -68,7 +68,7 @@ pub struct ServiceStatus {
     /// Overall: ready when every replica is, failed when any failed for good, else starting.
     pub state: State,
     /// Sandbox kind.
-    pub kind: String,
+    pub kind: crate::spec::RuntimeKind,
     /// How confined: full, partial or none.
     #[serde(default = "unknown_level")]
     pub sandbox: crate::plan::SandboxLevel,
@@ -129,7 +129,7 @@ impl ServiceStatus {
             name: plan.name.clone(),
             port: plan.port,
             state: State::Stopped,
-            kind: plan.sandbox.kind.as_str().to_string(),
+            kind: plan.sandbox.kind,
             sandbox: plan.sandbox.level,
             layers: plan.sandbox.layers.clone(),
             health_check: plan.health.check.clone(),
@@ -226,7 +226,7 @@ pub fn table(status: &EcosystemStatus, color: bool) -> String {
             health,
             format!("{ready}/{}", s.replicas.len()),
             s.restarts,
-            s.kind,
+            s.kind.as_str(),
             s.sandbox.as_str()
         ));
     }

@@ -16,6 +16,7 @@ use crate::build::Cache;
 use crate::control::status::EcosystemStatus;
 use crate::control::{StateDir, StateFile};
 use crate::facts::HostFacts;
+use crate::plan::LayerName;
 use crate::spec::{Ecosystem, RuntimeKind};
 
 /// What a session tells whoever drives it.
@@ -258,12 +259,14 @@ fn warnings(orch: &Orchestrator, eco: &Ecosystem) -> Vec<String> {
             .sandbox
             .layers
             .iter()
-            .filter(|l| !l.on && l.name != "sandbox")
+            .filter(|l| !l.on && l.name != LayerName::Sandbox)
         {
-            if said.insert(l.name.clone()) {
+            if said.insert(l.name) {
                 out.push(format!(
                     "sandbox layer `{}` is off on this machine: {} (affects `{}` and others like it)",
-                    l.name, l.detail, sp.name
+                    l.name.as_str(),
+                    l.detail,
+                    sp.name
                 ));
             }
         }

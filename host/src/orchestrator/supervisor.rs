@@ -145,7 +145,7 @@ impl ServiceRuntime {
             next: AtomicUsize::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
             isolated: plan.sandbox.kind == crate::spec::RuntimeKind::Native
-                && plan.sandbox.layer_on("namespaces"),
+                && plan.sandbox.layer_on(crate::plan::LayerName::Namespaces),
             plan,
         })
     }
@@ -191,7 +191,7 @@ impl ServiceRuntime {
             name: self.plan.name.clone(),
             port: self.plan.port,
             state: ServiceStatus::aggregate(&replicas),
-            kind: self.plan.sandbox.kind.as_str().to_string(),
+            kind: self.plan.sandbox.kind,
             sandbox: self.plan.sandbox.level,
             layers: self.plan.sandbox.layers.clone(),
             health_check: self.plan.health.check.clone(),

@@ -21,6 +21,7 @@ use crate::spec::{Ecosystem, RuntimeKind, Service};
 pub mod calls;
 mod env;
 mod language;
+mod limits;
 mod sandbox;
 
 pub use crate::spec::language::{Language, language};
@@ -33,9 +34,11 @@ pub use env::{
 };
 pub use language::ToolNeed;
 use language::kind_from_source;
+pub use limits::*;
 use sandbox::sandbox_layers;
 pub use sandbox::{
-    BUILD_UID, DYNAMIC_UID_BASE, DYNAMIC_UID_RANGE, Layer, SandboxLevel, SandboxPlan, service_uid,
+    BUILD_UID, DYNAMIC_UID_BASE, DYNAMIC_UID_RANGE, Layer, LayerName, SandboxLevel, SandboxPlan,
+    service_uid,
 };
 
 /// The whole plan.
@@ -90,42 +93,6 @@ pub struct ReferenceOnly {
     /// Where it is.
     pub at: Loc,
 }
-
-/// Limits with defaults applied.
-#[derive(Debug, Clone, Serialize)]
-pub struct LimitsPlan {
-    /// Memory, bytes (per instance for wasm, per replica for native).
-    pub memory: u64,
-    /// CPU share of a native replica (0.5 = half a core); none means unlimited.
-    pub cpu: Option<f64>,
-    /// Processes and threads of a native replica.
-    pub processes: u64,
-    /// Open files of a native process.
-    pub open_files: u64,
-    /// CPU time per request (wasm-http).
-    #[serde(with = "secs")]
-    pub cpu_time: std::time::Duration,
-    /// Instances at once (wasm-http).
-    pub instances: u32,
-    /// Wall-clock time per request (wasm-http).
-    #[serde(with = "secs")]
-    pub request_timeout: std::time::Duration,
-}
-
-/// Safe defaults for wasm services.
-pub const DEFAULT_WASM_MEMORY: u64 = 128 << 20;
-/// Memory of a native replica when none is set: enough for real services, not for a bomb.
-pub const DEFAULT_NATIVE_MEMORY: u64 = 1 << 30;
-/// Processes and threads of a native replica.
-pub const DEFAULT_PROCESSES: u64 = 512;
-/// Open files of a native process.
-pub const DEFAULT_OPEN_FILES: u64 = 4096;
-/// CPU budget of one request.
-pub const DEFAULT_CPU_TIME: std::time::Duration = std::time::Duration::from_secs(10);
-/// Concurrent instances of one service.
-pub const DEFAULT_INSTANCES: u32 = 64;
-/// Wall-clock budget of one request.
-pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Health settings.
 #[derive(Debug, Clone, Serialize)]
@@ -261,10 +228,11 @@ fn service_plan(
     let profile = s.profile.as_ref().and_then(|(p, _)| eco.profiles.get(p));
     let limits = profile.map_or_else(|| s.limits.clone(), |p| s.limits.or(&p.limits));
     let rate_limit = s.rate_limit.or(profile.and_then(|p| p.rate_limit));
-    // A native service runs as the user `user:` names, else (when pactown is root) as a
-    // dedicated uid of its own; without root, as the invoking user.
+    // A native service runs as the user `user:` names, else (when pactown is root and can give
+    // it a root filesystem of its own, where the toolchains it needs are reachable by another
+    // user) as a dedicated uid of its own; else as the invoking user.
     let user = s.user.as_deref().and_then(resolve_user).or_else(|| {
-        (kind == RuntimeKind::Native && s.sandbox && facts.kernel.root)
+        (kind == RuntimeKind::Native && s.sandbox && facts.kernel.root && facts.kernel.namespaces)
             .then(|| service_uid(&eco.state_dir, &s.name))
     });
     let limits = LimitsPlan {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::LimitsPlan;
+use super::limits::LimitsPlan;
 use crate::facts::KernelSupport;
 use crate::spec::{RuntimeKind, Service};
 
@@ -29,8 +29,71 @@ pub struct SandboxPlan {
 
 impl SandboxPlan {
     /// Is the layer `name` on?
-    pub fn layer_on(&self, name: &str) -> bool {
+    pub fn layer_on(&self, name: LayerName) -> bool {
         self.layers.iter().any(|l| l.name == name && l.on)
+    }
+}
+
+/// The layers a sandbox can have (their names are a contract of `plan --json` and
+/// `status --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerName {
+    /// wasmtime's isolation of a component.
+    Wasm,
+    /// A component's preopened directories.
+    Filesystem,
+    /// A component's virtualized sockets.
+    Network,
+    /// A component's memory per instance.
+    Memory,
+    /// A component's CPU time per request.
+    Cpu,
+    /// Its own session and process group, dying with pactown.
+    Session,
+    /// Its own PID, mount and IPC namespaces.
+    Namespaces,
+    /// A dedicated unprivileged user, no capabilities.
+    User,
+    /// Resource limits of the process.
+    Rlimits,
+    /// Memory, processes and CPU of the replica.
+    Cgroup,
+    /// Landlock on the filesystem.
+    LandlockFs,
+    /// Landlock on TCP.
+    LandlockNet,
+    /// Landlock's abstract-socket and signal scopes.
+    LandlockScopes,
+    /// The seccomp filter.
+    Seccomp,
+    /// `no_new_privs`.
+    NoNewPrivs,
+    /// The whole sandbox (off: `sandbox: off`).
+    Sandbox,
+}
+
+impl LayerName {
+    /// The name as written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerName::Wasm => "wasm",
+            LayerName::Filesystem => "filesystem",
+            LayerName::Network => "network",
+            LayerName::Memory => "memory",
+            LayerName::Cpu => "cpu",
+            LayerName::Session => "session",
+            LayerName::Namespaces => "namespaces",
+            LayerName::User => "user",
+            LayerName::Rlimits => "rlimits",
+            LayerName::Cgroup => "cgroup",
+            LayerName::LandlockFs => "landlock-fs",
+            LayerName::LandlockNet => "landlock-net",
+            LayerName::LandlockScopes => "landlock-scopes",
+            LayerName::Seccomp => "seccomp",
+            LayerName::NoNewPrivs => "no-new-privs",
+            LayerName::Sandbox => "sandbox",
+        }
     }
 }
 
@@ -60,17 +123,17 @@ impl SandboxLevel {
 /// One layer of a sandbox.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Layer {
-    /// Its name (`landlock-fs`, `seccomp`, ...).
-    pub name: String,
+    /// Which layer.
+    pub name: LayerName,
     /// Whether it applies.
     pub on: bool,
     /// What it does, or why it is off.
     pub detail: String,
 }
 
-pub(super) fn layer(name: &str, on: bool, detail: impl Into<String>) -> Layer {
+pub(super) fn layer(name: LayerName, on: bool, detail: impl Into<String>) -> Layer {
     Layer {
-        name: name.into(),
+        name,
         on,
         detail: detail.into(),
     }
@@ -126,21 +189,21 @@ pub(super) fn sandbox_layers(
         };
         let mut layers = vec![
             layer(
-                "wasm",
+                LayerName::Wasm,
                 true,
                 "wasmtime: no system calls, memory-safe isolation",
             ),
-            layer("filesystem", true, fs),
+            layer(LayerName::Filesystem, true, fs),
             layer(
-                "network",
+                LayerName::Network,
                 true,
                 "virtualized: its own port and its dependencies only",
             ),
-            layer("memory", true, format!("{mib} MiB per instance")),
+            layer(LayerName::Memory, true, format!("{mib} MiB per instance")),
         ];
         if kind == RuntimeKind::WasmHttp {
             layers.push(layer(
-                "cpu",
+                LayerName::Cpu,
                 true,
                 format!(
                     "{} per request",
@@ -155,11 +218,15 @@ pub(super) fn sandbox_layers(
             SandboxLevel::None,
             vec![
                 layer(
-                    "session",
+                    LayerName::Session,
                     true,
                     "own session and process group; dies with pactown",
                 ),
-                layer("sandbox", false, "`sandbox: off` in the ecosystem file"),
+                layer(
+                    LayerName::Sandbox,
+                    false,
+                    "`sandbox: off` in the ecosystem file",
+                ),
             ],
         );
     }
@@ -169,12 +236,12 @@ pub(super) fn sandbox_layers(
         .map_or("unlimited cpu".to_string(), |c| format!("cpu {c}"));
     let layers = vec![
         layer(
-            "session",
+            LayerName::Session,
             true,
             "own session and process group; dies with pactown",
         ),
         layer(
-            "namespaces",
+            LayerName::Namespaces,
             k.namespaces,
             if k.namespaces {
                 "own PID, mount and IPC namespaces: its own /proc, /tmp and /dev/shm, a read-only root with only what it needs; nothing of pactown or other services visible"
@@ -184,30 +251,35 @@ pub(super) fn sandbox_layers(
         ),
         match user {
             Some((uid, gid)) if k.root => layer(
-                "user",
+                LayerName::User,
                 true,
                 format!("runs as {uid}:{gid}, no supplementary groups, no capabilities"),
             ),
-            _ => layer(
-                "user",
+            _ if !k.root => layer(
+                LayerName::User,
                 false,
                 "pactown is not root: it runs as the invoking user (no capabilities), since only root can switch users",
             ),
+            _ => layer(
+                LayerName::User,
+                false,
+                "no namespaces here: it runs as root with no capabilities (another user could not reach toolchains under a private home); set `user:` to pick one",
+            ),
         },
         layer(
-            "rlimits",
+            LayerName::Rlimits,
             true,
             format!("{} open files, no core dumps", limits.open_files),
         ),
         if k.cgroup_v1 {
             layer(
-                "cgroup",
+                LayerName::Cgroup,
                 true,
                 format!("memory {mib} MiB, {} processes, {cpu}", limits.processes),
             )
         } else {
             layer(
-                "cgroup",
+                LayerName::Cgroup,
                 false,
                 format!(
                     "needs root (cgroup v1) or a delegated cgroup v2; memory falls back to RLIMIT_DATA {mib} MiB, processes to RLIMIT_NPROC ({} more than the user runs){}, cpu unlimited",
@@ -217,7 +289,7 @@ pub(super) fn sandbox_layers(
             )
         },
         layer(
-            "landlock-fs",
+            LayerName::LandlockFs,
             abi >= 1,
             if abi >= 1 {
                 "read-only system and toolchains, read-write only its sandbox dir".to_string()
@@ -226,7 +298,7 @@ pub(super) fn sandbox_layers(
             },
         ),
         layer(
-            "landlock-net",
+            LayerName::LandlockNet,
             abi >= 4,
             if abi >= 4 {
                 "bind only its own port; connect only to its dependencies and its proxy".to_string()
@@ -235,7 +307,7 @@ pub(super) fn sandbox_layers(
             },
         ),
         layer(
-            "landlock-scopes",
+            LayerName::LandlockScopes,
             abi >= 6,
             if abi >= 6 {
                 "no abstract unix socket and no signal outside its sandbox".to_string()
@@ -244,7 +316,7 @@ pub(super) fn sandbox_layers(
             },
         ),
         layer(
-            "seccomp",
+            LayerName::Seccomp,
             k.seccomp,
             if k.seccomp {
                 "sockets: unix, TCP (no MPTCP) and netlink route only; io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; each denial and refused connect logged"
@@ -252,7 +324,11 @@ pub(super) fn sandbox_layers(
                 "seccomp with user notifications is not available"
             },
         ),
-        layer("no-new-privs", true, "no privilege gain through exec"),
+        layer(
+            LayerName::NoNewPrivs,
+            true,
+            "no privilege gain through exec",
+        ),
     ];
     let level = if layers.iter().all(|l| l.on) {
         SandboxLevel::Full
@@ -260,4 +336,41 @@ pub(super) fn sandbox_layers(
         SandboxLevel::Partial
     };
     (level, layers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_names_on_the_wire() {
+        for name in [
+            LayerName::Wasm,
+            LayerName::Filesystem,
+            LayerName::Network,
+            LayerName::Memory,
+            LayerName::Cpu,
+            LayerName::Session,
+            LayerName::Namespaces,
+            LayerName::User,
+            LayerName::Rlimits,
+            LayerName::Cgroup,
+            LayerName::LandlockFs,
+            LayerName::LandlockNet,
+            LayerName::LandlockScopes,
+            LayerName::Seccomp,
+            LayerName::NoNewPrivs,
+            LayerName::Sandbox,
+        ] {
+            let wire = serde_json::to_string(&name).unwrap();
+            assert_eq!(wire, format!("\"{}\"", name.as_str()));
+            assert_eq!(serde_json::from_str::<LayerName>(&wire).unwrap(), name);
+        }
+        let kind = serde_json::to_string(&RuntimeKind::WasmHttp).unwrap();
+        assert_eq!(kind, "\"wasm-http\"");
+        assert_eq!(
+            serde_json::from_str::<RuntimeKind>(&kind).unwrap(),
+            RuntimeKind::WasmHttp
+        );
+    }
 }

@@ -78,7 +78,7 @@ pub async fn handle(
                     let st = ep.service.status();
                     format!(
                         "<tr><td><a href=\"http://{name}.localhost:{port}/\">{name}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        st.kind,
+                        st.kind.as_str(),
                         st.state.as_str(),
                         st.port.map_or("-".into(), |p| p.to_string())
                     )

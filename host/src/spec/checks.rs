@@ -7,7 +7,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use super::diagnostic::{Diagnostic, Diagnostics, SourceFile};
-use super::ecosystem::{Ecosystem, MAX_WASM_MEMORY, PortSpec, Service, env_prefix};
+use super::model::{Ecosystem, MAX_WASM_MEMORY, PortSpec, Service, env_prefix};
 
 /// Checks across services: dependencies exist and satisfy versions, names do not collide as
 /// variables, explicit ports are unique.

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 
 use super::decode::Decoder;
 use super::diagnostic::Diagnostic;
-use super::ecosystem::{
+use super::model::{
     DEFAULT_HEALTH_INTERVAL, Dependency, DirGrant, HealthCheck, Limits, RateLimit, Registry,
 };
 use super::source::normalize;

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::Service;
+use super::model::Service;
 use super::service::Installer;
 
 /// Is this a Rust service?

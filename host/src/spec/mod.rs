@@ -12,6 +12,7 @@ pub mod hosts;
 pub mod interpolate;
 pub mod language;
 pub mod markpact;
+pub mod model;
 pub mod service;
 pub mod source;
 pub mod yaml;

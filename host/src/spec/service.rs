@@ -12,7 +12,7 @@ use super::source::SourceCache;
 
 /// How a service runs. `native` is a process in a Linux sandbox; the wasm kinds run inside
 /// wasmtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuntimeKind {
     /// A process: the run command through `sh -c`.
