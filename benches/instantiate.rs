@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         let engine = WasmEngine::new(&EngineConfig::default(), cache.path(&["wasm", "compiled"]))?;
         let component = engine.load(&artifact.wasm, &artifact.key[..32])?;
         let mut caps = Capabilities::new();
-        caps.limits.cpu_ticks = Some(1000);
+        caps.limits.cpu_time = Some(std::time::Duration::from_secs(10));
         let svc = Arc::new(HttpService::new(
             engine,
             &component,

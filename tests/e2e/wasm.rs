@@ -264,7 +264,7 @@ fn every_request_is_answered_when_the_instance_ends_in_the_callers_poll() {
         WasmEngine::new(&EngineConfig { total_instances: 8 }, env.abs("compiled")).unwrap();
     let component = engine.load(std::path::Path::new(&wasm), "hello").unwrap();
     let mut caps = Capabilities::new();
-    caps.limits.cpu_ticks = Some(100);
+    caps.limits.cpu_time = Some(std::time::Duration::from_secs(1));
     let svc = Arc::new(
         HttpService::new(
             engine,

@@ -215,14 +215,18 @@ fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
             Diagnostic::error(
                 "yaml::range",
                 format!(
-                    "`{}` asks for {} MiB per instance; wasm instances may have at most 1024 MiB",
+                    "`{}` asks for {} MiB per instance; wasm instances may have at most {} MiB",
                     s.name,
-                    m >> 20
+                    m >> 20,
+                    MAX_WASM_MEMORY >> 20
                 ),
                 src,
                 s.name_span.clone(),
             )
-            .with_help("lower `limits.memory` to `1G` or less"),
+            .with_help(format!(
+                "lower `limits.memory` to `{}G` or less",
+                MAX_WASM_MEMORY >> 30
+            )),
         );
     }
 }

@@ -13,8 +13,9 @@ use serde::Serialize;
 use super::diagnostic::SourceFile;
 use super::service::ServiceSource;
 
-/// The most memory one wasm instance may be given.
-pub const MAX_WASM_MEMORY: u64 = 1 << 30;
+/// The most memory one wasm instance may be given: the engine's own cap, so the check and the
+/// enforcement cannot disagree.
+pub const MAX_WASM_MEMORY: u64 = pactown_runtime::wasm::engine::MAX_MEMORY as u64;
 
 /// Where artifacts are published and pulled.
 #[derive(Debug, Clone, Serialize)]

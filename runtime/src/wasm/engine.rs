@@ -17,6 +17,11 @@ use super::state::HostState;
 /// How often the epoch advances: the granularity of CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// A CPU budget in epoch ticks, rounded up, at least one.
+pub fn ticks(budget: Duration) -> u64 {
+    (budget.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1)
+}
+
 /// The largest memory any instance may have; per-service limits are checked against it.
 pub const MAX_MEMORY: usize = 1 << 30;
 
@@ -203,5 +208,19 @@ impl WasmEngine {
 impl Drop for WasmEngine {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cpu_budget_is_rounded_up_to_whole_ticks() {
+        assert_eq!(ticks(Duration::ZERO), 1);
+        assert_eq!(ticks(Duration::from_millis(1)), 1);
+        assert_eq!(ticks(EPOCH_TICK), 1);
+        assert_eq!(ticks(EPOCH_TICK + Duration::from_nanos(1)), 2);
+        assert_eq!(ticks(EPOCH_TICK * 3000), 3000);
     }
 }

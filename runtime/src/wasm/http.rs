@@ -19,7 +19,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use super::engine::{EPOCH_TICK, WasmEngine};
+use super::engine::WasmEngine;
 use super::outgoing::{HOPS_HEADER, OutgoingHooks};
 use super::state::{Capabilities, HostState};
 
@@ -173,9 +173,9 @@ impl HttpService {
             .map_err(|e| (Failure::Other, format!("{e:#}")))?;
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limits);
-        match caps.limits.cpu_ticks {
-            Some(ticks) => {
-                store.set_epoch_deadline(ticks);
+        match caps.limits.cpu_time {
+            Some(budget) => {
+                store.set_epoch_deadline(super::engine::ticks(budget));
                 store.epoch_deadline_trap();
             }
             // Without a budget it yields to other tasks every 10 ticks; the first deadline is
@@ -198,7 +198,7 @@ impl HttpService {
             .map_err(|e| (Failure::Other, format!("{e:#}")))?;
         let pre = self.pre.clone();
         let memory = caps.limits.memory;
-        let cpu = caps.limits.cpu_ticks;
+        let cpu = caps.limits.cpu_time;
         let errors = self.settings.errors.clone();
         let guard = ActiveGuard::new(&self.active);
         let mut instance = Box::pin(async move {
@@ -344,13 +344,15 @@ impl Drop for ActiveGuard {
 }
 
 /// What a guest ran into, and why it failed in words.
-pub fn explain(e: &wasmtime::Error, memory: usize, cpu_ticks: Option<u64>) -> (Failure, String) {
+pub fn explain(
+    e: &wasmtime::Error,
+    memory: usize,
+    cpu_time: Option<Duration>,
+) -> (Failure, String) {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
         && *trap == wasmtime::Trap::Interrupt
     {
-        let budget = cpu_ticks
-            .map(|t| humanize(EPOCH_TICK * t as u32))
-            .unwrap_or_default();
+        let budget = cpu_time.map(humanize).unwrap_or_default();
         return (
             Failure::Cpu,
             format!("ran past its CPU time limit of {budget} (trap: interrupt)"),

@@ -41,8 +41,9 @@ pub struct DirGrant {
 pub struct Limits {
     /// Linear memory per instance, in bytes.
     pub memory: usize,
-    /// CPU budget per request (http) in epoch ticks; `None` for commands.
-    pub cpu_ticks: Option<u64>,
+    /// CPU time budget per request (http), measured in whole epoch ticks, rounded up; `None`
+    /// for commands.
+    pub cpu_time: Option<std::time::Duration>,
 }
 
 /// Network rules for a long-running command.
@@ -82,7 +83,7 @@ impl Capabilities {
             denials: None,
             limits: Limits {
                 memory: 64 << 20,
-                cpu_ticks: None,
+                cpu_time: None,
             },
         }
     }
