@@ -24,6 +24,10 @@ pub struct HostFacts {
     pub kernel: KernelSupport,
     /// The toolchains asked about.
     pub tools: BTreeMap<Tool, ToolStatus>,
+    /// pactown's own environment, as it was started (the plan decides what a service inherits;
+    /// never printed).
+    #[serde(skip)]
+    pub env: Vec<(String, String)>,
 }
 
 impl HostFacts {
@@ -48,11 +52,12 @@ impl HostFacts {
                 .iter()
                 .map(|t| (*t, status(*t, cache_root)))
                 .collect(),
+            env: std::env::vars().collect(),
         }
     }
 
     /// A fixed machine, for golden tests: not root, Landlock 7, seccomp, no cgroups and no
-    /// namespaces, every tool present at `/usr/bin/<tool>`.
+    /// namespaces, every tool present at `/usr/bin/<tool>`, an empty environment.
     pub fn fixed() -> Self {
         Self {
             kernel: KernelSupport {
@@ -73,6 +78,7 @@ impl HostFacts {
                     )
                 })
                 .collect(),
+            env: Vec::new(),
         }
     }
 

@@ -12,10 +12,7 @@ use pactown_runtime::native::sandbox::Overlay;
 use crate::plan::ServicePlan;
 use crate::spec::Service;
 
-/// A native service's `HOME`, inside its sandbox dir (the only place it may write).
-pub const HOME_DIR: &str = ".home";
-/// A native service's `TMPDIR`, inside its sandbox dir.
-pub const TMP_DIR: &str = ".tmp";
+pub use crate::plan::{HOME_DIR, TMP_DIR};
 
 /// What a prepared native service adds to its environment.
 #[derive(Debug, Clone, Default)]

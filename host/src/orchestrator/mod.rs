@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::build::{self, Built, Cache};
 use crate::control::status::{EcosystemStatus, State};
 use crate::control::{Reply, Request, StateDir};
-use crate::plan::{PARENT_ENV_ALLOWED, Plan, is_secret_name};
+use crate::plan::Plan;
 use crate::router::{Endpoint, RequestLog, Router};
 use crate::spec::graph::DependencyGraph;
 use crate::spec::{Ecosystem, PortSpec};
@@ -364,11 +364,12 @@ impl Orchestrator {
                 }
                 let (env, sandbox) = match p.backend {
                     Backend::Native => {
-                        let mut env = service_env(
-                            &rt.plan,
-                            &p.native,
-                            self.proxy_addrs.get(name.as_str()).copied(),
-                        );
+                        let proxy = self.proxy_addrs.get(name.as_str()).copied();
+                        let env = rt.plan.process_env(crate::plan::Added {
+                            path_prefix: &p.native.path_prefix,
+                            build: &p.native.env,
+                            proxy,
+                        });
                         let path = env
                             .iter()
                             .rev()
@@ -378,20 +379,9 @@ impl Orchestrator {
                             &self.plan,
                             &rt.plan,
                             &p.native,
-                            self.proxy_addrs.get(name.as_str()).map(SocketAddr::port),
+                            proxy.map(|a| a.port()),
                             path.as_deref(),
                         );
-                        if rt.plan.sandbox.level != crate::plan::SandboxLevel::None {
-                            // HOME and TMPDIR inside the sandbox: the only place it may write.
-                            for (var, sub) in
-                                [("HOME", build::HOME_DIR), ("TMPDIR", build::TMP_DIR)]
-                            {
-                                let dir = std::path::absolute(rt.plan.sandbox.dir.join(sub))?;
-                                if !rt.plan.env.contains_key(var) {
-                                    env.push((var.to_string(), dir.display().to_string()));
-                                }
-                            }
-                        }
                         (env, Some(sandbox))
                     }
                     _ => (
@@ -628,57 +618,4 @@ fn router_bind(
 ) -> std::io::Result<(std::net::TcpListener, bool)> {
     let reserved: Vec<u16> = taken.iter().copied().filter(|p| *p != want).collect();
     crate::router::bind(want, base, &reserved)
-}
-
-/// A service's complete environment: the allowed parent variables (secret-looking ones
-/// dropped), what the build added, its proxy for calls by name, then the plan's variables (its
-/// own `env:` last).
-fn service_env(
-    plan: &crate::plan::ServicePlan,
-    prepared: &build::Prepared,
-    proxy: Option<SocketAddr>,
-) -> Vec<(String, String)> {
-    let mut env: IndexMap<String, String> = IndexMap::new();
-    for (k, v) in std::env::vars() {
-        let allowed = PARENT_ENV_ALLOWED.contains(&k.as_str()) || k.starts_with("LC_");
-        if allowed && !is_secret_name(&k) {
-            // A package index URL may carry credentials: builds need them, services never.
-            env.insert(k, crate::plan::without_credentials(&v));
-        }
-    }
-    env.entry("PATH".into())
-        .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
-    if !prepared.path_prefix.is_empty() {
-        let mut parts: Vec<std::path::PathBuf> = prepared.path_prefix.clone();
-        if let Some(p) = env.get("PATH") {
-            parts.extend(std::env::split_paths(p));
-        }
-        if let Ok(joined) = std::env::join_paths(parts) {
-            env.insert("PATH".into(), joined.to_string_lossy().into_owned());
-        }
-    }
-    for (k, v) in &prepared.env {
-        env.insert(k.clone(), v.clone());
-    }
-    // Calls by name (`http://api/...`) and to `allowed_hosts` (plain or TLS) go through
-    // pactown's proxy, which applies the call policy; loopback addresses stay direct (Landlock
-    // lets through only the dependencies').
-    if let Some(p) = proxy {
-        let url = format!("http://{p}");
-        let direct = "localhost,127.0.0.1,::1".to_string();
-        for (k, v) in [
-            ("HTTP_PROXY", &url),
-            ("http_proxy", &url),
-            ("HTTPS_PROXY", &url),
-            ("https_proxy", &url),
-            ("NO_PROXY", &direct),
-            ("no_proxy", &direct),
-        ] {
-            env.insert(k.into(), v.clone());
-        }
-    }
-    for (k, v) in &plan.env {
-        env.insert(k.clone(), v.clone());
-    }
-    env.into_iter().collect()
 }

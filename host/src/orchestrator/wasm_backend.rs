@@ -112,11 +112,10 @@ impl Orchestrator {
         // Sockets by the same call policy: dependencies at their stable addresses, and the
         // addresses `allowed_hosts` names (port 0: any port).
         caps.net.connect = sp.calls.socket_addrs();
-        let ticks = sp.limits.cpu_time.as_millis() / wasm::engine::EPOCH_TICK.as_millis();
         caps.limits = wasm::Limits {
             memory: sp.limits.memory as usize,
-            cpu_ticks: (sp.sandbox.kind == crate::spec::RuntimeKind::WasmHttp)
-                .then_some(ticks.max(1) as u64),
+            cpu_time: (sp.sandbox.kind == crate::spec::RuntimeKind::WasmHttp)
+                .then_some(sp.limits.cpu_time),
         };
         let log = rt.log.clone();
         let label = sp.name.clone();

@@ -1,8 +1,14 @@
-//! The environment of a service (REFERENCE.md §2): its own address, each dependency's URL,
-//! host and port (and its `env_var`), then its own `env:`; and which of pactown's own
-//! variables a service may inherit.
+//! The environment of a service, composed here and nowhere else: what it inherits from
+//! pactown's own environment, what its build installed, its proxy, its sandbox's `HOME` and
+//! `TMPDIR`, then the variables of REFERENCE.md §2 (its own address, each dependency's URL,
+//! host and port and its `env_var`) and last its own `env:`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
+
+use super::sandbox::{SandboxLevel, SandboxPlan};
 
 use crate::spec::ecosystem::env_prefix;
 use crate::spec::{Ecosystem, Service};
@@ -30,6 +36,95 @@ pub const PARENT_ENV_ALLOWED: &[&str] = &[
     "UV_INDEX_URL",
     "NPM_CONFIG_REGISTRY",
 ];
+
+/// A native service's `HOME`, inside its sandbox dir (the only place it may write).
+pub const HOME_DIR: &str = ".home";
+/// A native service's `TMPDIR`, inside its sandbox dir.
+pub const TMP_DIR: &str = ".tmp";
+
+/// The variables a service inherits from pactown's environment `parent`: only the allowed
+/// names (and `LC_*`), never a secret-looking one, package-index URLs without their
+/// credentials (builds need them, services never), and always a `PATH`.
+pub(super) fn inherited(parent: &[(String, String)]) -> IndexMap<String, String> {
+    let mut env = IndexMap::new();
+    for (k, v) in parent {
+        let allowed = PARENT_ENV_ALLOWED.contains(&k.as_str()) || k.starts_with("LC_");
+        if allowed && !is_secret_name(k) {
+            env.insert(k.clone(), without_credentials(v));
+        }
+    }
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
+    env
+}
+
+/// What later stages add to a native service's environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Added<'a> {
+    /// Directories its build put first on `PATH`.
+    pub path_prefix: &'a [PathBuf],
+    /// Variables its build set (`VIRTUAL_ENV`, ...).
+    pub build: &'a [(String, String)],
+    /// Its proxy for calls by name and to `allowed_hosts`.
+    pub proxy: Option<SocketAddr>,
+}
+
+/// A native service's complete environment: what it `inherited`, what its build added, its
+/// proxy, `HOME` and `TMPDIR` inside its `sandbox` (when it has one), then the plan's variables
+/// `own` (its `env:` last, so it may override any of them).
+pub(super) fn process_env(
+    inherited: &IndexMap<String, String>,
+    own: &IndexMap<String, String>,
+    sandbox: &SandboxPlan,
+    added: Added<'_>,
+) -> Vec<(String, String)> {
+    let mut env = inherited.clone();
+    if !added.path_prefix.is_empty() {
+        let mut parts = added.path_prefix.to_vec();
+        if let Some(p) = env.get("PATH") {
+            parts.extend(std::env::split_paths(p));
+        }
+        if let Ok(joined) = std::env::join_paths(parts) {
+            env.insert("PATH".into(), joined.to_string_lossy().into_owned());
+        }
+    }
+    for (k, v) in added.build {
+        env.insert(k.clone(), v.clone());
+    }
+    // Calls by name (`http://api/...`) and to `allowed_hosts` (plain or TLS) go through
+    // pactown's proxy, which applies the call policy; loopback addresses stay direct (Landlock
+    // lets through only the dependencies').
+    if let Some(p) = added.proxy {
+        let url = format!("http://{p}");
+        let direct = "localhost,127.0.0.1,::1".to_string();
+        for (k, v) in [
+            ("HTTP_PROXY", &url),
+            ("http_proxy", &url),
+            ("HTTPS_PROXY", &url),
+            ("https_proxy", &url),
+            ("NO_PROXY", &direct),
+            ("no_proxy", &direct),
+        ] {
+            env.insert(k.into(), v.clone());
+        }
+    }
+    if sandbox.level != SandboxLevel::None {
+        for (var, sub) in [("HOME", HOME_DIR), ("TMPDIR", TMP_DIR)] {
+            env.insert(var.into(), absolute(&sandbox.dir.join(sub)));
+        }
+    }
+    for (k, v) in own {
+        env.insert(k.clone(), v.clone());
+    }
+    env.into_iter().collect()
+}
+
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
 
 /// Does a variable name look like it holds a secret?
 pub fn is_secret_name(name: &str) -> bool {

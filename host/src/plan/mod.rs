@@ -28,10 +28,11 @@ pub use crate::spec::language::{Language, language};
 pub use crate::spec::service::resolve_user;
 pub use crate::spec::source::state_dir;
 pub use calls::{Call, CallPolicy};
-use env::service_env;
 pub use env::{
-    PARENT_ENV_ALLOWED, REPLICA_PORT_VARS, dependency_url, is_secret_name, without_credentials,
+    Added, HOME_DIR, PARENT_ENV_ALLOWED, REPLICA_PORT_VARS, TMP_DIR, dependency_url,
+    is_secret_name, without_credentials,
 };
+use env::{inherited, service_env};
 pub use language::ToolNeed;
 use language::kind_from_source;
 pub use limits::*;
@@ -146,6 +147,9 @@ pub struct ServicePlan {
     /// Environment (pactown's variables, then the service's `env:`), without the per-replica
     /// `PORT`/`MARKPACT_PORT` and the inherited parent variables.
     pub env: IndexMap<String, String>,
+    /// What it inherits from pactown's environment (never printed: it is the developer's).
+    #[serde(skip)]
+    pub inherited: IndexMap<String, String>,
     /// Health.
     pub health: HealthPlan,
     /// Restart.
@@ -208,6 +212,14 @@ impl Plan {
             }
         }
         p
+    }
+}
+
+impl ServicePlan {
+    /// Its complete environment as a native process, given what later stages `added`: the one
+    /// place it is composed (see [`env`]).
+    pub fn process_env(&self, added: Added<'_>) -> Vec<(String, String)> {
+        env::process_env(&self.inherited, &self.env, &self.sandbox, added)
     }
 }
 
@@ -292,6 +304,7 @@ fn service_plan(
         run,
         port,
         env: service_env(eco, s, port, ports),
+        inherited: inherited(&facts.env),
         health: HealthPlan {
             check: s.health_check.as_ref().map(|h| h.path.clone()),
             interval: s
