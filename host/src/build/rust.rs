@@ -67,7 +67,7 @@ impl Toolchain for Rust {
     }
 
     fn detect(&self, service: &Service) -> bool {
-        crate::spec::language::is_rust(service)
+        crate::spec::language::language(service) == crate::spec::language::Language::Rust
     }
 
     fn reason(&self, service: &Service) -> String {

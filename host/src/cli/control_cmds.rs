@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{ExitStatus, Term, user_error};
-use crate::control::status::{self, EcosystemStatus, ServiceStatus};
+use crate::control::status::{self, EcosystemStatus};
 use crate::control::{Reply, Request, StateDir};
 use crate::orchestrator::logs::{log_path, rotated};
 use crate::spec::Ecosystem;
@@ -101,13 +101,7 @@ fn stopped_status(eco: &Ecosystem) -> EcosystemStatus {
         ),
         Err(_) => unreachable!("a loaded ecosystem is acyclic"),
     };
-    EcosystemStatus {
-        ecosystem: eco.name.clone(),
-        running: false,
-        pid: None,
-        gateway: None,
-        services: plan.services.values().map(ServiceStatus::stopped).collect(),
-    }
+    EcosystemStatus::stopped(&plan)
 }
 
 impl DownCommand {

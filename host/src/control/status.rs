@@ -100,6 +100,34 @@ pub struct EcosystemStatus {
     pub services: Vec<ServiceStatus>,
 }
 
+impl EcosystemStatus {
+    /// An ecosystem this process is running, with its services' live status.
+    pub fn live(
+        ecosystem: &str,
+        gateway: Option<std::net::SocketAddr>,
+        services: Vec<ServiceStatus>,
+    ) -> Self {
+        Self {
+            ecosystem: ecosystem.to_string(),
+            running: true,
+            pid: Some(std::process::id()),
+            gateway: gateway.map(|g| format!("http://{g}/")),
+            services,
+        }
+    }
+
+    /// A planned ecosystem that is not running.
+    pub fn stopped(plan: &crate::plan::Plan) -> Self {
+        Self {
+            ecosystem: plan.ecosystem.clone(),
+            running: false,
+            pid: None,
+            gateway: None,
+            services: plan.services.values().map(ServiceStatus::stopped).collect(),
+        }
+    }
+}
+
 impl ReplicaStatus {
     /// A replica that is not running.
     pub fn stopped(index: usize) -> Self {
@@ -120,11 +148,7 @@ impl ReplicaStatus {
 impl ServiceStatus {
     /// A planned service that is not running.
     pub fn stopped(plan: &crate::plan::ServicePlan) -> Self {
-        let n = if plan.sandbox.kind == crate::spec::RuntimeKind::WasmHttp {
-            1
-        } else {
-            plan.replicas as usize
-        };
+        let n = plan.replica_slots();
         Self {
             name: plan.name.clone(),
             port: plan.port,

@@ -227,13 +227,11 @@ impl Orchestrator {
 
     /// The live status.
     pub fn status(&self) -> EcosystemStatus {
-        EcosystemStatus {
-            ecosystem: self.plan.ecosystem.clone(),
-            running: true,
-            pid: Some(std::process::id()),
-            gateway: Some(format!("http://{}/", self.gateway)),
-            services: self.services.values().map(|s| s.status()).collect(),
-        }
+        EcosystemStatus::live(
+            &self.plan.ecosystem,
+            Some(self.gateway),
+            self.services.values().map(|s| s.status()).collect(),
+        )
     }
 
     /// Serve every stable address (503 until a replica is ready), each native service's proxy,

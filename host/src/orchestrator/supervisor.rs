@@ -126,12 +126,7 @@ pub enum NotReady {
 impl ServiceRuntime {
     /// Create the service's runtime state (nothing starts yet).
     pub fn new(plan: ServicePlan, log: Arc<ServiceLog>) -> Arc<Self> {
-        // Per-request instances have no replicas to count: one in-process entry stands for them.
-        let n = if plan.sandbox.kind == crate::spec::RuntimeKind::WasmHttp {
-            1
-        } else {
-            plan.replicas as usize
-        };
+        let n = plan.replica_slots();
         let replicas = (1..=n).map(ReplicaStatus::stopped).collect();
         Arc::new(Self {
             log,

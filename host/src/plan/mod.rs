@@ -24,7 +24,7 @@ mod language;
 mod limits;
 mod sandbox;
 
-pub use crate::spec::language::{Language, language};
+pub use crate::spec::language::{Language, language, runtime_kind};
 pub use crate::spec::service::resolve_user;
 pub use crate::spec::source::state_dir;
 pub use calls::{Call, CallPolicy};
@@ -34,7 +34,6 @@ pub use env::{
 };
 use env::{inherited, service_env};
 pub use language::ToolNeed;
-use language::kind_from_source;
 pub use limits::*;
 use sandbox::sandbox_layers;
 pub use sandbox::{
@@ -216,6 +215,16 @@ impl Plan {
 }
 
 impl ServicePlan {
+    /// How many replicas it reports: its `replicas`, or one for a component instantiated per
+    /// request (there are no replicas to count; one entry stands for them).
+    pub fn replica_slots(&self) -> usize {
+        if self.sandbox.kind == RuntimeKind::WasmHttp {
+            1
+        } else {
+            self.replicas as usize
+        }
+    }
+
     /// Its complete environment as a native process, given what later stages `added`: the one
     /// place it is composed (see [`env`]).
     pub fn process_env(&self, added: Added<'_>) -> Vec<(String, String)> {
@@ -236,7 +245,7 @@ fn service_plan(
         .unwrap_or_else(|| eco.sandbox_root.join(&s.name));
     let run = s.content.run.as_ref().map(|r| r.command.clone());
     let language = language(s);
-    let (kind, reason) = sandbox_kind(s, language);
+    let (kind, reason) = runtime_kind(s);
     let profile = s.profile.as_ref().and_then(|(p, _)| eco.profiles.get(p));
     let limits = profile.map_or_else(|| s.limits.clone(), |p| s.limits.or(&p.limits));
     let rate_limit = s.rate_limit.or(profile.and_then(|p| p.rate_limit));
@@ -348,26 +357,4 @@ fn service_plan(
             })
             .collect(),
     }
-}
-
-fn sandbox_kind(s: &Service, language: Language) -> (RuntimeKind, String) {
-    if let Some((k, by)) = s.runtime_override() {
-        return (k, format!("{} as set by {by}", k.as_str()));
-    }
-    if language == Language::Rust {
-        return kind_from_source(s);
-    }
-    if s.content.run.is_none() {
-        return (
-            RuntimeKind::Native,
-            "no run block: nothing is started".into(),
-        );
-    }
-    (
-        RuntimeKind::Native,
-        format!(
-            "{} service started by its run command as a process",
-            language.as_str()
-        ),
-    )
 }

@@ -105,15 +105,13 @@ pub async fn handle(
 
 /// The live status, as `status --json` prints it.
 pub fn status(router: &Router, ecosystem: &str) -> EcosystemStatus {
-    EcosystemStatus {
-        ecosystem: ecosystem.to_string(),
-        running: true,
-        pid: Some(std::process::id()),
-        gateway: None,
-        services: router
+    EcosystemStatus::live(
+        ecosystem,
+        None,
+        router
             .endpoints
             .values()
             .map(|e| e.service.status())
             .collect(),
-    }
+    )
 }

@@ -184,14 +184,8 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
 
 /// A wasm runtime needs a language with a WASM build; memory must fit the engine's pool.
 fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
-    let wasm = matches!(
-        s.runtime_override(),
-        Some((
-            super::service::RuntimeKind::WasmHttp | super::service::RuntimeKind::WasmCommand,
-            _
-        ))
-    );
-    if wasm && !super::language::is_rust(s) {
+    let wasm = s.runtime_override().is_some_and(|(k, _)| k.is_wasm());
+    if wasm && !super::language::language(s).builds_to_wasm() {
         diags.push(
             Diagnostic::error(
                 "yaml::runtime",
@@ -209,7 +203,7 @@ fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
     }
     if let Some(m) = s.limits.memory
         && m > MAX_WASM_MEMORY
-        && (wasm || s.runtime.is_none() && super::language::is_rust(s))
+        && super::language::runtime_kind(s).0.is_wasm()
     {
         diags.push(
             Diagnostic::error(

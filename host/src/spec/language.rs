@@ -1,14 +1,15 @@
 //! What a service is written in, from what its README says: its run command (what it starts),
-//! else its dependencies, else its files. Read by the plan (the kind a service runs as, the
-//! toolchains it needs) and by the checks of the spec itself.
+//! else its dependencies, else its files; and so the kind it runs as, decided here once. Read
+//! by the plan (which carries the kind and the toolchains it needs) and by the checks of the
+//! spec itself.
 
 use serde::Serialize;
 
 use super::model::Service;
-use super::service::Installer;
+use super::service::{Installer, RuntimeKind};
 
 /// Is this a Rust service?
-pub fn is_rust(service: &Service) -> bool {
+fn is_rust(service: &Service) -> bool {
     service
         .content
         .files
@@ -43,6 +44,54 @@ impl Language {
             Language::Shell => "shell",
         }
     }
+
+    /// Does pactown build it to a WebAssembly component?
+    pub fn builds_to_wasm(self) -> bool {
+        self == Language::Rust
+    }
+}
+
+/// The kind a service runs as, and why: what its `runtime:` (or a block header) sets, else a
+/// component when its language builds to one (an HTTP handler runs per request, a `main` as a
+/// long-running command), else a native process.
+pub fn runtime_kind(s: &Service) -> (RuntimeKind, String) {
+    if let Some((k, by)) = s.runtime_override() {
+        return (k, format!("{} as set by {by}", k.as_str()));
+    }
+    let language = language(s);
+    if language.builds_to_wasm() {
+        let handler = s.content.files.iter().find(|f| {
+            f.path.as_str().ends_with(".rs")
+                && (f.content.contains("http_server") || f.content.contains("incoming_handler"))
+        });
+        return match handler {
+            Some(f) => (
+                RuntimeKind::WasmHttp,
+                format!(
+                    "Rust with an HTTP handler ({}): a component exporting wasi:http/incoming-handler, a fresh instance per request",
+                    f.path.as_str()
+                ),
+            ),
+            None => (
+                RuntimeKind::WasmCommand,
+                "Rust with a `main`: a long-running wasi:cli/run component with virtualized sockets"
+                    .into(),
+            ),
+        };
+    }
+    if s.content.run.is_none() {
+        return (
+            RuntimeKind::Native,
+            "no run block: nothing is started".into(),
+        );
+    }
+    (
+        RuntimeKind::Native,
+        format!(
+            "{} service started by its run command as a process",
+            language.as_str()
+        ),
+    )
 }
 
 /// The language of a service: from its run command (what it starts), else its dependencies,

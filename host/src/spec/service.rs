@@ -43,6 +43,11 @@ impl RuntimeKind {
             .find(|(_, k)| *k == self)
             .map_or("native", |(n, _)| n)
     }
+
+    /// Does it run as a WebAssembly component?
+    pub fn is_wasm(self) -> bool {
+        self != RuntimeKind::Native
+    }
 }
 
 /// A relative path inside a sandbox, normalised (`a/b.py`), never absolute, never escaping.
