@@ -98,15 +98,18 @@ def main():
     proc = subprocess.Popen("exec " + a.cmd, shell=True, cwd=a.cwd, env=env, stdout=log, stderr=log,
                             start_new_session=True)
     pending = set(ports)
+    came_up = {}
     while pending:
         if proc.poll() is not None:
-            print(json.dumps({"error": f"exited with {proc.returncode} before ready", "pending": sorted(pending)}))
+            print(json.dumps({"error": f"exited with {proc.returncode} before ready", "pending": sorted(pending), "came_up_s": came_up}))
             return 1
         if time.monotonic() - start > a.timeout:
             os.killpg(proc.pid, signal.SIGKILL)
-            print(json.dumps({"error": "timeout", "pending": sorted(pending)}))
+            print(json.dumps({"error": "timeout", "pending": sorted(pending), "came_up_s": came_up}))
             return 1
-        pending = {p for p in pending if not answers(p, a.path)}
+        for p in [p for p in pending if answers(p, a.path)]:
+            pending.discard(p)
+            came_up[str(p)] = round(time.monotonic() - start, 4)
         if pending:
             time.sleep(0.002)
     ready = time.monotonic() - start
@@ -136,6 +139,7 @@ def main():
         pass
     print(json.dumps({
         "ready_s": round(ready, 4),
+        "came_up_s": came_up,
         "orchestrator_pss_kb": orch_pss,
         "orchestrator_rss_kb": orch_rss,
         "orchestrator_processes": len(orch_pids),

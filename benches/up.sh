@@ -11,16 +11,19 @@
 # Targets: platform (issue 3) warm ≤ 1/3 of the reference's time, cold ≤ 1/2, orchestrator
 # memory ≤ 1/10; microservices (issue 11): both come up, figures as ratios.
 source "$(dirname "$0")/common.sh"
+REF_TIMEOUT="${REF_TIMEOUT:-}"
 EXAMPLE="${1:-platform}"
 RUNS="${2:-3}"
 build_pactown
 install_reference
 case "$EXAMPLE" in
   platform)
-    SRC="$ROOT/examples/platform"; FILE=platform.pactown.yaml; PORTS=8100,8101,8102,8103 ;;
+    SRC="$ROOT/examples/platform"; FILE=platform.pactown.yaml; PORTS=8100,8101,8102,8103
+    REF_TIMEOUT="${REF_TIMEOUT:-600}" ;;
   microservices)
     fetch_reference_examples
-    SRC="$REF_EXAMPLES/microservices"; FILE=saas.pactown.yaml; PORTS=8010,3000,8080 ;;
+    SRC="$REF_EXAMPLES/microservices"; FILE=saas.pactown.yaml; PORTS=8010,3000,8080
+    REF_TIMEOUT="${REF_TIMEOUT:-180}" ;;
   *) echo "usage: benches/up.sh [platform|microservices] [WARM_RUNS]" >&2; exit 2 ;;
 esac
 for who in ours ref; do
@@ -28,14 +31,29 @@ for who in ours ref; do
   cp -r "$SRC" "$WORK/up-$who"
   rm -rf "$WORK/up-$who/.pactown" "$WORK/up-$who/.pactown-sandboxes"
 done
+# The reference is given REF_TIMEOUT seconds (default 600; 180 for microservices, whose Go
+# gateway it cannot start on a machine without Go); what it left running afterwards (its
+# services outlive it when it is killed) is counted and killed, so it never holds the next run's
+# ports.
+orphans() { # dir → kill and count processes whose working directory is below it
+  local n=0 p c
+  for p in /proc/[0-9]*; do
+    c=$(readlink "$p/cwd" 2>/dev/null) || continue
+    case "$c" in "$1"*) kill -9 "${p#/proc/}" 2>/dev/null && n=$((n + 1)) ;; esac
+  done
+  echo $n
+}
 run() { # who label [env...]
   local who=$1 label=$2; shift 2
-  local cmd
-  if [ "$who" = ours ]; then cmd="$PACTOWN up $FILE"; else cmd="$REF up $FILE"; fi
+  local cmd timeout=600
+  if [ "$who" = ours ]; then cmd="$PACTOWN up $FILE"; else cmd="$REF up $FILE"; timeout=$REF_TIMEOUT; fi
   local envs=(--env PIP_NO_CACHE_DIR=1)
   for e in "$@"; do envs+=(--env "$e"); done
   python3 "$BENCH_DIR/measure.py" --cmd "$cmd" --cwd "$WORK/up-$who" --ports $PORTS "${envs[@]}" \
-    --log "$WORK/up-$who-$label.log" --timeout 600 | tee -a "$WORK/up-results.jsonl" | sed "s/^/$who $label: /" || true
+    --log "$WORK/up-$who-$label.log" --timeout "$timeout" | tee -a "$WORK/up-results.jsonl" | sed "s/^/$who $label: /" || true
+  local left
+  left=$(orphans "$WORK/up-$who")
+  [ "$left" = 0 ] || echo "$who $label: left $left processes running after it was stopped (killed now)"
 }
 : > "$WORK/up-results.jsonl"
 OURS_CACHE="$WORK/up-ours-cache"
@@ -70,6 +88,14 @@ for label, key, unit in [("orchestrator MiB", "orchestrator_pss_kb", 1024), ("se
 failed = [r for r in ref if "error" in r]
 if failed:
     print(f"\nthe reference failed {len(failed)} of {len(ref)} runs: {failed[0]}")
+    # Where both brought a service up, compare the time to it.
+    print("per service, time to healthy (median over runs where it came up):")
+    for label, o, r in [("cold", ours[:1], ref[:1]), ("warm", ours[1:], ref[1:])]:
+        ports = sorted({p for x in o + r for p in x.get("came_up_s", {})}, key=int)
+        for p in ports:
+            a = med([{"t": x["came_up_s"][p]} for x in o if p in x.get("came_up_s", {})], "t")
+            b = med([{"t": x["came_up_s"][p]} for x in r if p in x.get("came_up_s", {})], "t")
+            print(f"  {label} :{p:5} ours {show(a)}  reference {show(b)}  ours/reference {ratio(a, b)}")
     try:
         tail = open(sys.argv[2], errors="replace").read().strip().splitlines()[-12:]
         print("its cold run's last lines:\n  " + "\n  ".join(tail))
