@@ -93,10 +93,12 @@ impl HostFacts {
 /// pactown's cache root: `PACTOWN_CACHE_DIR`, else `$XDG_CACHE_HOME/pactown`, else
 /// `~/.cache/pactown`.
 pub fn cache_root() -> PathBuf {
-    std::env::var_os("PACTOWN_CACHE_DIR")
+    // An empty variable counts as unset (as XDG's do): never a cache relative to the cwd.
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    var("PACTOWN_CACHE_DIR")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("pactown")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/pactown")))
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("pactown")))
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache/pactown")))
         .unwrap_or_else(|| std::env::temp_dir().join("pactown-cache"))
 }
 

@@ -356,3 +356,41 @@ fn a_silent_service_that_never_gets_ready_is_called_silent() {
     r.code(1)
         .stderr_has("was not ready within 2s; it wrote nothing to its log");
 }
+
+/// An empty `PACTOWN_CACHE_DIR` (as `VAR= pactown …` or a CI template leaves it) counts as
+/// unset: the cache goes to `$XDG_CACHE_HOME/pactown`, never into the current directory.
+#[test]
+fn an_empty_cache_variable_means_the_default_cache_not_the_current_directory() {
+    let env = TestEnv::new();
+    env.write("p/README.md", &py_with_deps(&["six"], "import six", ""))
+        .write("one.pactown.yaml", &yaml(&["p"]));
+    // The default cache is the run's shared one, reached through `$XDG_CACHE_HOME/pactown`.
+    let xdg = env.abs("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    std::os::unix::fs::symlink(env.cache_dir(), xdg.join("pactown")).unwrap();
+    let before: Vec<_> = std::fs::read_dir(env.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    env.cmd(&["build", "one.pactown.yaml"])
+        .env("PACTOWN_CACHE_DIR", "")
+        .env("XDG_CACHE_HOME", &xdg)
+        .output()
+        .map(Run::from)
+        .unwrap()
+        .ok();
+    let mut made: Vec<_> = std::fs::read_dir(env.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !before.contains(n))
+        .collect();
+    made.sort();
+    // Only the sandboxes of the one service; no `python/`, `tools/` or lock files of a cache.
+    assert_eq!(
+        made,
+        [std::ffi::OsString::from(".pactown-sandboxes")],
+        "{made:?}"
+    );
+}
