@@ -75,16 +75,26 @@ impl Toolchain for Go {
     }
 }
 
-/// The key of a Go build: the toolchain, the flags, the run command, the deps, the files.
-fn key(service: &Service, bin: &Path) -> String {
-    let run = service
+/// Its run command, or nothing.
+fn run_command(service: &Service) -> String {
+    service
         .content
         .run
         .as_ref()
         .map(|r| r.command.clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Its file blocks, by path.
+fn sorted_files(service: &Service) -> Vec<&crate::spec::service::FileBlock> {
     let mut files: Vec<_> = service.content.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
+}
+
+/// The key of a Go build: the toolchain, the flags, the run command, the deps, the files.
+fn key(service: &Service, bin: &Path) -> String {
+    let (run, files) = (run_command(service), sorted_files(service));
     digest(
         [
             b"go-build-v1".as_slice(),
@@ -204,14 +214,7 @@ pub fn build(service: &Service, cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Re
     let bin = super::tools::go(cache, say)?;
     let mod_cache = cache.path(&["go", "mod"]);
     let build_cache = cache.path(&["go", "build"]);
-    let run = service
-        .content
-        .run
-        .as_ref()
-        .map(|r| r.command.clone())
-        .unwrap_or_default();
-    let mut files: Vec<_> = service.content.files.iter().collect();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let (run, files) = (run_command(service), sorted_files(service));
     let deps = deps(service);
     let key = key(service, &bin);
     let entry = cache.path(&["go", "src", &key[..32]]);

@@ -29,24 +29,12 @@ pub struct Step {
     pub access: StepAccess,
 }
 
-/// Variables a build step inherits: the service ones, plus package-index credentials (a build
-/// needs them; services never get them).
-const BUILD_ENV: &[&str] = &[
-    "PATH",
-    "LANG",
-    "LANGUAGE",
-    "TZ",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "PIP_INDEX_URL",
-    "PIP_EXTRA_INDEX_URL",
-    "UV_INDEX_URL",
+/// Variables a build step inherits beyond a service's (`plan::PARENT_ENV_ALLOWED`): the package
+/// indexes' other settings and the machine's proxies (a build needs them, and index URLs keep
+/// their credentials here; services never get them).
+const BUILD_ONLY_ENV: &[&str] = &[
     "UV_EXTRA_INDEX_URL",
     "UV_DEFAULT_INDEX",
-    "NPM_CONFIG_REGISTRY",
     "npm_config_registry",
     "GOPROXY",
     "GONOSUMDB",
@@ -58,6 +46,18 @@ const BUILD_ENV: &[&str] = &[
     "https_proxy",
     "no_proxy",
 ];
+
+/// Does a build step inherit this variable? Never the developer's HOME, USER or shell: a step
+/// gets a scratch HOME of its own.
+fn build_inherits(name: &str) -> bool {
+    let personal = matches!(
+        name,
+        "HOME" | "USER" | "LOGNAME" | "SHELL" | "TERM" | "TMPDIR"
+    );
+    (crate::plan::PARENT_ENV_ALLOWED.contains(&name) && !personal)
+        || BUILD_ONLY_ENV.contains(&name)
+        || name.starts_with("LC_")
+}
 
 impl Step {
     /// A step running `argv` in `cwd`.
@@ -139,7 +139,7 @@ impl Step {
     pub fn output(&self) -> anyhow::Result<(std::process::Output, Vec<Report>)> {
         let scratch = scratch_dir()?;
         let mut env: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| BUILD_ENV.contains(&k.as_str()) || k.starts_with("LC_"))
+            .filter(|(k, _)| build_inherits(k))
             .collect();
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
