@@ -277,3 +277,35 @@ pub(crate) fn summary(term: &Term, ecosystem: &str, t: Tally) -> ExitStatus {
         ExitStatus::Failure
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RelayMessage;
+
+    #[test]
+    fn relay_messages_on_the_wire() {
+        let cases = [
+            (
+                RelayMessage::Say {
+                    text: "building\nwith uv".into(),
+                },
+                r#"{"relay":"say","text":"building\nwith uv"}"#,
+            ),
+            (
+                RelayMessage::Warn { text: "w".into() },
+                r#"{"relay":"warn","text":"w"}"#,
+            ),
+            (RelayMessage::Ready, r#"{"relay":"ready"}"#),
+            (
+                RelayMessage::Failed { text: "x".into() },
+                r#"{"relay":"failed","text":"x"}"#,
+            ),
+        ];
+        for (msg, wire) in cases {
+            // One line each: a text's newlines are escaped, never split the message.
+            assert_eq!(serde_json::to_string(&msg).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<RelayMessage>(wire).unwrap(), msg);
+        }
+        assert!(serde_json::from_str::<RelayMessage>(r#"{"relay":"ok"}"#).is_err());
+    }
+}
