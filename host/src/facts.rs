@@ -24,6 +24,10 @@ pub struct HostFacts {
     pub kernel: KernelSupport,
     /// The toolchains asked about.
     pub tools: BTreeMap<Tool, ToolStatus>,
+    /// The addresses of this machine's interfaces (beyond loopback): a name that resolves to one
+    /// of them is this machine, not an outside host.
+    #[serde(skip)]
+    pub addresses: Vec<std::net::IpAddr>,
     /// pactown's own environment, as it was started (the plan decides what a service inherits;
     /// never printed).
     #[serde(skip)]
@@ -52,6 +56,9 @@ impl HostFacts {
                 .iter()
                 .map(|t| (*t, status(*t, cache_root)))
                 .collect(),
+            addresses: if_addrs::get_if_addrs()
+                .map(|ifs| ifs.into_iter().map(|i| i.ip()).collect())
+                .unwrap_or_default(),
             env: std::env::vars().collect(),
         }
     }
@@ -78,6 +85,7 @@ impl HostFacts {
                     )
                 })
                 .collect(),
+            addresses: Vec::new(),
             env: Vec::new(),
         }
     }

@@ -158,10 +158,9 @@ impl Orchestrator {
                     }
                 }
                 Call::Egress => {
-                    let (log, caller, host) =
-                        (log.clone(), policy.caller.clone(), t.host.to_string());
+                    let (log, policy, host) = (log.clone(), policy.clone(), t.host.to_string());
                     Route::External(Arc::new(move |addrs: &[std::net::SocketAddr]| {
-                        crate::plan::calls::check_resolved(&caller, &host, addrs).inspect_err(|m| {
+                        policy.check_resolved(&host, addrs).inspect_err(|m| {
                             log.denied("http call", &host, m);
                         })
                     }))

@@ -23,6 +23,10 @@ pub struct CallPolicy {
     /// Every service of the ecosystem (to tell an undeclared one from a name that is none).
     #[serde(skip)]
     pub known: BTreeSet<String>,
+    /// This machine's own addresses: an outside host that resolves to one is refused like
+    /// loopback (services listening on all interfaces are reachable there).
+    #[serde(skip)]
+    pub this_machine: Vec<IpAddr>,
 }
 
 /// Where a call goes.
@@ -36,7 +40,7 @@ pub enum Call {
         port: Option<u16>,
     },
     /// To an outside host `allowed_hosts` names (once its address is checked: see
-    /// [`check_resolved`]).
+    /// [`CallPolicy::check_resolved`]).
     Egress,
     /// Refused: answer `status` with `message`.
     Refused {
@@ -147,18 +151,26 @@ impl CallPolicy {
 
 /// An outside host's addresses, once resolved, must not lead back to this machine (a name
 /// that resolves to loopback would be a way around the policy).
-pub fn check_resolved(
-    caller: &str,
-    host: &str,
-    addrs: &[std::net::SocketAddr],
-) -> Result<(), String> {
-    match addrs.iter().find(|a| is_loopback(a.ip())) {
-        Some(a) => Err(format!(
-            "`{caller}` may not reach `{host}`: it resolves to {}, this machine; services are reached by name through `depends_on`",
-            a.ip()
-        )),
-        None if addrs.is_empty() => Err(format!("`{host}` does not resolve")),
-        None => Ok(()),
+impl CallPolicy {
+    /// May the caller connect to `addrs`, what an allowed outside `host` resolved to? Never to
+    /// loopback or the unspecified address (services are reached by name), and never to one of
+    /// this machine's interfaces through a name: only an `allowed_hosts` entry that writes that
+    /// address itself (a database on the host at its LAN address) reaches it. The connection
+    /// must then go to these addresses, not to a second lookup of the name.
+    pub fn check_resolved(&self, host: &str, addrs: &[std::net::SocketAddr]) -> Result<(), String> {
+        let literal = normalize_host(host).parse::<IpAddr>().ok();
+        let local = |ip: IpAddr| {
+            is_loopback(ip) || (self.this_machine.contains(&ip) && literal != Some(ip))
+        };
+        match addrs.iter().find(|a| local(a.ip())) {
+            Some(a) => Err(format!(
+                "`{}` may not reach `{host}`: it resolves to {}, this machine; services are reached by name through `depends_on`",
+                self.caller,
+                a.ip()
+            )),
+            None if addrs.is_empty() => Err(format!("`{host}` does not resolve")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -183,6 +195,7 @@ mod tests {
                 .into_iter()
                 .map(String::from)
                 .collect(),
+            this_machine: vec!["10.1.2.3".parse().unwrap()],
         }
     }
 
@@ -230,8 +243,18 @@ mod tests {
             Call::Egress
         );
         assert_eq!(p.decide(None, "x.example.com", Some(443)), Call::Egress);
-        assert!(check_resolved("web", "x", &["127.0.0.1:443".parse().unwrap()]).is_err());
-        assert!(check_resolved("web", "x", &["93.184.215.14:443".parse().unwrap()]).is_ok());
+        let resolved = |a: &str| p.check_resolved("x", &[a.parse().unwrap()]);
+        assert!(resolved("127.0.0.1:443").is_err());
+        assert!(resolved("0.0.0.0:443").is_err());
+        assert!(resolved("[::ffff:127.0.0.1]:443").is_err());
+        // one of this machine's own interfaces: services listening on all of them are there
+        assert!(
+            resolved("10.1.2.3:443")
+                .unwrap_err()
+                .contains("this machine")
+        );
+        assert!(resolved("93.184.215.14:443").is_ok());
+        assert!(p.check_resolved("x", &[]).is_err());
     }
 
     #[test]

@@ -342,6 +342,7 @@ fn service_plan(
                 .collect(),
             egress: s.allowed_hosts.clone(),
             known: eco.services.keys().cloned().collect(),
+            this_machine: facts.addresses.clone(),
         },
         tests: s.content.tests.clone(),
         limits,

@@ -15,7 +15,6 @@ use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::{Body, Router, full, json_response};
-use crate::plan::calls::check_resolved;
 use crate::plan::{Call, CallPolicy};
 
 /// What a proxied request asks for: scheme (when known), host, port (when given).
@@ -105,15 +104,35 @@ pub async fn handle(
                 .await
                 .map(Iterator::collect)
                 .unwrap_or_default();
-            if let Err(message) = check_resolved(caller, &host, &addrs) {
+            if let Err(message) = policy.check_resolved(&host, &addrs) {
                 return refuse(403, message);
             }
             if connect {
                 tunnel(req, &addrs).await
             } else {
+                pin(&mut req, addrs[0]);
                 router.pass_through(req).await
             }
         }
+    }
+}
+
+/// Send a plain-HTTP request to the address that was checked, not to whatever its name
+/// resolves to a moment later (a name that answers with an outside address for the check and
+/// with 127.0.0.1 for the connection would otherwise reach this machine). The `Host` header
+/// keeps the name.
+fn pin(req: &mut Request<Incoming>, addr: SocketAddr) {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return;
+    };
+    if !req.headers().contains_key(header::HOST)
+        && let Ok(v) = header::HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(uri) = format!("http://{addr}{path}").parse() {
+        *req.uri_mut() = uri;
     }
 }
 

@@ -338,6 +338,15 @@ pub(super) fn answer(
             if let Err(message) = check(&addrs) {
                 return Ok((json_response(403, &message), None));
             }
+            // Plain HTTP goes to the address that was checked, not to a second lookup of the name
+            // (which could answer with this machine); its Host header keeps the name. TLS needs
+            // the name for the certificate, so it connects by name.
+            if request.uri().scheme() != Some(&Scheme::HTTPS) {
+                let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                if let Ok(uri) = format!("http://{}{path}", addrs[0]).parse() {
+                    *request.uri_mut() = uri;
+                }
+            }
             let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             let io: IoFuture = Box::pin(io);
             Ok((resp.map(BodyExt::boxed_unsync), Some(io)))
