@@ -256,17 +256,7 @@ fn metrics_count_what_the_test_sent_and_the_gateway_routes_by_host() {
             "base_port: 0\nservices:\n  api: {health_check: /health}\n  w: {}\n",
         );
     let up = Up::start(&env, "x.pactown.yaml");
-    let gateway: String = up.status()["gateway"]
-        .as_str()
-        .expect("a gateway address")
-        .to_string();
-    let gport: u16 = gateway
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let gport = up.gateway_port();
     let (api, w) = (up.port("api"), up.port("w"));
     for _ in 0..7 {
         assert_eq!(http_get(api, "/whoami").unwrap().0, 200);

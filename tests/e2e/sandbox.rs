@@ -113,15 +113,7 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
 
     let victim_port = up.port("victim");
     let victim_main = svc("victim")["replicas"][0]["main_pid"].as_i64().unwrap();
-    let admin: u16 = status["gateway"]
-        .as_str()
-        .unwrap()
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let admin = up.gateway_port();
     let state: serde_json::Value =
         serde_json::from_str(&env.read(".pactown/a/state.json")).unwrap();
     let ctl = state["socket"].as_str().unwrap().to_string();

@@ -184,6 +184,18 @@ impl<'a> Up<'a> {
             .json()
     }
 
+    /// The port of the admin/gateway address (`status --json`'s `gateway`).
+    pub fn gateway_port(&self) -> u16 {
+        let status = self.status();
+        let gateway = status["gateway"].as_str().expect("a gateway address");
+        gateway
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the gateway address")
+    }
+
     /// The stable port of a service.
     pub fn port(&self, service: &str) -> u16 {
         let s = self.status();
