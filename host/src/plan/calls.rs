@@ -247,7 +247,8 @@ mod tests {
         assert!(resolved("127.0.0.1:443").is_err());
         assert!(resolved("0.0.0.0:443").is_err());
         assert!(resolved("[::ffff:127.0.0.1]:443").is_err());
-        // one of this machine's own interfaces: services listening on all of them are there
+        // one of this machine's own interfaces, through a name: services listening on all of
+        // them are there
         assert!(
             resolved("10.1.2.3:443")
                 .unwrap_err()
@@ -255,6 +256,11 @@ mod tests {
         );
         assert!(resolved("93.184.215.14:443").is_ok());
         assert!(p.check_resolved("x", &[]).is_err());
+        // written as an address in `allowed_hosts`, this machine's LAN address is the author's
+        // explicit choice; loopback never is
+        let at = |h: &str, a: &str| p.check_resolved(h, &[a.parse().unwrap()]);
+        assert!(at("10.1.2.3", "10.1.2.3:5432").is_ok());
+        assert!(at("127.0.0.1", "127.0.0.1:5432").is_err());
     }
 
     #[test]
