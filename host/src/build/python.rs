@@ -55,7 +55,8 @@ impl Toolchain for Python {
     }
 
     fn detect(&self, service: &Service) -> bool {
-        !declared(service).is_empty()
+        // A Python component bundles its dependencies itself (see `python_wasm`).
+        !declared(service).is_empty() && !crate::spec::language::runtime_kind(service).0.is_wasm()
     }
 
     fn reason(&self, service: &Service) -> String {

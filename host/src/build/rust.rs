@@ -15,8 +15,7 @@ use anyhow::{Context, bail};
 
 use super::cache::{Cache, digest};
 use super::step::Step;
-use super::toolchain::{Artifact, BuildContext, BuildError, Component, Toolchain};
-use crate::spec::markpact::Loc;
+use super::toolchain::{Artifact, BuildContext, BuildError, Component, Toolchain, readme_span};
 use crate::spec::service::{FileBlock, Installer};
 use crate::spec::{Diagnostic, Diagnostics, Service};
 
@@ -459,21 +458,4 @@ fn compiler_errors(service: &Service, json: &str, project: &Path) -> Diagnostics
         }
     }
     diags
-}
-
-/// The README span of line `line` (1-based, in the block's body), columns `col..end` (1-based).
-fn readme_span(header: &Loc, line: usize, col: usize, end: usize) -> Loc {
-    let readme_line = header.line() + line;
-    let range = header.file.line_range(readme_line);
-    let text = &header.file.text[range.clone()];
-    let byte = |c: usize| {
-        text.char_indices()
-            .nth(c.saturating_sub(1))
-            .map_or(text.len(), |(i, _)| i)
-    };
-    let (s, e) = (byte(col), byte(end.max(col + 1)));
-    Loc {
-        file: header.file.clone(),
-        span: range.start + s..range.start + e.max(s),
-    }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use super::cache::Cache;
 use super::native::Prepared;
+use crate::spec::markpact::Loc;
 use crate::spec::{Diagnostics, Service};
 
 /// What a toolchain's build gives.
@@ -89,4 +90,21 @@ pub trait Toolchain: Sync {
     fn cache_key(&self, service: &Service) -> String;
     /// Build (or find in the cache) its artifact. Blocking.
     fn build(&self, service: &Service, ctx: &BuildContext<'_>) -> Result<Artifact, BuildError>;
+}
+
+/// The README span of line `line` (1-based, in the block's body), columns `col..end` (1-based).
+pub fn readme_span(header: &Loc, line: usize, col: usize, end: usize) -> Loc {
+    let readme_line = header.line() + line;
+    let range = header.file.line_range(readme_line);
+    let text = &header.file.text[range.clone()];
+    let byte = |c: usize| {
+        text.char_indices()
+            .nth(c.saturating_sub(1))
+            .map_or(text.len(), |(i, _)| i)
+    };
+    let (s, e) = (byte(col), byte(end.max(col + 1)));
+    Loc {
+        file: header.file.clone(),
+        span: range.start + s..range.start + e.max(s),
+    }
 }

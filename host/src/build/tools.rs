@@ -12,7 +12,10 @@ use anyhow::{Context, bail};
 use super::cache::Cache;
 use super::cache::digest;
 use super::step::{Step, take_back};
-pub use crate::facts::{GO_VERSION, NODE_VERSION, UV_VERSION, go_is_recent, tool_dir, which};
+pub use crate::facts::{
+    COMPONENTIZE_PY_VERSION, GO_VERSION, NODE_VERSION, UV_VERSION, WASI_HTTP_WIT, WitSource,
+    go_is_recent, tool_dir, which,
+};
 
 /// The interpreter environments are built for: `python3` on `PATH`, identified by its real path
 /// and its file's size and mtime (no process is started on the warm path).
@@ -211,6 +214,62 @@ pub fn node(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(bin)
+}
+
+/// componentize-py (its package directory, to put on `PYTHONPATH`) with the wasi:http WIT in
+/// `wit/` beside it.
+pub fn componentize_py(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+    let dir = install_wheel(
+        cache,
+        "componentize-py",
+        "componentize-py",
+        COMPONENTIZE_PY_VERSION,
+        "Python services build to components with it",
+        say,
+        &|d| fetch_wit(cache, &WASI_HTTP_WIT, &d.join("wit")),
+    )?;
+    if !dir.join("componentize_py/__init__.py").is_file() || !dir.join("wit/deps").is_dir() {
+        bail!(
+            "componentize-py was installed into `{}` but is incomplete",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Download a WIT tree (pinned archive, its SHA-256 checked) into `into`, in a build step.
+fn fetch_wit(cache: &Cache, wit: &WitSource, into: &Path) -> anyhow::Result<()> {
+    const FETCH: &str = r#"
+import hashlib, io, sys, tarfile, urllib.request
+url, sha, inner, out = sys.argv[1:5]
+data = urllib.request.urlopen(url, timeout=60).read()
+got = hashlib.sha256(data).hexdigest()
+if got != sha:
+    sys.exit(f"{url}: SHA-256 {got}, expected {sha}")
+with tarfile.open(fileobj=io.BytesIO(data)) as t:
+    members = [m for m in t.getmembers() if m.name.startswith(inner + "/") and m.isfile()]
+    for m in members:
+        m.name = m.name[len(inner) + 1:]
+    t.extractall(out, members=members, filter="data")
+"#;
+    let python = Interpreter::find(cache)?.path;
+    std::fs::create_dir_all(into)?;
+    let parent = into.parent().unwrap_or(into);
+    Step::new(
+        format!("download the wasi:http {} WIT", wit.version),
+        &[&python.to_string_lossy(), "-c", FETCH],
+        parent,
+    )
+    .arg(wit.url)
+    .arg(wit.sha256)
+    .arg(wit.dir)
+    .arg(into)
+    .read(&python)
+    .write(into)
+    .network()
+    .run()?;
+    take_back(into);
+    Ok(())
 }
 
 /// Wheels do not always keep the executable bit: set it on every file of `dir` (recursively).

@@ -184,23 +184,56 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
 
 /// A wasm runtime needs a language with a WASM build; memory must fit the engine's pool.
 fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
-    let wasm = s.runtime_override().is_some_and(|(k, _)| k.is_wasm());
-    if wasm && !super::language::language(s).builds_to_wasm() {
-        diags.push(
-            Diagnostic::error(
-                "yaml::runtime",
+    let Some((kind, _)) = s.runtime_override().filter(|(k, _)| k.is_wasm()) else {
+        return check_memory(s, src, diags);
+    };
+    let span = s.runtime_span.clone().unwrap_or(s.name_span.clone());
+    let language = super::language::language(s);
+    let refuse = |message: String, help: &str| {
+        Diagnostic::error("yaml::runtime", message, src, span.clone()).with_help(help.to_string())
+    };
+    if !language.builds_to_wasm() {
+        diags.push(refuse(
+            format!(
+                "`{}` is {}, and only Rust and Python (a WSGI `app`) build to WebAssembly yet",
+                s.name,
+                language.as_str()
+            ),
+            "use `runtime: native`, or write the service in Rust (a `src/main.rs` file block) or as a Python WSGI `app`",
+        ));
+    } else if language == super::language::Language::Python {
+        if kind != super::service::RuntimeKind::WasmHttp {
+            diags.push(refuse(
                 format!(
-                    "`{}` has no Rust source, and only Rust services build to WebAssembly yet",
+                    "`{}`: a Python component serves HTTP; it cannot run as `{}`",
+                    s.name,
+                    kind.as_str()
+                ),
+                "use `runtime: wasm-http` with a WSGI `app`, or `runtime: native`",
+            ));
+        } else if super::language::wsgi_entry(s).is_none() {
+            diags.push(refuse(
+                format!(
+                    "`{}` has no WSGI `app` to serve as a component: no Python file defines a top-level `app` (an ASGI app such as FastAPI is not one)",
                     s.name
                 ),
-                src,
-                s.runtime_span.clone().unwrap_or(s.name_span.clone()),
-            )
-            .with_help(
-                "use `runtime: native`, or write the service in Rust (a `src/main.rs` file block)",
-            ),
-        );
+                "define `app = Flask(__name__)` (or `def app(environ, start_response)`) in `app.py`, or use `runtime: native`",
+            ));
+        } else if let Some(d) = super::language::native_only_dep(s) {
+            diags.push(refuse(
+                format!(
+                    "`{}` cannot be a component: `{}` ({}) has no WASI build",
+                    s.name, d.spec, d.loc
+                ),
+                "use `runtime: native` with a run block, or drop the dependency",
+            ));
+        }
     }
+    check_memory(s, src, diags);
+}
+
+/// A wasm instance's memory fits the engine's pool.
+fn check_memory(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
     if let Some(m) = s.limits.memory
         && m > MAX_WASM_MEMORY
         && super::language::runtime_kind(s).0.is_wasm()

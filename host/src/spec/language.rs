@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::model::Service;
-use super::service::{Installer, RuntimeKind};
+use super::service::{Dep, FileBlock, Installer, RuntimeKind};
 
 /// Is this a Rust service?
 fn is_rust(service: &Service) -> bool {
@@ -47,8 +47,79 @@ impl Language {
 
     /// Does pactown build it to a WebAssembly component?
     pub fn builds_to_wasm(self) -> bool {
-        self == Language::Rust
+        matches!(self, Language::Rust | Language::Python)
     }
+}
+
+/// Python packages with compiled parts and no pure-Python fallback or WASI build: a service
+/// that needs one runs as a native process.
+pub const NO_WASI_BUILD: &[&str] = &[
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "torch",
+    "tensorflow",
+    "pydantic",
+    "pydantic-core",
+    "fastapi",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "lxml",
+    "psycopg2",
+    "psycopg2-binary",
+    "psycopg",
+    "asyncpg",
+    "orjson",
+    "ujson",
+    "cryptography",
+    "bcrypt",
+    "grpcio",
+    "pillow",
+    "matplotlib",
+    "greenlet",
+    "gevent",
+    "regex",
+];
+
+/// A Python dependency that has no WASI build (see [`NO_WASI_BUILD`]).
+pub fn native_only_dep(s: &Service) -> Option<&Dep> {
+    s.content.deps.get(&Installer::Pip)?.iter().find(|d| {
+        let name: String = d
+            .spec
+            .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .replace('_', "-");
+        NO_WASI_BUILD.contains(&name.as_str())
+    })
+}
+
+/// The file of a Python service that holds its WSGI callable (PEP 3333): a top-level `app = …`
+/// or `def app(` in `wsgi.py`, `app.py` or `main.py`, else in the first Python file that has
+/// one. An ASGI application (FastAPI, Starlette, Quart, an `async def app`) is not one.
+pub fn wsgi_entry(s: &Service) -> Option<&FileBlock> {
+    let defines_app = |f: &&FileBlock| {
+        let text = &f.content;
+        let asgi = ["FastAPI(", "Starlette(", "Quart(", "async def app("]
+            .iter()
+            .any(|a| text.contains(a));
+        let app = text.lines().any(|l| {
+            let l = l.trim_end();
+            l.starts_with("def app(")
+                || l.strip_prefix("app").is_some_and(|rest| {
+                    rest.trim_start().starts_with('=') && !rest.trim_start().starts_with("==")
+                })
+        });
+        f.path.as_str().ends_with(".py") && app && !asgi
+    };
+    ["wsgi.py", "app.py", "main.py"]
+        .iter()
+        .filter_map(|name| s.content.file(name))
+        .find(defines_app)
+        .or_else(|| s.content.files.iter().find(defines_app))
 }
 
 /// The kind a service runs as, and why: what its `runtime:` (or a block header) sets, else a
@@ -59,7 +130,7 @@ pub fn runtime_kind(s: &Service) -> (RuntimeKind, String) {
         return (k, format!("{} as set by {by}", k.as_str()));
     }
     let language = language(s);
-    if language.builds_to_wasm() {
+    if language == Language::Rust {
         let handler = s.content.files.iter().find(|f| {
             f.path.as_str().ends_with(".rs")
                 && (f.content.contains("http_server") || f.content.contains("incoming_handler"))
@@ -76,6 +147,29 @@ pub fn runtime_kind(s: &Service) -> (RuntimeKind, String) {
                 RuntimeKind::WasmCommand,
                 "Rust with a `main`: a long-running wasi:cli/run component with virtualized sockets"
                     .into(),
+            ),
+        };
+    }
+    if language == Language::Python
+        && s.content.run.is_none()
+        && let Some(f) = wsgi_entry(s)
+    {
+        return match native_only_dep(s) {
+            Some(d) => (
+                RuntimeKind::Native,
+                format!(
+                    "Python with a WSGI `app` ({}), but `{}` ({}) has no WASI build: it needs a run block to start as a process",
+                    f.path.as_str(),
+                    d.spec,
+                    d.loc
+                ),
+            ),
+            None => (
+                RuntimeKind::WasmHttp,
+                format!(
+                    "Python with a WSGI `app` ({}) and no run block: a component exporting wasi:http/incoming-handler, a fresh instance per request",
+                    f.path.as_str()
+                ),
             ),
         };
     }
