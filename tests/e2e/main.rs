@@ -9,6 +9,7 @@ mod builds;
 mod checks;
 mod containment;
 mod fresh;
+mod js_wasm;
 mod python_wasm;
 mod reference;
 mod routing;

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod confine;
 pub mod go;
+pub mod js_wasm;
 pub mod native;
 pub mod node;
 pub mod python;
@@ -37,6 +38,7 @@ pub static TOOLCHAINS: &[&dyn Toolchain] = &[
     &python::Python,
     &python_wasm::PythonComponent,
     &node::Node,
+    &js_wasm::JsComponent,
     &go::Go,
     &rust::Rust,
 ];

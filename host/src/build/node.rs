@@ -30,7 +30,8 @@ impl Toolchain for Node {
     }
 
     fn detect(&self, service: &Service) -> bool {
-        is_node(service)
+        // A Worker built to a component needs no native sandbox (see `js_wasm`).
+        is_node(service) && !crate::spec::language::runtime_kind(service).0.is_wasm()
     }
 
     fn reason(&self, service: &Service) -> String {

@@ -132,6 +132,7 @@ pub fn build(
         });
     }
     let tool = super::tools::componentize_py(cache, say)?;
+    let wit = super::tools::wasi_http_wit(cache)?;
     let python = Interpreter::find(cache)?.path;
     let work_root = cache.path(&["python-wasm", "work"]);
     std::fs::create_dir_all(&work_root)?;
@@ -159,7 +160,7 @@ pub fn build(
     )
     .env("PYTHONPATH", &tool)
     .arg("-d")
-    .arg(tool.join("wit"))
+    .arg(&wit)
     .arg("-w")
     .arg(format!("wasi:http/proxy@{}", WASI_HTTP_WIT.version))
     .arg("componentize")
@@ -174,6 +175,7 @@ pub fn build(
         .arg(&out)
         .read(&python)
         .read(&tool)
+        .read(&wit)
         .write(work.path())
         .output()?;
     if !output.status.success() {

@@ -13,8 +13,8 @@ use super::cache::Cache;
 use super::cache::digest;
 use super::step::{Step, take_back};
 pub use crate::facts::{
-    COMPONENTIZE_PY_VERSION, GO_VERSION, NODE_VERSION, UV_VERSION, WASI_HTTP_WIT, WitSource,
-    go_is_recent, tool_dir, which,
+    COMPONENTIZE_JS_VERSION, COMPONENTIZE_PY_VERSION, GO_VERSION, NODE_VERSION, UV_VERSION,
+    WASI_HTTP_WIT, WitSource, go_is_recent, tool_dir, which,
 };
 
 /// The interpreter environments are built for: `python3` on `PATH`, identified by its real path
@@ -216,8 +216,7 @@ pub fn node(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// componentize-py (its package directory, to put on `PYTHONPATH`) with the wasi:http WIT in
-/// `wit/` beside it.
+/// componentize-py: its package directory, to put on `PYTHONPATH`.
 pub fn componentize_py(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
     let dir = install_wheel(
         cache,
@@ -226,15 +225,75 @@ pub fn componentize_py(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<Path
         COMPONENTIZE_PY_VERSION,
         "Python services build to components with it",
         say,
-        &|d| fetch_wit(cache, &WASI_HTTP_WIT, &d.join("wit")),
+        &|_| Ok(()),
     )?;
-    if !dir.join("componentize_py/__init__.py").is_file() || !dir.join("wit/deps").is_dir() {
+    if !dir.join("componentize_py/__init__.py").is_file() {
         bail!(
             "componentize-py was installed into `{}` but is incomplete",
             dir.display()
         );
     }
     Ok(dir)
+}
+
+/// componentize-js: its command-line entry (run with `node`), installed with npm (no package
+/// scripts run) into the cache.
+pub fn componentize_js(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+    let node = node(cache, say)?;
+    let dir = tool_dir(cache.root(), "componentize-js", COMPONENTIZE_JS_VERSION);
+    let cli = dir.join("node_modules/@bytecodealliance/componentize-js/src/cli.js");
+    if Cache::is_complete(&dir) && cli.is_file() {
+        return Ok(cli);
+    }
+    Cache::build_entry(&dir, |d| {
+        say(&format!(
+            "installing componentize-js {COMPONENTIZE_JS_VERSION} into {} (first use; JavaScript services build to components with it)",
+            d.display()
+        ));
+        let npm_cache = cache.path(&["npm-cache"]);
+        std::fs::create_dir_all(&npm_cache)?;
+        Step::new(
+            format!("npm install @bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}"),
+            &[&node.join("npm").to_string_lossy(), "install"],
+            d,
+        )
+        .arg_all(&[
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--prefix",
+        ])
+        .arg(d)
+        .arg(format!(
+            "@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}"
+        ))
+        .env("npm_config_cache", &npm_cache)
+        .read(&node)
+        .write(d)
+        .write(&npm_cache)
+        .network()
+        .run()?;
+        take_back(d);
+        Ok(())
+    })?;
+    if !cli.is_file() {
+        bail!(
+            "componentize-js was installed into `{}` but `{}` is missing",
+            dir.display(),
+            cli.display()
+        );
+    }
+    Ok(cli)
+}
+
+/// The wasi:http WIT tree components are built against (see [`WASI_HTTP_WIT`]), downloaded
+/// once into the cache.
+pub fn wasi_http_wit(cache: &Cache) -> anyhow::Result<PathBuf> {
+    let wit = &WASI_HTTP_WIT;
+    let dir = tool_dir(cache.root(), "wasi-http-wit", wit.version);
+    Cache::build_entry(&dir, |d| fetch_wit(cache, wit, &d.join("wit")))?;
+    Ok(dir.join("wit"))
 }
 
 /// Download a WIT tree (pinned archive, its SHA-256 checked) into `into`, in a build step.

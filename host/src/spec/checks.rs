@@ -195,12 +195,39 @@ fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
     if !language.builds_to_wasm() {
         diags.push(refuse(
             format!(
-                "`{}` is {}, and only Rust and Python (a WSGI `app`) build to WebAssembly yet",
+                "`{}` is {}, and only Rust, Python (a WSGI `app`) and JavaScript (a Worker) build to WebAssembly yet",
                 s.name,
                 language.as_str()
             ),
-            "use `runtime: native`, or write the service in Rust (a `src/main.rs` file block) or as a Python WSGI `app`",
+            "use `runtime: native`, or write the service in Rust (a `src/main.rs` file block), as a Python WSGI `app` or as a JavaScript Worker",
         ));
+    } else if language == super::language::Language::Node {
+        if kind != super::service::RuntimeKind::WasmHttp {
+            diags.push(refuse(
+                format!(
+                    "`{}`: a JavaScript component serves HTTP; it cannot run as `{}`",
+                    s.name,
+                    kind.as_str()
+                ),
+                "use `runtime: wasm-http` with a Worker module, or `runtime: native`",
+            ));
+        } else if super::language::worker_entry(s).is_none() {
+            diags.push(refuse(
+                format!(
+                    "`{}` has no Worker to serve as a component: no JavaScript file has `export default {{ fetch }}` or `addEventListener(\"fetch\", …)`",
+                    s.name
+                ),
+                "write `export default { async fetch(request, env, ctx) { … } }` in `index.js`, or use `runtime: native`",
+            ));
+        } else if let Some(dep) = super::language::worker_blocker(s) {
+            diags.push(refuse(
+                format!(
+                    "`{}` cannot be a component: npm packages are not bundled into components yet ({dep})",
+                    s.name
+                ),
+                "use `runtime: native` with a run block, or drop the dependency",
+            ));
+        }
     } else if language == super::language::Language::Python {
         if kind != super::service::RuntimeKind::WasmHttp {
             diags.push(refuse(

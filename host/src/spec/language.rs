@@ -47,8 +47,47 @@ impl Language {
 
     /// Does pactown build it to a WebAssembly component?
     pub fn builds_to_wasm(self) -> bool {
-        matches!(self, Language::Rust | Language::Python)
+        matches!(self, Language::Rust | Language::Python | Language::Node)
     }
+}
+
+/// The file of a JavaScript service that is a Worker: an ES module whose default export has a
+/// `fetch` handler (`export default { async fetch(request, env, ctx) { … } }`, as Cloudflare
+/// Workers are written), or a service worker (`addEventListener("fetch", …)`). `worker.js`,
+/// `index.js`, `src/index.js` or `main.js` first, else the first that is one.
+pub fn worker_entry(s: &Service) -> Option<&FileBlock> {
+    let is_worker = |f: &&FileBlock| {
+        let p = f.path.as_str();
+        let t = &f.content;
+        (p.ends_with(".js") || p.ends_with(".mjs"))
+            && ((t.contains("export default") && t.contains("fetch"))
+                || t.contains("addEventListener(\"fetch\"")
+                || t.contains("addEventListener('fetch'"))
+    };
+    [
+        "worker.js",
+        "index.js",
+        "src/index.js",
+        "src/worker.js",
+        "main.js",
+    ]
+    .iter()
+    .filter_map(|name| s.content.file(name))
+    .find(is_worker)
+    .or_else(|| s.content.files.iter().find(is_worker))
+}
+
+/// What keeps a JavaScript Worker from being a component: npm packages (not bundled into
+/// components yet), named with where they are declared.
+pub fn worker_blocker(s: &Service) -> Option<String> {
+    if let Some(d) = s.content.deps.get(&Installer::Npm).and_then(|d| d.first()) {
+        return Some(format!("`{}` ({})", d.spec, d.loc));
+    }
+    let pkg = s.content.file("package.json")?;
+    let json: serde_json::Value = serde_json::from_str(&pkg.content).ok()?;
+    let deps = json.get("dependencies")?.as_object()?;
+    let first = deps.keys().next()?;
+    Some(format!("`{first}` (package.json, {})", pkg.loc))
 }
 
 /// Python packages with compiled parts and no pure-Python fallback or WASI build: a service
@@ -168,6 +207,27 @@ pub fn runtime_kind(s: &Service) -> (RuntimeKind, String) {
                 RuntimeKind::WasmHttp,
                 format!(
                     "Python with a WSGI `app` ({}) and no run block: a component exporting wasi:http/incoming-handler, a fresh instance per request",
+                    f.path.as_str()
+                ),
+            ),
+        };
+    }
+    if language == Language::Node
+        && s.content.run.is_none()
+        && let Some(f) = worker_entry(s)
+    {
+        return match worker_blocker(s) {
+            Some(dep) => (
+                RuntimeKind::Native,
+                format!(
+                    "a JavaScript Worker ({}), but npm packages are not bundled into components yet ({dep}): it needs a run block to start as a process",
+                    f.path.as_str()
+                ),
+            ),
+            None => (
+                RuntimeKind::WasmHttp,
+                format!(
+                    "a JavaScript Worker ({}) and no run block: a component exporting wasi:http/incoming-handler, a fresh instance per request",
                     f.path.as_str()
                 ),
             ),

@@ -1,0 +1,99 @@
+//! JavaScript as WebAssembly: a Worker module written for Cloudflare (`export default { fetch }`,
+//! with `env` bindings) and no run block becomes a wasi:http component (componentize-js,
+//! installed by pactown), a fresh instance per request, with the same rules as every component.
+
+use crate::support::TestEnv;
+use crate::support_up::{Up, http_get, py_service};
+
+/// A Worker as one deploys it with wrangler: a module-level counter, `env` values and a
+/// service binding, a plain `fetch` by name, an exception on `/boom`.
+const WORKER: &str = r#"# a Worker
+
+```javascript markpact:file path=index.js
+let count = 0;
+
+export default {
+  async fetch(request, env, ctx) {
+    count += 1;
+    const url = new URL(request.url);
+    if (url.pathname === "/bound") {
+      // A service binding: the URL's host is ignored.
+      const r = await env.API.fetch("https://ignored.example/health");
+      return new Response(await r.text(), { status: r.status });
+    }
+    if (url.pathname.startsWith("/byname/")) {
+      const r = await fetch(`http://${url.pathname.slice(8)}/health`);
+      return new Response(await r.text(), { status: r.status });
+    }
+    if (url.pathname === "/boom") throw new Error("boom");
+    if (request.method === "POST") {
+      return Response.json({ echo: await request.text() });
+    }
+    return Response.json({ count, greeting: env.GREETING, home: env.HOME ?? null });
+  },
+};
+```
+"#;
+
+#[test]
+fn a_cloudflare_style_worker_runs_as_a_component_with_its_bindings() {
+    let env = TestEnv::new();
+    env.write("worker/README.md", WORKER)
+        .write("api/README.md", &py_service("", ""))
+        .write("other/README.md", &py_service("", ""))
+        .write(
+            "w.pactown.yaml",
+            "base_port: 0\nservices:\n  api: {health_check: /health}\n  other: {health_check: /health}\n  \
+             worker: {depends_on: [api], env: {GREETING: hi}}\n",
+        );
+    let up = Up::start(&env, "w.pactown.yaml");
+    let s = up.service("worker");
+    assert_eq!(s["kind"], "wasm-http", "{s}");
+    let port = up.port("worker");
+    for _ in 0..3 {
+        let (code, body) = http_get(port, "/").unwrap();
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        // A fresh instance per request, the declared env only.
+        assert_eq!(v["count"], 1, "{body}");
+        assert_eq!(v["greeting"], "hi", "{body}");
+        assert!(v["home"].is_null(), "{body}");
+    }
+    let (code, body) = http_get(port, "/bound").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("ok"), "{body}");
+    let (code, body) = http_get(port, "/byname/api").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http_get(port, "/byname/other").unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("depends_on"), "{body}");
+    let (code, _) = http_get(port, "/boom").unwrap();
+    assert_eq!(code, 500);
+    let (code, body) = crate::support_up::http_request(port, "POST", "/", Some("payload")).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("payload"), "{body}");
+    up.down().ok();
+
+    // A warm `up` runs no toolchain.
+    let again = Up::start(&env, "w.pactown.yaml");
+    let said = &again.started.stderr;
+    assert!(
+        !said.contains("building") && !said.contains("installing"),
+        "{said}"
+    );
+    assert_eq!(http_get(again.port("worker"), "/").unwrap().0, 200);
+}
+
+#[test]
+fn a_syntax_error_is_reported_at_the_readme_line() {
+    let env = TestEnv::new();
+    env.write(
+        "w/README.md",
+        "# w\n\n```javascript markpact:file path=index.js\nexport default {\n  fetch() { return new Response(\"x\" }\n};\n```\n",
+    )
+    .write("w.pactown.yaml", "base_port: 0\nservices:\n  w: {}\n");
+    env.run_up(&["build", "w.pactown.yaml"])
+        .code(1)
+        .stderr_has("SyntaxError")
+        .stderr_has("w/README.md:5:");
+}
