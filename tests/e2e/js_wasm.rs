@@ -25,6 +25,10 @@ export default {
       const r = await fetch(`http://${url.pathname.slice(8)}/health`);
       return new Response(await r.text(), { status: r.status });
     }
+    if (url.pathname === "/relative") {
+      const r = await env.API.fetch("/health");
+      return new Response(await r.text(), { status: r.status });
+    }
     if (url.pathname === "/boom") throw new Error("boom");
     if (request.method === "POST") {
       return Response.json({ echo: await request.text() });
@@ -62,6 +66,8 @@ fn a_cloudflare_style_worker_runs_as_a_component_with_its_bindings() {
     let (code, body) = http_get(port, "/bound").unwrap();
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("ok"), "{body}");
+    let (code, body) = http_get(port, "/relative").unwrap();
+    assert_eq!(code, 200, "{body}");
     let (code, body) = http_get(port, "/byname/api").unwrap();
     assert_eq!(code, 200, "{body}");
     let (code, body) = http_get(port, "/byname/other").unwrap();

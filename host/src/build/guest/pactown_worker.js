@@ -14,7 +14,10 @@ const BINDINGS = __PACTOWN_BINDINGS__;
 function binding(name) {
   return {
     fetch(input, init) {
-      const req = new Request(input, init);
+      // A Request, an absolute URL, or a path (`/users`): all reach `name`.
+      const req = input instanceof Request
+        ? new Request(input, init)
+        : new Request(new URL(String(input), `http://${name}/`).toString(), init);
       const url = new URL(req.url);
       url.host = name;
       url.protocol = "http:";
