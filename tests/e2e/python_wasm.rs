@@ -144,3 +144,32 @@ fn an_import_error_is_reported_at_the_readme_line() {
         .stderr_has("No module named 'not_a_module_anywhere'")
         .stderr_has("s/README.md:5:1");
 }
+
+#[test]
+fn instance_reuse_keeps_module_state_for_n_requests_per_instance() {
+    let env = TestEnv::new();
+    env.write("plain/README.md", PLAIN)
+        .write("dep/README.md", &py_service("", ""))
+        .write(
+            "r.pactown.yaml",
+            "base_port: 0\nservices:\n  dep: {health_check: /health}\n  \
+             plain: {depends_on: [dep], instance_reuse: 3}\n",
+        );
+    let up = Up::start(&env, "r.pactown.yaml");
+    let port = up.port("plain");
+    let count = || {
+        let (code, body) = http_get(port, "/").unwrap();
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["count"]
+            .as_u64()
+            .unwrap()
+    };
+    // One request at a time: the same instance serves three, then a fresh one takes over.
+    let seen: Vec<u64> = (0..7).map(|_| count()).collect();
+    assert_eq!(seen, [1, 2, 3, 1, 2, 3, 1]);
+    // An exception is answered 500 by the WSGI host and the instance goes on (its third
+    // request was the failing one); then a fresh instance.
+    assert_eq!(http_get(port, "/boom").unwrap().0, 500);
+    assert_eq!(count(), 3);
+    assert_eq!(count(), 1);
+}

@@ -76,6 +76,7 @@ impl Orchestrator {
                         max_instances: sp.limits.instances as usize,
                         timeout: sp.limits.request_timeout,
                         errors: Some(failure_sink(&rt, name)),
+                        reuse: sp.limits.instance_reuse,
                     },
                 )?);
                 self.http_registry

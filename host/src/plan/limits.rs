@@ -24,6 +24,13 @@ pub struct LimitsPlan {
     /// Wall-clock time per request (wasm-http).
     #[serde(with = "secs")]
     pub request_timeout: std::time::Duration,
+    /// Requests one instance serves (wasm-http; 1: a fresh instance per request).
+    #[serde(skip_serializing_if = "is_one")]
+    pub instance_reuse: u32,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// Safe defaults for wasm services.

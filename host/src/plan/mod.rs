@@ -268,6 +268,7 @@ fn service_plan(
         cpu_time: limits.cpu_time.unwrap_or(DEFAULT_CPU_TIME),
         instances: limits.instances.unwrap_or(DEFAULT_INSTANCES),
         request_timeout: limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+        instance_reuse: s.instance_reuse.0,
     };
     let (level, layers) = sandbox_layers(s, kind, &limits, user, &facts.kernel);
     let toolchains = crate::facts::tools_of(s, language)

@@ -110,6 +110,7 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
     }
     for s in eco.services.values() {
         check_runtime(s, src, diags);
+        check_reuse(s, src, diags);
         if let Some((name, span)) = &s.profile
             && !eco.profiles.contains_key(name)
         {
@@ -257,6 +258,36 @@ fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
         }
     }
     check_memory(s, src, diags);
+}
+
+/// `instance_reuse` above 1 only where instances serve requests, and only for shapes that keep
+/// working when an instance serves several (a componentize-js Worker answers once per instance).
+fn check_reuse(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
+    let (n, Some(span)) = &s.instance_reuse else {
+        return;
+    };
+    if *n <= 1 {
+        return;
+    }
+    let (kind, _) = super::language::runtime_kind(s);
+    let why = if kind != super::service::RuntimeKind::WasmHttp {
+        format!(
+            "`{}` runs as `{}`: `instance_reuse` applies to `wasm-http` services, which get an instance per request",
+            s.name,
+            kind.as_str()
+        )
+    } else if super::language::language(s) == super::language::Language::Node {
+        format!(
+            "`{}` is a JavaScript Worker: a componentize-js instance answers one request (a second `respondWith` fails), so it cannot be reused",
+            s.name
+        )
+    } else {
+        return;
+    };
+    diags.push(
+        Diagnostic::error("yaml::instance-reuse", why, src, span.clone())
+            .with_help("remove `instance_reuse` (a fresh instance per request)"),
+    );
 }
 
 /// A wasm instance's memory fits the engine's pool.

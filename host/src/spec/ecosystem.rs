@@ -53,6 +53,7 @@ const SERVICE_FIELDS: &[&str] = &[
     "sandbox",
     "user",
     "profile",
+    "instance_reuse",
 ];
 
 const PROFILE_FIELDS: &[&str] = &["memory", "cpu", "processes", "open_files", "rate_limit"];
@@ -279,6 +280,11 @@ fn service(
             "replicas" => {
                 if let Some(r) = d.int(v, "replicas", 1..=256, "2") {
                     s.replicas = r as u32;
+                }
+            }
+            "instance_reuse" => {
+                if let Some(n) = d.int(v, "instance_reuse", 1..=1_000_000, "1000") {
+                    s.instance_reuse = (n as u32, Some(v.span.clone()));
                 }
             }
             "auto_restart" => {

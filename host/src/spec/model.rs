@@ -233,6 +233,10 @@ pub struct Service {
     pub user: Option<String>,
     /// The named limit set it uses, with the span of the name.
     pub profile: Option<(String, Range<usize>)>,
+    /// Requests one wasm-http instance serves (1: a fresh instance per request), with the span
+    /// of the value.
+    #[serde(skip)]
+    pub instance_reuse: (u32, Option<Range<usize>>),
     /// The `runtime:` value.
     #[serde(skip)]
     pub runtime_span: Option<Range<usize>>,
@@ -274,6 +278,7 @@ impl Service {
             sandbox: true,
             user: None,
             profile: None,
+            instance_reuse: (1, None),
             runtime_span: None,
             content: ServiceSource::default(),
             name_span,

@@ -16,8 +16,8 @@ use tokio::sync::Semaphore;
 use wasmtime::Store;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 use super::engine::WasmEngine;
 use super::outgoing::{HOPS_HEADER, OutgoingHooks};
@@ -58,6 +58,10 @@ pub struct HttpSettings {
     pub timeout: Duration,
     /// Where failures are reported (one line each, with what the guest ran into).
     pub errors: Option<FailureSink>,
+    /// Requests one instance serves before it is dropped: 1 (the default) is a fresh instance
+    /// per request; more trades per-request isolation for throughput (module state survives
+    /// between the requests an instance serves). An instance that failed is never reused.
+    pub reuse: u32,
 }
 
 impl HttpSettings {
@@ -71,6 +75,7 @@ impl HttpSettings {
             max_instances: 64,
             timeout: Duration::from_secs(10),
             errors: None,
+            reuse: 1,
         }
     }
 }
@@ -87,6 +92,15 @@ pub struct HttpService {
     pub failures: AtomicU64,
     /// Instances alive now.
     pub active: Arc<AtomicU64>,
+    /// Idle instances that may serve more requests (`reuse` > 1).
+    warm: Arc<std::sync::Mutex<Vec<Warm>>>,
+}
+
+/// An instance between two of the requests it serves.
+struct Warm {
+    store: Store<HostState>,
+    proxy: Proxy,
+    served: u32,
 }
 
 impl HttpService {
@@ -112,6 +126,7 @@ impl HttpService {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             active: Arc::new(AtomicU64::new(0)),
+            warm: Arc::default(),
         })
     }
 
@@ -169,10 +184,29 @@ impl HttpService {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let caps = &self.settings.caps;
-        let state = HostState::new(caps, self.settings.hooks.with_hops(hops))
-            .map_err(|e| (Failure::Other, format!("{e:#}")))?;
-        let mut store = Store::new(self.engine.engine(), state);
-        store.limiter(|s| &mut s.limits);
+        let reuse = self.settings.reuse;
+        let warm = if reuse > 1 {
+            self.warm.lock().expect("warm instances").pop()
+        } else {
+            None
+        };
+        let (mut store, proxy, served) = match warm {
+            Some(Warm {
+                mut store,
+                proxy,
+                served,
+            }) => {
+                store.data_mut().hooks = self.settings.hooks.with_hops(hops);
+                (store, Some(proxy), served)
+            }
+            None => {
+                let state = HostState::new(caps, self.settings.hooks.with_hops(hops))
+                    .map_err(|e| (Failure::Other, format!("{e:#}")))?;
+                let mut store = Store::new(self.engine.engine(), state);
+                store.limiter(|s| &mut s.limits);
+                (store, None, 0)
+            }
+        };
         match caps.limits.cpu_time {
             Some(budget) => {
                 store.set_epoch_deadline(super::engine::ticks(budget));
@@ -201,14 +235,26 @@ impl HttpService {
         let cpu = caps.limits.cpu_time;
         let errors = self.settings.errors.clone();
         let guard = ActiveGuard::new(&self.active);
+        let warm = self.warm.clone();
         let mut instance = Box::pin(async move {
             let _permit = permit;
             let _alive = guard;
-            let proxy = pre.instantiate_async(&mut store).await?;
+            let proxy = match proxy {
+                Some(p) => p,
+                None => pre.instantiate_async(&mut store).await?,
+            };
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, out)
-                .await
+                .await?;
+            if served + 1 < reuse {
+                warm.lock().expect("warm instances").push(Warm {
+                    store,
+                    proxy,
+                    served: served + 1,
+                });
+            }
+            Ok(())
         });
         // The instance runs inline, in the caller's task, until it answers: no task to spawn
         // and no other thread to wake for the common request that is done when it responds.
