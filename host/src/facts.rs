@@ -133,7 +133,11 @@ pub fn tools_of(s: &Service, language: Language) -> Vec<Tool> {
             tools
         }
         Language::Node if crate::spec::language::runtime_kind(s).0.is_wasm() => {
-            vec![Tool::Node, Tool::ComponentizeJs]
+            let mut tools = vec![Tool::Node, Tool::ComponentizeJs];
+            if crate::spec::language::has_npm_packages(s) {
+                tools.push(Tool::Esbuild);
+            }
+            tools
         }
         Language::Node => vec![Tool::Node],
         Language::Go => vec![Tool::Go],
@@ -177,6 +181,9 @@ pub const NODE_VERSION: &str = "24.19.0";
 
 /// componentize-js, which makes WASI components of JavaScript services (npm).
 pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+/// esbuild, which bundles a JavaScript Worker and its npm packages into one module before
+/// componentize-js builds it (npm).
+pub const ESBUILD_VERSION: &str = "0.25.12";
 /// componentize-py, which makes WASI components of Python services (PyPI).
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// The wasi:http WIT Python components are built against: the one the engine serves, taken
@@ -221,11 +228,13 @@ pub enum Tool {
     ComponentizePy,
     /// componentize-js (JavaScript components).
     ComponentizeJs,
+    /// esbuild (bundles a Worker's npm packages into its component).
+    Esbuild,
 }
 
 impl Tool {
     /// Every tool.
-    pub const ALL: [Tool; 8] = [
+    pub const ALL: [Tool; 9] = [
         Tool::Python3,
         Tool::Uv,
         Tool::Node,
@@ -234,6 +243,7 @@ impl Tool {
         Tool::WasmTarget,
         Tool::ComponentizePy,
         Tool::ComponentizeJs,
+        Tool::Esbuild,
     ];
 
     /// Its name, as users know it.
@@ -247,6 +257,7 @@ impl Tool {
             Tool::WasmTarget => "wasm32-wasip2",
             Tool::ComponentizePy => "componentize-py",
             Tool::ComponentizeJs => "componentize-js",
+            Tool::Esbuild => "esbuild",
         }
     }
 }
@@ -375,6 +386,16 @@ pub fn status(tool: Tool, cache_root: &Path) -> ToolStatus {
             Some(path) => ToolStatus::Cached { path },
             None => ToolStatus::WillInstall {
                 what: format!("componentize-js {COMPONENTIZE_JS_VERSION} (npm)"),
+            },
+        },
+        Tool::Esbuild => match cached(
+            "esbuild",
+            ESBUILD_VERSION,
+            "node_modules/esbuild/package.json",
+        ) {
+            Some(path) => ToolStatus::Cached { path },
+            None => ToolStatus::WillInstall {
+                what: format!("esbuild {ESBUILD_VERSION} (npm)"),
             },
         },
         Tool::Cargo => match which("cargo") {

@@ -103,3 +103,65 @@ fn a_syntax_error_is_reported_at_the_readme_line() {
         .stderr_has("SyntaxError")
         .stderr_has("w/README.md:5:");
 }
+
+/// A Worker written with Hono, as on Cloudflare (`export default app`), its npm package
+/// declared in `markpact:deps node`: bundled into the component, served a fresh instance per
+/// request; a package that needs Node's built-in modules (express) fails the build at the line
+/// that declares it, and one with a native addon keeps the service native, named by `plan`.
+#[test]
+fn a_worker_with_npm_packages_has_them_bundled_into_its_component() {
+    let env = TestEnv::new();
+    env.write(
+        "hono/README.md",
+        "# hono\n\n```markpact:deps node\nhono@4\n```\n\n```javascript markpact:file path=index.js\n\
+         import { Hono } from \"hono\";\nconst app = new Hono();\nlet n = 0;\n\
+         app.get(\"/\", (c) => { n += 1; return c.json({ n, greeting: c.env.GREETING }); });\n\
+         app.get(\"/users/:id\", (c) => c.text(`user ${c.req.param(\"id\")}`));\n\
+         app.get(\"/api\", async (c) => c.text(await (await c.env.API.fetch(\"/health\")).text()));\n\
+         export default app;\n```\n",
+    )
+    .write("api/README.md", &py_service("", ""))
+    .write(
+        "h.pactown.yaml",
+        "base_port: 0\nservices:\n  api: {health_check: /health}\n  \
+         hono: {depends_on: [api], env: {GREETING: hi}}\n",
+    );
+    let up = Up::start(&env, "h.pactown.yaml");
+    assert_eq!(up.service("hono")["kind"], "wasm-http");
+    let port = up.port("hono");
+    for _ in 0..2 {
+        let (code, body) = http_get(port, "/").unwrap();
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body, r#"{"n":1,"greeting":"hi"}"#);
+    }
+    assert_eq!(
+        http_get(port, "/users/42").unwrap(),
+        (200, "user 42".to_string())
+    );
+    let (code, body) = http_get(port, "/api").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("ok"), "{body}");
+    assert_eq!(http_get(port, "/nowhere").unwrap().0, 404);
+    up.down().ok();
+
+    let bad = TestEnv::new();
+    bad.write(
+        "x/README.md",
+        "# x\n\n```markpact:deps node\nexpress@4\n```\n\n```javascript markpact:file path=index.js\n\
+         import express from \"express\";\nexport default { fetch() { return new Response(typeof express); } };\n```\n",
+    )
+    .write(
+        "n/README.md",
+        "# n\n\n```markpact:deps node\nbetter-sqlite3\n```\n\n```javascript markpact:file path=index.js\n\
+         export default { fetch() { return new Response(\"x\"); } };\n```\n",
+    )
+    .write("x.pactown.yaml", "base_port: 0\nservices:\n  x: {}\n")
+    .write("n.pactown.yaml", "base_port: 0\nservices:\n  n: {}\n");
+    bad.run_up(&["build", "x.pactown.yaml"])
+        .code(1)
+        .stderr_has("the npm package `express` cannot be bundled for a Worker")
+        .stderr_has("x/README.md:4:1");
+    bad.run_up(&["plan", "n.pactown.yaml"])
+        .ok()
+        .stdout_has("`better-sqlite3` (n/README.md:4:1) has compiled parts");
+}

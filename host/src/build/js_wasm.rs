@@ -9,6 +9,12 @@
 //! module while it builds (a snapshot), so an instance starts ready; a syntax or evaluation error
 //! is reported at the README line.
 //!
+//! npm packages (`markpact:deps node`, or a `package.json` block) are installed as for a native
+//! Node service (`node::ensure_modules`: fetched in a build sandbox, no package script with the
+//! network) and bundled with the Worker into one module by esbuild (no network; Workers'
+//! export conditions), so the component carries them. A package with a native addon cannot be
+//! bundled: the build names it.
+//!
 //! componentize-js 0.23's engine exports `wasi:http/incoming-handler@0.2.10`, so the WIT it is
 //! given is the engine's wasi:http tree (0.2.12, see [`WASI_HTTP_WIT`]) labelled 0.2.10: the two
 //! differ only in items gated `@since(0.2.11)` or later, and wasmtime serves 0.2.10 imports with
@@ -22,9 +28,11 @@ use anyhow::Context;
 use super::cache::{Cache, digest};
 use super::step::Step;
 use super::toolchain::{Artifact, BuildContext, BuildError, Component, Toolchain, readme_span};
-use super::tools::{COMPONENTIZE_JS_VERSION, WASI_HTTP_WIT};
+use super::tools::{COMPONENTIZE_JS_VERSION, ESBUILD_VERSION, WASI_HTTP_WIT};
 use crate::spec::ecosystem::env_prefix;
-use crate::spec::language::{Language, language, runtime_kind, worker_entry};
+use crate::spec::language::{
+    Language, has_npm_packages, language, npm_packages, runtime_kind, worker_entry,
+};
 use crate::spec::service::FileBlock;
 use crate::spec::{Diagnostic, Diagnostics, RuntimeKind, Service};
 
@@ -87,6 +95,12 @@ impl<'a> Sources<'a> {
         );
         let mut files: Vec<&FileBlock> = service.content.files.iter().collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
+        // What is bundled: the manifest its packages are installed from, and the bundler.
+        let packages = if has_npm_packages(service) {
+            format!("{ESBUILD_VERSION}\n{}", super::node::package_json(service))
+        } else {
+            String::new()
+        };
         let key = digest(
             [
                 b"js-wasm-v1".as_slice(),
@@ -94,6 +108,7 @@ impl<'a> Sources<'a> {
                 WASI_HTTP_WIT.version.as_bytes(),
                 WORLD.as_bytes(),
                 host.as_bytes(),
+                packages.as_bytes(),
             ]
             .into_iter()
             .chain(
@@ -132,6 +147,11 @@ pub fn build(
     let (code, engine_wit) = (work.path().join("src"), work.path().join("wit"));
     write_sources(&code, &src)?;
     write_engine_wit(&wit, &engine_wit)?;
+    let module = if has_npm_packages(service) {
+        bundle(service, &code, cache, say)?
+    } else {
+        "pactown_worker.js"
+    };
     say(&format!(
         "building `{}` (JavaScript → wasi:http component)",
         service.name
@@ -147,7 +167,7 @@ pub fn build(
         &[&node.join("node").to_string_lossy(), &cli.to_string_lossy()],
         &code,
     )
-    .arg("pactown_worker.js")
+    .arg(module)
     .arg("--wit")
     .arg(&engine_wit)
     .arg("-n")
@@ -200,6 +220,210 @@ fn write_sources(dir: &Path, src: &Sources<'_>) -> anyhow::Result<()> {
     }
     root.write("pactown_worker.js", &src.host)?;
     Ok(())
+}
+
+/// Install the service's npm packages and bundle them with its Worker into `bundle.js` in
+/// `code` (esbuild, no network): the module componentize-js is given.
+fn bundle(
+    service: &Service,
+    code: &Path,
+    cache: &Cache,
+    say: &dyn Fn(&str),
+) -> Result<&'static str, BuildError> {
+    let modules = super::node::ensure_modules(service, cache, say)
+        .with_context(|| format!("cannot install the npm packages of `{}`", service.name))?;
+    if let Some(diags) = native_addons(service, &modules.modules()) {
+        return Err(BuildError::Code(diags));
+    }
+    std::os::unix::fs::symlink(modules.modules(), code.join("node_modules"))
+        .context("cannot link the installed npm packages")?;
+    let esbuild = super::tools::esbuild(cache, say)?;
+    let (output, _) = Step::new(
+        format!("esbuild for `{}`", service.name),
+        &[&esbuild.to_string_lossy()],
+        code,
+    )
+    .arg_all(&[
+        "pactown_worker.js",
+        "--bundle",
+        "--format=esm",
+        "--platform=neutral",
+        "--target=es2022",
+        "--main-fields=module,main",
+        // What a package exports for Workers (and other fetch-based runtimes) first.
+        "--conditions=workerd,worker,browser",
+        "--external:wasi:*",
+        "--log-level=error",
+        "--color=false",
+        "--outfile=bundle.js",
+    ])
+    .read(&modules.entry)
+    .write(code)
+    .output()?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let diags = bundle_errors(service, &stderr);
+        if diags.has_errors() {
+            return Err(BuildError::Code(diags));
+        }
+        return Err(BuildError::Other(anyhow::anyhow!(
+            "esbuild could not bundle `{}`:\n{}",
+            service.name,
+            super::step::tail(&stderr, 25)
+        )));
+    }
+    Ok("bundle.js")
+}
+
+/// The installed packages with a native addon (`binding.gyp`, or a compiled `.node` file),
+/// each at the line that declares it (or the package that brought it in).
+fn native_addons(service: &Service, modules: &Path) -> Option<Diagnostics> {
+    fn has_addon(dir: &Path, depth: usize) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let p = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => {
+                    depth < 8 && name != "node_modules" && has_addon(&p, depth + 1)
+                }
+                Ok(t) if t.is_file() => name == "binding.gyp" || name.ends_with(".node"),
+                _ => false,
+            }
+        })
+    }
+    let mut packages: Vec<(String, std::path::PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(modules).ok()?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if name.starts_with('@') {
+            for inner in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                let n = format!("{name}/{}", inner.file_name().to_string_lossy());
+                packages.push((n, inner.path()));
+            }
+        } else {
+            packages.push((name, e.path()));
+        }
+    }
+    packages.sort();
+    let native: Vec<String> = packages
+        .into_iter()
+        .filter(|(_, dir)| has_addon(dir, 0))
+        .map(|(n, _)| n)
+        .collect();
+    if native.is_empty() {
+        return None;
+    }
+    let declared = npm_packages(service);
+    let (name, loc) = declared
+        .iter()
+        .find(|(n, _)| native.contains(n))
+        .or(declared.first())?;
+    let mut diags = Diagnostics::default();
+    let what = if native.contains(name) {
+        format!("`{name}` has")
+    } else {
+        format!(
+            "`{name}` brings in {}, which {}",
+            native
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if native.len() == 1 { "has" } else { "have" }
+        )
+    };
+    diags.push(
+        Diagnostic::error(
+            "js::native-addon",
+            format!("`{}`: {what} a native addon, which cannot be bundled into a component", service.name),
+            &loc.file,
+            loc.span.clone(),
+        )
+        .with_help("use a pure-JavaScript package, or `runtime: native` with a run block that starts the service under Node.js"),
+    );
+    Some(diags)
+}
+
+/// esbuild's errors (`✘ [ERROR] Could not resolve "x"` then `    index.js:3:14:`) at the README
+/// line they come from; one inside an installed package names the package and where it is
+/// declared.
+fn bundle_errors(service: &Service, stderr: &str) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let mut lines = stderr.lines();
+    while let Some(line) = lines.next() {
+        let Some(message) = line.split_once("[ERROR]").map(|(_, m)| m.trim()) else {
+            continue;
+        };
+        let place = lines
+            .by_ref()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .and_then(|l| l.strip_suffix(':'))
+            .and_then(|l| {
+                let mut parts = l.rsplitn(3, ':');
+                let col = parts.next()?.parse::<usize>().ok()?;
+                let row = parts.next()?.parse::<usize>().ok()?;
+                Some((parts.next()?.to_string(), row, col))
+            });
+        let Some((path, row, col)) = place else {
+            continue;
+        };
+        let path = path.trim_start_matches("./");
+        if let Some(block) = service
+            .content
+            .files
+            .iter()
+            .find(|f| f.path.as_str() == path)
+        {
+            let loc = readme_span(&block.loc, row, col + 1, col + 2);
+            diags.push(
+                Diagnostic::error(
+                    "js::bundle",
+                    format!("`{}`: {message}", service.name),
+                    &loc.file,
+                    loc.span,
+                )
+                .with_help("a Worker may import its own files and the npm packages it declares; Node's built-in modules are not there"),
+            );
+            break;
+        }
+        // Inside an installed package: `node_modules/<pkg>/…` (or `@scope/pkg`).
+        let inside = path.rsplit_once("node_modules/").map(|(_, rest)| {
+            let mut parts = rest.split('/');
+            let first = parts.next().unwrap_or_default();
+            if first.starts_with('@') {
+                format!("{first}/{}", parts.next().unwrap_or_default())
+            } else {
+                first.to_string()
+            }
+        });
+        let declared = npm_packages(service);
+        let Some((name, loc)) = inside
+            .as_ref()
+            .and_then(|p| declared.iter().find(|(n, _)| n == p))
+            .or(declared.first())
+        else {
+            continue;
+        };
+        let by = inside.as_deref().unwrap_or(name);
+        diags.push(
+            Diagnostic::error(
+                "js::bundle",
+                format!("`{}`: the npm package `{by}` cannot be bundled for a Worker: {message}", service.name),
+                &loc.file,
+                loc.span.clone(),
+            )
+            .with_help("it needs Node.js itself (its built-in modules): use a package made for Workers or the web, or `runtime: native` with a run block"),
+        );
+        break;
+    }
+    diags
 }
 
 /// The WIT the engine is built against: the wasi:http tree labelled [`ENGINE_WASI`] (see the

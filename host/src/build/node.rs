@@ -153,12 +153,11 @@ pub fn package_json(service: &Service) -> String {
         .into_iter()
         .flatten()
         .map(|d| {
-            let s = d.spec.as_str();
-            // `express@4` or `@scope/pkg@^1`: split at the last `@` that is not the first char.
-            match s.get(1..).and_then(|r| r.rfind('@')) {
-                Some(i) => (s[..i + 1].to_string(), serde_json::Value::from(&s[i + 2..])),
-                None => (s.to_string(), serde_json::Value::from("*")),
-            }
+            let (name, range) = crate::spec::language::split_npm_spec(&d.spec);
+            (
+                name.to_string(),
+                serde_json::Value::from(range.unwrap_or("*")),
+            )
         })
         .collect();
     let pkg = serde_json::json!({"name": service.name, "private": true, "dependencies": deps});

@@ -13,8 +13,8 @@ use super::cache::Cache;
 use super::cache::digest;
 use super::step::{Step, take_back};
 pub use crate::facts::{
-    COMPONENTIZE_JS_VERSION, COMPONENTIZE_PY_VERSION, GO_VERSION, NODE_VERSION, UV_VERSION,
-    WASI_HTTP_WIT, WitSource, go_is_recent, tool_dir, which,
+    COMPONENTIZE_JS_VERSION, COMPONENTIZE_PY_VERSION, ESBUILD_VERSION, GO_VERSION, NODE_VERSION,
+    UV_VERSION, WASI_HTTP_WIT, WitSource, go_is_recent, tool_dir, which,
 };
 
 /// The interpreter environments are built for: `python3` on `PATH`, identified by its real path
@@ -239,21 +239,74 @@ pub fn componentize_py(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<Path
 /// componentize-js: its command-line entry (run with `node`), installed with npm (no package
 /// scripts run) into the cache.
 pub fn componentize_js(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
-    let node = node(cache, say)?;
-    let dir = tool_dir(cache.root(), "componentize-js", COMPONENTIZE_JS_VERSION);
+    let dir = npm_tool(
+        cache,
+        "@bytecodealliance/componentize-js",
+        COMPONENTIZE_JS_VERSION,
+        "JavaScript services build to components with it",
+        say,
+    )?;
     let cli = dir.join("node_modules/@bytecodealliance/componentize-js/src/cli.js");
-    if Cache::is_complete(&dir) && cli.is_file() {
-        return Ok(cli);
+    if !cli.is_file() {
+        bail!(
+            "componentize-js was installed into `{}` but `{}` is missing",
+            dir.display(),
+            cli.display()
+        );
     }
+    Ok(cli)
+}
+
+/// esbuild's executable (its native binary, from the platform package npm picked for this
+/// machine), installed with npm (no package scripts run) into the cache.
+pub fn esbuild(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+    let dir = npm_tool(
+        cache,
+        "esbuild",
+        ESBUILD_VERSION,
+        "it bundles a Worker's npm packages into its component",
+        say,
+    )?;
+    let platforms = dir.join("node_modules/@esbuild");
+    std::fs::read_dir(&platforms)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/esbuild"))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "esbuild was installed into `{}` but no `@esbuild/<platform>/bin/esbuild` is there (is this platform one esbuild ships?)",
+                dir.display()
+            )
+        })
+}
+
+/// Install the npm package `package@version` into `<cache>/tools/<name>-<version>` (once, under
+/// the entry's lock) with pactown's npm in a build sandbox, its scripts not run: the entry.
+fn npm_tool(
+    cache: &Cache,
+    package: &str,
+    version: &str,
+    why: &str,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<PathBuf> {
+    let name = package.rsplit('/').next().unwrap_or(package);
+    let dir = tool_dir(cache.root(), name, version);
+    if Cache::is_complete(&dir) {
+        return Ok(dir);
+    }
+    let node = node(cache, say)?;
     Cache::build_entry(&dir, |d| {
         say(&format!(
-            "installing componentize-js {COMPONENTIZE_JS_VERSION} into {} (first use; JavaScript services build to components with it)",
+            "installing {name} {version} into {} (first use; {why})",
             d.display()
         ));
         let npm_cache = cache.path(&["npm-cache"]);
         std::fs::create_dir_all(&npm_cache)?;
         Step::new(
-            format!("npm install @bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}"),
+            format!("npm install {package}@{version}"),
             &[&node.join("npm").to_string_lossy(), "install"],
             d,
         )
@@ -265,9 +318,7 @@ pub fn componentize_js(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<Path
             "--prefix",
         ])
         .arg(d)
-        .arg(format!(
-            "@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}"
-        ))
+        .arg(format!("{package}@{version}"))
         .env("npm_config_cache", &npm_cache)
         .read(&node)
         .write(d)
@@ -277,14 +328,7 @@ pub fn componentize_js(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<Path
         take_back(d);
         Ok(())
     })?;
-    if !cli.is_file() {
-        bail!(
-            "componentize-js was installed into `{}` but `{}` is missing",
-            dir.display(),
-            cli.display()
-        );
-    }
-    Ok(cli)
+    Ok(dir)
 }
 
 /// The wasi:http WIT tree components are built against (see [`WASI_HTTP_WIT`]), downloaded

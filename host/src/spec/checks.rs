@@ -223,7 +223,7 @@ fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
         } else if let Some(dep) = super::language::worker_blocker(s) {
             diags.push(refuse(
                 format!(
-                    "`{}` cannot be a component: npm packages are not bundled into components yet ({dep})",
+                    "`{}` cannot be a component: {dep} has compiled parts (a native addon) that no component can carry",
                     s.name
                 ),
                 "use `runtime: native` with a run block, or drop the dependency",

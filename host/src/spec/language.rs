@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use super::markpact::Loc;
 use super::model::Service;
 use super::service::{Dep, FileBlock, Installer, RuntimeKind};
 
@@ -53,14 +54,16 @@ impl Language {
 
 /// The file of a JavaScript service that is a Worker: an ES module whose default export has a
 /// `fetch` handler (`export default { async fetch(request, env, ctx) { … } }`, as Cloudflare
-/// Workers are written), or a service worker (`addEventListener("fetch", …)`). `worker.js`,
+/// Workers are written, or `export default app` of a Hono or itty-router app), or a service
+/// worker (`addEventListener("fetch", …)`). That the default export has `fetch` is checked
+/// when the module is evaluated at build time. `worker.js`,
 /// `index.js`, `src/index.js` or `main.js` first, else the first that is one.
 pub fn worker_entry(s: &Service) -> Option<&FileBlock> {
     let is_worker = |f: &&FileBlock| {
         let p = f.path.as_str();
         let t = &f.content;
         (p.ends_with(".js") || p.ends_with(".mjs"))
-            && ((t.contains("export default") && t.contains("fetch"))
+            && (t.contains("export default")
                 || t.contains("addEventListener(\"fetch\"")
                 || t.contains("addEventListener('fetch'"))
     };
@@ -77,17 +80,70 @@ pub fn worker_entry(s: &Service) -> Option<&FileBlock> {
     .or_else(|| s.content.files.iter().find(is_worker))
 }
 
-/// What keeps a JavaScript Worker from being a component: npm packages (not bundled into
-/// components yet), named with where they are declared.
-pub fn worker_blocker(s: &Service) -> Option<String> {
-    if let Some(d) = s.content.deps.get(&Installer::Npm).and_then(|d| d.first()) {
-        return Some(format!("`{}` ({})", d.spec, d.loc));
+/// npm packages with compiled parts (a native addon), which no bundle can carry into a
+/// component. A Worker found to need another one at build time fails there, naming it.
+pub const NATIVE_NPM: &[&str] = &[
+    "better-sqlite3",
+    "sqlite3",
+    "bcrypt",
+    "argon2",
+    "sharp",
+    "canvas",
+    "node-pty",
+    "re2",
+    "leveldown",
+    "classic-level",
+    "cpu-features",
+    "serialport",
+    "usb",
+    "fsevents",
+    "@prisma/client",
+    "msgpackr-extract",
+    "node-rdkafka",
+    "oracledb",
+];
+
+/// The npm packages a service declares: `markpact:deps node` lines, and the `dependencies` of
+/// its `package.json` block, each with where it is declared (the line, or the block).
+pub fn npm_packages(s: &Service) -> Vec<(String, Loc)> {
+    let mut found: Vec<(String, Loc)> = s
+        .content
+        .deps
+        .get(&Installer::Npm)
+        .into_iter()
+        .flatten()
+        .map(|d| (split_npm_spec(&d.spec).0.to_string(), d.loc.clone()))
+        .collect();
+    if let Some(pkg) = s.content.file("package.json")
+        && let Ok(json) = serde_json::from_str::<serde_json::Value>(&pkg.content)
+        && let Some(deps) = json.get("dependencies").and_then(|d| d.as_object())
+    {
+        found.extend(deps.keys().map(|k| (k.clone(), pkg.loc.clone())));
     }
-    let pkg = s.content.file("package.json")?;
-    let json: serde_json::Value = serde_json::from_str(&pkg.content).ok()?;
-    let deps = json.get("dependencies")?.as_object()?;
-    let first = deps.keys().next()?;
-    Some(format!("`{first}` (package.json, {})", pkg.loc))
+    found
+}
+
+/// An npm dependency line split into its name and its version range: `express@4` or
+/// `@scope/pkg@^1` (the name ends at the last `@` past the first character), or a bare name.
+pub fn split_npm_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.get(1..).and_then(|r| r.rfind('@')) {
+        Some(i) => (&spec[..i + 1], Some(&spec[i + 2..])),
+        None => (spec, None),
+    }
+}
+
+/// Does a JavaScript service declare npm packages (to be bundled into its component)?
+pub fn has_npm_packages(s: &Service) -> bool {
+    !npm_packages(s).is_empty()
+}
+
+/// What keeps a JavaScript Worker from being a component: an npm package with compiled parts
+/// (see [`NATIVE_NPM`]), named with where it is declared. Pure-JavaScript packages are bundled.
+pub fn worker_blocker(s: &Service) -> Option<String> {
+    npm_packages(s)
+        .into_iter()
+        .find(|(name, _)| NATIVE_NPM.contains(&name.as_str()))
+        .map(|(name, loc)| format!("`{name}` ({loc})"))
 }
 
 /// Python packages with compiled parts and no pure-Python fallback or WASI build: a service
@@ -220,7 +276,7 @@ pub fn runtime_kind(s: &Service) -> (RuntimeKind, String) {
             Some(dep) => (
                 RuntimeKind::Native,
                 format!(
-                    "a JavaScript Worker ({}), but npm packages are not bundled into components yet ({dep}): it needs a run block to start as a process",
+                    "a JavaScript Worker ({}), but {dep} has compiled parts no component can carry: it needs a run block to start as a process",
                     f.path.as_str()
                 ),
             ),

@@ -27,7 +27,13 @@ function binding(name) {
 }
 
 const worker = service.default;
-if (worker && typeof worker.fetch === "function") {
+if (worker !== undefined && (worker === null || typeof worker.fetch !== "function")) {
+  throw new TypeError(
+    "__PACTOWN_ENTRY__: the default export has no fetch(request, env, ctx) method; " +
+      "export a Worker (`export default { async fetch(request, env, ctx) { … } }`) or an app with one",
+  );
+}
+if (worker) {
   addEventListener("fetch", (event) => {
     const env = {};
     for (const [k, v] of getEnvironment()) env[k] = v;
