@@ -66,6 +66,51 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// The README's first command: a JavaScript Worker gateway, a Flask catalog and a Rust pricing
+/// service as components, and FastAPI natively, all calling each other by name; every
+/// service's own checks pass.
+#[test]
+fn the_polyglot_shop_answers_through_its_worker_gateway() {
+    let env = TestEnv::new();
+    let file = example(&env, "polyglot");
+    let up = Up::start(&env, &file);
+    for (name, kind) in [
+        ("gateway", "wasm-http"),
+        ("catalog", "wasm-http"),
+        ("pricing", "wasm-http"),
+        ("orders", "native"),
+    ] {
+        assert_eq!(up.service(name)["kind"], kind, "{name}");
+    }
+    let gw = up.port("gateway");
+    let (code, body) = http_get(gw, "/api/products").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let products: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let tea = products
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["sku"] == "tea")
+        .expect("tea in the catalog");
+    assert_eq!(tea["quote"]["total_cents"], 650, "{body}");
+    // Ordered through the Worker → FastAPI (native) → Rust → Flask, each by name.
+    let (code, body) =
+        http_request(gw, "POST", "/api/orders", Some(r#"{"sku":"tea","qty":10}"#)).unwrap();
+    assert_eq!(code, 201, "{body}");
+    let order: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(order["discount_pct"], 10, "{body}");
+    assert_eq!(order["total_cents"], 5850, "{body}");
+    let (code, page) = http_get(gw, "/").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("The Polyglot Shop") && page.contains("Stoneware mug"),
+        "{page}"
+    );
+    env.run_up(&["test", &file])
+        .ok()
+        .stderr_has("17 checks passed, 0 failed");
+}
+
 #[test]
 fn the_four_service_platform_answers_through_the_gateway() {
     let env = TestEnv::new();
