@@ -70,3 +70,19 @@ fn run_once_exits_with_the_result_of_the_checks() {
     .stderr_has("exit 3: exited with 3")
     .stderr_has(&at(&env, "exit 3"));
 }
+
+/// What `pactown init` writes comes up and passes its own checks, as a new user's first
+/// `pactown test` would: the WebAssembly starter (a Python WSGI app and a JavaScript Worker
+/// calling it by name) and the `--native` one.
+#[test]
+fn the_starters_of_init_pass_their_own_checks() {
+    for flags in [&[][..], &["--native"][..]] {
+        let env = TestEnv::new();
+        let mut args = vec!["init", "-n", "starter"];
+        args.extend_from_slice(flags);
+        env.run(&args).ok();
+        env.run_up(&["test", "starter.pactown.yaml", "--listen", "127.0.0.1:0"])
+            .ok()
+            .stderr_has("5 checks passed, 0 failed");
+    }
+}

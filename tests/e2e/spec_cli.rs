@@ -27,13 +27,26 @@ fn init_validate_plan_as_a_new_user() {
     assert_eq!(web["port"], 8002);
     assert_eq!(web["env"]["API_URL"], "http://127.0.0.1:8001");
     assert_eq!(web["env"]["API_PORT"], "8001");
-    assert_eq!(web["sandbox"]["kind"], "native");
-    assert_eq!(web["run"], "python3 web.py");
+    // WebAssembly first: a JavaScript Worker and a Python WSGI app.
+    assert_eq!(web["sandbox"]["kind"], "wasm-http");
+    assert_eq!(web["language"], "node");
+    assert_eq!(plan["services"]["api"]["sandbox"]["kind"], "wasm-http");
+    assert_eq!(plan["services"]["api"]["language"], "python");
     assert_eq!(plan["services"]["api"]["health"]["check"], "/health");
 
     env.run(&["plan", "shop.pactown.yaml"])
         .ok()
-        .stdout_has("sandbox   native");
+        .stdout_has("sandbox   wasm-http");
+
+    // `--native` writes today's processes.
+    let native = TestEnv::new();
+    native.run(&["init", "-n", "shop", "--native"]).ok();
+    let plan = native
+        .run(&["plan", "shop.pactown.yaml", "--json"])
+        .ok()
+        .json();
+    assert_eq!(plan["services"]["web"]["sandbox"]["kind"], "native");
+    assert_eq!(plan["services"]["web"]["run"], "python3 web.py");
 
     // A second init refuses to overwrite anything.
     env.run(&["init", "-n", "shop"])

@@ -1,11 +1,13 @@
-//! `pactown init [-n NAME] [-o FILE]`: a runnable starter ecosystem with two services.
+//! `pactown init [-n NAME] [-o FILE] [--native]`: a runnable starter ecosystem with two
+//! services, WebAssembly components by default.
 
 use std::path::{Path, PathBuf};
 
 use super::{ExitStatus, Term, user_error};
 
-/// Write a runnable starter ecosystem: an `api` service and a `web` service that calls it, both
-/// on Python's standard library so they start without installing anything.
+/// Write a runnable starter ecosystem: an `api` service and a `web` service that calls it by
+/// name. By default both are WebAssembly components (a Python WSGI app and a JavaScript Worker,
+/// no dependencies); `--native` writes two processes on Python's standard library instead.
 #[derive(Debug, clap::Args)]
 pub struct InitCommand {
     /// Ecosystem name.
@@ -18,6 +20,10 @@ pub struct InitCommand {
     /// Overwrite files that already exist.
     #[arg(long)]
     pub force: bool,
+    /// Write native services (Python's standard library, run as sandboxed processes) instead
+    /// of WebAssembly components.
+    #[arg(long)]
+    pub native: bool,
 }
 
 impl InitCommand {
@@ -34,10 +40,23 @@ impl InitCommand {
             .output
             .unwrap_or_else(|| PathBuf::from(format!("{name}.pactown.yaml")));
         let dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
+        let (api, web, what) = if self.native {
+            (
+                API_README,
+                WEB_README,
+                "native processes on Python's standard library",
+            )
+        } else {
+            (
+                API_WASM_README,
+                WEB_WASM_README,
+                "WebAssembly components: a Python WSGI app and a JavaScript Worker",
+            )
+        };
         let files = [
             (file.clone(), ecosystem_yaml(&name)),
-            (dir.join("services/api/README.md"), API_README.to_string()),
-            (dir.join("services/web/README.md"), WEB_README.to_string()),
+            (dir.join("services/api/README.md"), api.to_string()),
+            (dir.join("services/web/README.md"), web.to_string()),
         ];
         if !self.force {
             let existing: Vec<String> = files
@@ -63,7 +82,7 @@ impl InitCommand {
             std::fs::write(path, text)?;
         }
         term.success(&format!(
-            "wrote {} and 2 services in {}",
+            "wrote {} and 2 services in {} ({what})",
             file.display(),
             dir.join("services").display()
         ));
@@ -95,10 +114,64 @@ services:
     port: 8002
     health_check: /health
     depends_on:
-      - api           # web gets API_URL, API_HOST and API_PORT
+      - api           # web calls it by name (and gets API_URL, API_HOST, API_PORT)
 "#
     )
 }
+
+const API_WASM_README: &str = r#"# api
+
+A JSON API as a plain WSGI app (PEP 3333). With no run block, pactown builds it into a
+WebAssembly component and serves it with a fresh instance per request.
+
+```python markpact:file path=app.py
+import json
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/health":
+        status, body = "200 OK", {"status": "ok"}
+    elif path == "/api/hello":
+        status, body = "200 OK", {"message": "hello from api"}
+    else:
+        status, body = "404 Not Found", {"error": "not found"}
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+```
+
+```http markpact:test
+GET /health EXPECT 200
+GET /api/hello EXPECT 200
+GET /missing EXPECT 404
+```
+"#;
+
+const WEB_WASM_README: &str = r#"# web
+
+A page that asks `api` for its greeting, written as a Cloudflare Worker: `env.API` is a
+service binding that reaches `api` by name. With no run block, pactown builds it into a
+WebAssembly component.
+
+```javascript markpact:file path=index.js
+export default {
+  async fetch(request, env, ctx) {
+    const { pathname } = new URL(request.url);
+    if (pathname === "/health") return new Response("ok");
+    const { message } = await (await env.API.fetch("/api/hello")).json();
+    return new Response(`<h1>web</h1><p>api says: ${message}</p>`, {
+      headers: { "content-type": "text/html; charset=utf-8" },
+    });
+  },
+};
+```
+
+```http markpact:test
+GET /health EXPECT 200
+GET / EXPECT 200
+```
+"#;
 
 const API_README: &str = r#"# api
 
