@@ -181,7 +181,7 @@ fn a_warm_second_up_runs_no_cargo_and_compiles_nothing() {
     up.started.ok();
     let daemon_log = env.read(".pactown/w/logs/pactown.log");
     assert!(
-        daemon_log.contains("wasm: 0 cargo builds, 0 compiled, 1 loaded precompiled"),
+        daemon_log.contains("wasm: 0 toolchain builds, 0 compiled, 1 loaded precompiled"),
         "{daemon_log}"
     );
     assert_eq!(http_get(up.port("guest"), "/count").unwrap().0, 200);

@@ -168,9 +168,9 @@ impl Reporter for CliReporter {
         let stats = ready.stats;
         let wasm = if stats.compiled + stats.loaded > 0 {
             format!(
-                "; wasm: {} cargo build{}, {} compiled, {} loaded precompiled",
-                stats.cargo_builds,
-                if stats.cargo_builds == 1 { "" } else { "s" },
+                "; wasm: {} toolchain build{}, {} compiled, {} loaded precompiled",
+                stats.toolchain_builds,
+                if stats.toolchain_builds == 1 { "" } else { "s" },
                 stats.compiled,
                 stats.loaded
             )

@@ -40,8 +40,8 @@ pub struct PreparedService {
 /// Work done while preparing, to show that a warm start builds and compiles nothing.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BuildStats {
-    /// Services cargo built.
-    pub cargo_builds: u64,
+    /// Components a toolchain built (cargo, componentize-py, componentize-js).
+    pub toolchain_builds: u64,
     /// Components compiled to native code.
     pub compiled: u64,
     /// Components loaded precompiled.
@@ -282,7 +282,7 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// What preparing cost (cargo builds, components compiled or loaded).
+    /// What preparing cost (toolchain builds, components compiled or loaded).
     pub fn build_stats(&self) -> BuildStats {
         *self.stats.lock().expect("stats")
     }
@@ -320,7 +320,8 @@ impl Orchestrator {
                     continue;
                 }
                 Built::Component(component) => {
-                    self.stats.lock().expect("stats").cargo_builds += u64::from(component.built);
+                    self.stats.lock().expect("stats").toolchain_builds +=
+                        u64::from(component.built);
                     self.wasm_backend(&name, &component, cache).await?
                 }
             };
