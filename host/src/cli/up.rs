@@ -25,9 +25,24 @@ pub struct UpCommand {
     /// 127.0.0.1:7100, or the next free port); `127.0.0.1:0` lets the OS pick.
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Give a service another stable port than the ecosystem file says (`--port api=9000`;
+    /// repeatable; `0` lets the OS pick).
+    #[arg(long = "port", value_name = "SERVICE=PORT", value_parser = parse_port_override)]
+    pub ports: Vec<(String, u16)>,
     /// Internal: the descriptor a detaching parent waits on.
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
+}
+
+/// `api=9000` → (`api`, 9000).
+fn parse_port_override(s: &str) -> Result<(String, u16), String> {
+    let (name, port) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not SERVICE=PORT (e.g. `api=9000`)"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("`{port}` is not a port (0–65535)"))?;
+    Ok((name.to_string(), port))
 }
 
 /// Run one README as a one-service ecosystem, in the foreground.
@@ -51,9 +66,28 @@ impl UpCommand {
     /// Run it.
     pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
         let loaded = super::load(&self.file, term)?;
-        let eco = loaded.ecosystem;
+        let mut eco = loaded.ecosystem;
+        for (name, port) in &self.ports {
+            let Some(service) = eco.services.get_mut(name.as_str()) else {
+                return Err(user_error(
+                    format!(
+                        "`--port {name}={port}`: `{name}` is no service of `{}`",
+                        eco.name
+                    ),
+                    Some(&format!(
+                        "its services are {}",
+                        eco.services
+                            .keys()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ));
+            };
+            service.port = crate::spec::PortSpec::Fixed(*port);
+        }
         if self.detach {
-            return detach(&self.file, &eco, term, self.listen);
+            return detach(&self.file, &eco, term, self.listen, &self.ports);
         }
         let ready = self.ready_fd.map(|fd| {
             // Close-on-exec at once: a service that inherited it would hold the parent's pipe
@@ -97,6 +131,7 @@ fn detach(
     eco: &Ecosystem,
     term: &Term,
     listen: Option<std::net::SocketAddr>,
+    ports: &[(String, u16)],
 ) -> anyhow::Result<ExitStatus> {
     let state = StateDir::new(&eco.state_dir);
     if state.is_running() {
@@ -127,6 +162,7 @@ fn detach(
         .arg("--ready-fd")
         .arg("3")
         .args(listen.map(|l| format!("--listen={l}")))
+        .args(ports.iter().map(|(n, p)| format!("--port={n}={p}")))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
