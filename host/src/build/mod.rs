@@ -66,10 +66,28 @@ pub fn build_all(
     cache: &Cache,
     say: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<IndexMap<String, Built>> {
+    // Services whose component has the same key (the same sources, whatever they are called)
+    // share one build: the first builds it, the others take its result.
+    let mut first_with: std::collections::HashMap<String, &str> = Default::default();
+    let mut same_as: IndexMap<&str, &str> = IndexMap::new();
+    for (name, sp) in &plan.services {
+        let service = &eco.services[name.as_str()];
+        if sp.sandbox.kind == crate::spec::RuntimeKind::Native {
+            continue;
+        }
+        if let Some(t) = toolchains_for(service).find(|t| t.makes_component()) {
+            let key = format!("{}:{}", t.name(), t.cache_key(service));
+            let first = *first_with.entry(key).or_insert(name.as_str());
+            if first != name.as_str() {
+                same_as.insert(name.as_str(), first);
+            }
+        }
+    }
     let results: Vec<(String, Result<Built, BuildError>)> = std::thread::scope(|scope| {
         let jobs: Vec<_> = plan
             .services
             .iter()
+            .filter(|(name, _)| !same_as.contains_key(name.as_str()))
             .map(|(name, sp)| {
                 let service = &eco.services[name.as_str()];
                 (
@@ -95,6 +113,13 @@ pub fn build_all(
     for (name, r) in results {
         match r {
             Ok(b) => {
+                for (copy, _) in same_as.iter().filter(|(_, first)| **first == name) {
+                    let mut b = b.clone();
+                    if let Built::Component(c) = &mut b {
+                        c.built = false;
+                    }
+                    built.insert(copy.to_string(), b);
+                }
                 built.insert(name, b);
             }
             Err(BuildError::Code(d)) => errors.extend(d),
@@ -108,8 +133,32 @@ pub fn build_all(
     }
     match other {
         Some(e) => Err(e),
-        None => Ok(built),
+        // In the plan's order.
+        None => Ok(plan
+            .services
+            .keys()
+            .filter_map(|n| built.shift_remove(n).map(|b| (n.clone(), b)))
+            .collect()),
     }
+}
+
+/// Compile every component of `built` to native code now (cached by content and engine), so
+/// that starting it only maps the compiled file.
+pub fn precompile(built: &IndexMap<String, Built>, cache: &Cache) -> anyhow::Result<()> {
+    let mut engine = None;
+    for b in built.values() {
+        if let Built::Component(c) = b {
+            let engine = match &engine {
+                Some(e) => e,
+                None => engine.insert(pactown_runtime::wasm::WasmEngine::new(
+                    &pactown_runtime::wasm::EngineConfig::default(),
+                    cache.path(&["wasm", "compiled"]),
+                )?),
+            };
+            engine.load(&c.wasm, &c.key[..32])?;
+        }
+    }
+    Ok(())
 }
 
 /// Build one service: its component, or its native sandbox (files, what its toolchains add,

@@ -40,23 +40,6 @@ wstd = "0.6"
 wasip2 = "1"
 "#;
 
-fn crate_name(service: &str) -> String {
-    let mut n: String = service
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if !n.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        n.insert_str(0, "svc_");
-    }
-    n
-}
-
 /// The Rust toolchain: a service with `.rs` or `Cargo.toml` blocks becomes a WASI component.
 pub struct Rust;
 
@@ -104,13 +87,14 @@ struct Sources<'a> {
 
 impl<'a> Sources<'a> {
     fn of(service: &'a Service) -> Self {
-        let name = crate_name(&service.name);
         let sdk_key = digest([
             SDK_LIB.as_bytes(),
             SDK_WASI.as_bytes(),
             SDK_MANIFEST.as_bytes(),
         ]);
-        let manifest = manifest(service, &name, Path::new("<pactown-guest>"));
+        // Keyed by content alone, and the crate named after the key: identical sources build
+        // once, whatever the services that hold them are called.
+        let manifest = manifest(service, "<crate>", Path::new("<pactown-guest>"));
         let mut files: Vec<&FileBlock> = service
             .content
             .files
@@ -133,7 +117,7 @@ impl<'a> Sources<'a> {
             ),
         );
         Self {
-            name,
+            name: format!("guest_{}", &key[..16]),
             files,
             sdk_key,
             key,
@@ -167,12 +151,12 @@ pub fn build(
         .context("Rust services need `cargo`; install Rust from https://rustup.rs")?;
     ensure_target(cache, say)?;
     write_sdk(&sdk_dir)?;
-    // One project per service (not per content), so cargo's incremental state carries over.
+    // One project per README (not per content), so cargo's incremental state carries over.
     let readme_key = digest([std::path::absolute(&service.readme)
         .unwrap_or_default()
         .as_os_str()
         .as_encoded_bytes()]);
-    let project = cache.path(&["rust", "projects", &format!("{name}-{}", &readme_key[..10])]);
+    let project = cache.path(&["rust", "projects", &readme_key[..16]]);
     write_project(&project, &manifest, &files)?;
     say(&format!(
         "building `{}` (Rust → {TARGET} component)",

@@ -33,22 +33,14 @@ impl BuildCommand {
         let cache = Cache::locate();
         let say = |m: &str| term.info(&format!("pactown: {m}"));
         let built = build::build_all(&plan, &eco, &cache, &say)?;
+        // Precompiled now, so `up` only maps it.
+        build::precompile(&built, &cache)?;
         let mut report = serde_json::Map::new();
-        let mut engine = None;
         for (name, b) in built {
             let sp = &plan.services[name.as_str()];
             let entry = match b {
                 Built::Native(_) => serde_json::json!({"kind": "native", "dir": sp.sandbox.dir}),
                 Built::Component(c) => {
-                    // Precompiled now, so `up` only maps it.
-                    let engine = match &engine {
-                        Some(e) => e,
-                        None => engine.insert(pactown_runtime::wasm::WasmEngine::new(
-                            &pactown_runtime::wasm::EngineConfig::default(),
-                            cache.path(&["wasm", "compiled"]),
-                        )?),
-                    };
-                    engine.load(&c.wasm, &c.key[..32])?;
                     serde_json::json!({"kind": sp.sandbox.kind, "wasm": c.wasm, "key": c.key, "built": c.built})
                 }
             };

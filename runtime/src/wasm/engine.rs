@@ -70,6 +70,8 @@ pub struct WasmEngine {
     linker: Linker<HostState>,
     cache_dir: PathBuf,
     ticker_stop: Arc<AtomicBool>,
+    /// Components loaded by this engine, by key: services with the same component share it.
+    loaded: std::sync::Mutex<std::collections::HashMap<String, Component>>,
     /// Work counters.
     pub stats: EngineStats,
 }
@@ -139,6 +141,7 @@ impl WasmEngine {
             linker,
             cache_dir: cache_dir.into(),
             ticker_stop,
+            loaded: Default::default(),
             stats: EngineStats::default(),
         }))
     }
@@ -153,9 +156,22 @@ impl WasmEngine {
         &self.linker
     }
 
-    /// Load a component: from the precompiled cache when present, else compile it once and
+    /// Load a component: from this engine's memory when loaded before (one copy, however many
+    /// services run it), else from the precompiled cache when present, else compile it once and
     /// store the result. `key` identifies the component's bytes (e.g. their SHA-256).
     pub fn load(&self, wasm: &Path, key: &str) -> anyhow::Result<Component> {
+        if let Some(c) = self.loaded.lock().expect("loaded").get(key) {
+            return Ok(c.clone());
+        }
+        let c = self.load_uncached(wasm, key)?;
+        self.loaded
+            .lock()
+            .expect("loaded")
+            .insert(key.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn load_uncached(&self, wasm: &Path, key: &str) -> anyhow::Result<Component> {
         let compat = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
