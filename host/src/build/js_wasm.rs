@@ -148,7 +148,8 @@ pub fn build(
     write_sources(&code, &src)?;
     write_engine_wit(&wit, &engine_wit)?;
     let module = if has_npm_packages(service) {
-        bundle(service, &code, cache, say)?
+        bundle(service, &code, "pactown_worker.js", "bundle.js", cache, say)?;
+        "bundle.js"
     } else {
         "pactown_worker.js"
     };
@@ -204,9 +205,19 @@ pub fn build(
 
 /// The service's files and pactown's Worker host beside them.
 fn write_sources(dir: &Path, src: &Sources<'_>) -> anyhow::Result<()> {
+    let root = write_files(dir, src.files.iter().copied())?;
+    root.write("pactown_worker.js", &src.host)?;
+    Ok(())
+}
+
+/// Write file blocks into `dir` (created), through a handle on it: the open directory.
+pub fn write_files<'a>(
+    dir: &Path,
+    files: impl Iterator<Item = &'a FileBlock>,
+) -> anyhow::Result<cap_std::fs::Dir> {
     std::fs::create_dir_all(dir)?;
     let root = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())?;
-    for f in &src.files {
+    for f in files {
         if let Some(parent) = f
             .path
             .as_path()
@@ -218,33 +229,36 @@ fn write_sources(dir: &Path, src: &Sources<'_>) -> anyhow::Result<()> {
         root.write(f.path.as_str(), &f.content)
             .with_context(|| format!("cannot write `{}` ({})", f.path.as_str(), f.loc))?;
     }
-    root.write("pactown_worker.js", &src.host)?;
-    Ok(())
+    Ok(root)
 }
 
-/// Install the service's npm packages and bundle them with its Worker into `bundle.js` in
-/// `code` (esbuild, no network): the module componentize-js is given.
-fn bundle(
+/// Install the service's npm packages and bundle them with the module `entry` of `code` into
+/// `out` there (esbuild, no network, Workers' export conditions): the module componentize-js is
+/// given, or the one a workerd config embeds.
+pub fn bundle(
     service: &Service,
     code: &Path,
+    entry: &str,
+    out: &str,
     cache: &Cache,
     say: &dyn Fn(&str),
-) -> Result<&'static str, BuildError> {
+) -> Result<(), BuildError> {
     let modules = super::node::ensure_modules(service, cache, say)
         .with_context(|| format!("cannot install the npm packages of `{}`", service.name))?;
     if let Some(diags) = native_addons(service, &modules.modules()) {
         return Err(BuildError::Code(diags));
     }
-    std::os::unix::fs::symlink(modules.modules(), code.join("node_modules"))
+    let link = code.join("node_modules");
+    std::os::unix::fs::symlink(modules.modules(), &link)
         .context("cannot link the installed npm packages")?;
     let esbuild = super::tools::esbuild(cache, say)?;
-    let (output, _) = Step::new(
+    let output = Step::new(
         format!("esbuild for `{}`", service.name),
         &[&esbuild.to_string_lossy()],
         code,
     )
+    .arg(entry)
     .arg_all(&[
-        "pactown_worker.js",
         "--bundle",
         "--format=esm",
         "--platform=neutral",
@@ -255,11 +269,13 @@ fn bundle(
         "--external:wasi:*",
         "--log-level=error",
         "--color=false",
-        "--outfile=bundle.js",
     ])
+    .arg(format!("--outfile={out}"))
     .read(&modules.entry)
     .write(code)
-    .output()?;
+    .output();
+    let _ = std::fs::remove_file(&link);
+    let (output, _) = output?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let diags = bundle_errors(service, &stderr);
@@ -272,7 +288,7 @@ fn bundle(
             super::step::tail(&stderr, 25)
         )));
     }
-    Ok("bundle.js")
+    Ok(())
 }
 
 /// The installed packages with a native addon (`binding.gyp`, or a compiled `.node` file),
