@@ -6,9 +6,11 @@
 //! the CLI ([`cli`]) drives it all. The runtime crate never sees
 //! Markdown or YAML.
 
+pub mod bench;
 pub mod build;
 pub mod cli;
 pub mod control;
+pub mod deploy;
 pub mod facts;
 pub mod jsonlog;
 pub mod orchestrator;

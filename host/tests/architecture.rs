@@ -18,7 +18,9 @@ const STAGES: &[(&str, u8)] = &[
     ("control", 4),
     ("build", 4),
     ("router", 5),
+    ("deploy", 5),
     ("orchestrator", 6),
+    ("bench", 6),
     ("cli", 7),
 ];
 

@@ -5,6 +5,7 @@ mod support;
 mod support_up;
 
 mod attackers;
+mod bench;
 mod builds;
 mod checks;
 mod containment;

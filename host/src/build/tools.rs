@@ -77,7 +77,7 @@ fn identity(p: &Path) -> anyhow::Result<String> {
 
 /// Install `package==version` from PyPI into `<cache>/tools/<name>-<version>` (once, under the
 /// entry's lock), with pip in a build sandbox.
-fn install_wheel(
+pub fn install_wheel(
     cache: &Cache,
     name: &str,
     package: &str,
@@ -285,7 +285,7 @@ pub fn esbuild(cache: &Cache, say: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
 
 /// Install the npm package `package@version` into `<cache>/tools/<name>-<version>` (once, under
 /// the entry's lock) with pactown's npm in a build sandbox, its scripts not run: the entry.
-fn npm_tool(
+pub fn npm_tool(
     cache: &Cache,
     package: &str,
     version: &str,
@@ -376,7 +376,7 @@ with tarfile.open(fileobj=io.BytesIO(data)) as t:
 }
 
 /// Wheels do not always keep the executable bit: set it on every file of `dir` (recursively).
-fn ensure_executable(dir: &Path) -> anyhow::Result<()> {
+pub fn ensure_executable(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());

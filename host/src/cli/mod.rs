@@ -3,8 +3,10 @@
 //! Exit codes: 0 success, 1 a user error (bad input, a service that failed), 2 an internal
 //! error. Data goes to stdout; messages for people go to stderr.
 
+mod bench;
 mod build;
 mod control_cmds;
+mod export;
 mod generate;
 mod graph;
 mod init;
@@ -74,6 +76,10 @@ pub enum Command {
     Logs(control_cmds::LogsCommand),
     /// Restart a service of a running ecosystem
     Restart(control_cmds::RestartCommand),
+    /// Measure cold starts, per-request cost, throughput and memory, against peers
+    Bench(bench::BenchCommand),
+    /// Write what another runtime runs (a workerd config of the Workers)
+    Export(export::ExportCommand),
     /// Internal: the sandbox shim pactown starts native services through
     #[command(hide = true)]
     SandboxExec(SandboxExecCommand),
@@ -146,6 +152,8 @@ pub fn main() -> ExitCode {
         Command::Status(c) => c.run(&term),
         Command::Logs(c) => c.run(&term),
         Command::Restart(c) => c.run(&term),
+        Command::Bench(c) => c.run(&term),
+        Command::Export(c) => c.run(&term),
         Command::SandboxExec(_) => unreachable!("dispatched above"),
     };
     finish(result, &term)

@@ -1,0 +1,327 @@
+//! `pactown bench coldstart TARGET`: one target on pactown, from warm caches.
+//!
+//! (a) process start → first answer of the measured service, over several starts; (b) the
+//! per-request cost with a fresh instance (one connection, requests one after another:
+//! instantiate + handle + loopback HTTP), p50/p90/p99/max; (c) sustained throughput and its
+//! latency at C connections (closed loop, or open loop at `--rate`); (d) memory of pactown and
+//! everything it started: idle, under load, and per added service (a README target started as
+//! one and as five copies).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::load::{self, LoadResult, LoadSpec, Pace, Percentiles, Target};
+use super::process::{Memory, Server, free_port};
+use super::{Machine, Prepared, Spread, ms};
+
+/// How a coldstart bench runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Process starts measured (the last one stays up for the rest).
+    pub starts: usize,
+    /// Requests sent one after another for (b).
+    pub requests: u64,
+    /// Connections for (c).
+    pub connections: usize,
+    /// How long (c) lasts.
+    pub duration: Duration,
+    /// Open-loop rate for (c), requests per second in all; `None`: closed loop.
+    pub rate: Option<f64>,
+    /// Threads of the load generator.
+    pub threads: usize,
+    /// The path requested.
+    pub path: String,
+    /// Also measure memory per added service (two more starts).
+    pub per_service: bool,
+}
+
+/// What a coldstart bench measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Where it ran.
+    pub machine: Machine,
+    /// The file measured.
+    pub target: String,
+    /// The service measured.
+    pub service: String,
+    /// Its kind (`wasm-http`, `native`, …).
+    pub kind: String,
+    /// How.
+    pub method: Method,
+    /// (a) Process start → first answer, in ms.
+    pub start_ms: Spread,
+    /// (b) One request at a time.
+    pub sequential: LoadResult,
+    /// (c) Under load.
+    pub load: LoadResult,
+    /// (d) Memory.
+    pub memory: MemoryReport,
+}
+
+/// How a bench ran, printed with its results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Method {
+    /// Process starts.
+    pub starts: usize,
+    /// Requests before each measured part, not counted.
+    pub warmup_requests: u64,
+    /// Sequential requests measured.
+    pub requests: u64,
+    /// Connections under load.
+    pub connections: usize,
+    /// Seconds of load after a 1 s warm-up.
+    pub duration_s: f64,
+    /// Closed or open loop.
+    pub pace: Pace,
+    /// Load generator threads.
+    pub threads: usize,
+    /// The path requested.
+    pub path: String,
+}
+
+/// Memory of pactown and its services, in KiB.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryReport {
+    /// After start, before any load.
+    pub idle: Memory,
+    /// The largest PSS seen under load.
+    pub under_load: Memory,
+    /// Services in the target.
+    pub services: usize,
+    /// PSS each added copy of the service costs (one vs five copies), when measured.
+    pub per_added_service_pss_kib: Option<f64>,
+    /// Why it was not measured.
+    pub per_added_service_note: Option<String>,
+}
+
+/// Requests sent before a measured part.
+pub const WARMUP_REQUESTS: u64 = 200;
+
+/// Run it.
+pub fn run(
+    target: &Prepared,
+    opts: &Options,
+    work: &Path,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<Report> {
+    let rt = load::runtime(opts.threads)?;
+    let timeout = start_timeout(target);
+    let pactown = target.pactown()?;
+    let mut starts = Vec::new();
+    let mut server = None;
+    for i in 0..opts.starts.max(1) {
+        let port = free_port()?;
+        let s = Server::start(
+            pactown.command(port),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            &opts.path,
+            &work.join(format!("pactown-start-{i}.log")),
+            timeout,
+        )?;
+        say(&format!(
+            "start {}/{}: first answer after {:.1} ms",
+            i + 1,
+            opts.starts.max(1),
+            ms(s.started_in)
+        ));
+        starts.push(ms(s.started_in));
+        server = Some(s);
+        if i + 1 < opts.starts.max(1)
+            && let Some(mut s) = server.take()
+        {
+            s.stop();
+        }
+    }
+    let mut server = server.expect("at least one start");
+    let idle = server.memory();
+    let addr = server.addr;
+    let sequential = rt.block_on(sequential(addr, &opts.path, opts.requests))?;
+    say(&format!(
+        "{} requests one at a time: p50 {:.0} µs, p99 {:.0} µs",
+        sequential.requests, sequential.latency_us.p50, sequential.latency_us.p99
+    ));
+    let (load, under_load) = rt.block_on(under_load(&server, &opts.path, opts))?;
+    say(&format!(
+        "{} connections for {:.0} s: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs",
+        load.connections,
+        opts.duration.as_secs_f64(),
+        load.throughput_rps,
+        load.latency_us.p50,
+        load.latency_us.p99
+    ));
+    server.stop();
+    let (per_added, note) = if !opts.per_service {
+        (None, Some("not asked for".to_string()))
+    } else if !target.is_readme {
+        (
+            None,
+            Some("measured for a README target; `pactown bench density` measures many".into()),
+        )
+    } else {
+        let one = copies(target, 1, work, &opts.path, timeout)?;
+        let five = copies(target, 5, work, &opts.path, timeout)?;
+        (
+            Some(((five.pss_kib as f64 - one.pss_kib as f64) / 4.0).round()),
+            None,
+        )
+    };
+    Ok(Report {
+        machine: Machine::here(),
+        target: target.file.display().to_string(),
+        service: target.service.clone(),
+        kind: target.service_plan().sandbox.kind.as_str().to_string(),
+        method: Method {
+            starts: opts.starts.max(1),
+            warmup_requests: WARMUP_REQUESTS,
+            requests: opts.requests,
+            connections: opts.connections,
+            duration_s: opts.duration.as_secs_f64(),
+            pace: pace(opts),
+            threads: opts.threads,
+            path: opts.path.clone(),
+        },
+        start_ms: Spread::of(starts),
+        sequential,
+        load,
+        memory: MemoryReport {
+            idle,
+            under_load,
+            services: target.plan.services.len(),
+            per_added_service_pss_kib: per_added,
+            per_added_service_note: note,
+        },
+    })
+}
+
+/// How long a start may take: the slowest service's own `timeout`, plus a margin.
+pub fn start_timeout(target: &Prepared) -> Duration {
+    target
+        .plan
+        .services
+        .values()
+        .map(|s| s.health.timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(60))
+        + Duration::from_secs(30)
+}
+
+/// The load's pacing.
+pub fn pace(opts: &Options) -> Pace {
+    match opts.rate {
+        Some(rate) => Pace::Open { rate },
+        None => Pace::Closed,
+    }
+}
+
+/// (b): `n` requests one after another on one connection, after a warm-up.
+pub async fn sequential(addr: SocketAddr, path: &str, n: u64) -> anyhow::Result<LoadResult> {
+    let target = Target {
+        addr,
+        path: path.to_string(),
+    };
+    let spec = |requests| LoadSpec {
+        connections: 1,
+        duration: Duration::from_secs(600),
+        warmup: Duration::ZERO,
+        requests: Some(requests),
+        pace: Pace::Closed,
+    };
+    load::run(&target, &spec(WARMUP_REQUESTS)).await?;
+    load::run(&target, &spec(n)).await
+}
+
+/// (c): the load, with the largest memory seen while it ran (sampled every 100 ms).
+pub async fn under_load(
+    server: &Server,
+    path: &str,
+    opts: &Options,
+) -> anyhow::Result<(LoadResult, Memory)> {
+    let target = Target {
+        addr: server.addr,
+        path: path.to_string(),
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (done, pid) = (done.clone(), server.pid());
+        std::thread::spawn(move || {
+            let mut peak = Memory::default();
+            while !done.load(Ordering::Relaxed) {
+                let m = Memory::of_tree(pid);
+                if m.pss_kib > peak.pss_kib {
+                    peak = m;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        })
+    };
+    let result = load::run(
+        &target,
+        &LoadSpec {
+            connections: opts.connections,
+            duration: opts.duration,
+            warmup: Duration::from_secs(1),
+            requests: None,
+            pace: pace(opts),
+        },
+    )
+    .await;
+    done.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or_default();
+    Ok((result?, peak))
+}
+
+/// The memory of pactown serving `n` copies of the target README, once all are ready.
+fn copies(
+    target: &Prepared,
+    n: usize,
+    work: &Path,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<Memory> {
+    let port = free_port()?;
+    let services: serde_json::Map<String, serde_json::Value> = (0..n)
+        .map(|i| {
+            let svc = serde_json::json!({
+                "readme": target.file,
+                "port": if i == 0 { port } else { 0 },
+            });
+            (format!("copy{i}"), svc)
+        })
+        .collect();
+    let dir = work.join(format!("copies-{n}"));
+    std::fs::create_dir_all(&dir)?;
+    let file = super::write_ecosystem(
+        &dir,
+        &format!("copies{n}"),
+        &serde_json::json!({"name": format!("bench-copies-{n}"), "services": services}),
+    )?;
+    let mut cmd = std::process::Command::new(super::pactown_exe()?);
+    cmd.args(["--color", "never", "up"])
+        .arg(&file)
+        .args(["--listen", "127.0.0.1:0"]);
+    let mut server = Server::start(
+        cmd,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        path,
+        &dir.join("pactown.log"),
+        timeout,
+    )?;
+    // Every copy ready: the last one's address answers too (pactown reports all ready at once).
+    let m = server.memory();
+    server.stop();
+    Ok(m)
+}
+
+/// Latency percentiles for printing.
+pub fn line(p: &Percentiles) -> String {
+    format!(
+        "p50 {:.0} µs · p90 {:.0} µs · p99 {:.0} µs · max {:.0} µs",
+        p.p50, p.p90, p.p99, p.max
+    )
+}
