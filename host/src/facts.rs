@@ -39,7 +39,30 @@ impl HostFacts {
     /// in `PACTOWN_DISABLE_LAYERS` (`namespaces`, `cgroup`, `landlock`, `seccomp`, comma
     /// separated) count as absent: to measure what one costs, or to debug a service.
     pub fn probe(cache_root: &Path, needed: &BTreeSet<Tool>) -> Self {
-        let mut kernel = pactown_runtime::native::sandbox::probe().clone();
+        Self::probe_what(cache_root, needed, true, true)
+    }
+
+    /// Probe only what is asked: the kernel's sandbox features (for native services), this
+    /// machine's interface addresses (for `allowed_hosts`), and the `needed` tools. What is not
+    /// probed counts as absent. Each probe costs start-up time: an ecosystem of components
+    /// needs none of the first two.
+    pub fn probe_what(
+        cache_root: &Path,
+        needed: &BTreeSet<Tool>,
+        kernel: bool,
+        addresses: bool,
+    ) -> Self {
+        let mut kernel = if kernel {
+            pactown_runtime::native::sandbox::probe().clone()
+        } else {
+            KernelSupport {
+                landlock_abi: None,
+                seccomp: false,
+                cgroup_v1: false,
+                root: false,
+                namespaces: false,
+            }
+        };
         let off = std::env::var("PACTOWN_DISABLE_LAYERS").unwrap_or_default();
         for layer in off.split(',').map(str::trim) {
             match layer {
@@ -56,9 +79,13 @@ impl HostFacts {
                 .iter()
                 .map(|t| (*t, status(*t, cache_root)))
                 .collect(),
-            addresses: if_addrs::get_if_addrs()
-                .map(|ifs| ifs.into_iter().map(|i| i.ip()).collect())
-                .unwrap_or_default(),
+            addresses: if addresses {
+                if_addrs::get_if_addrs()
+                    .map(|ifs| ifs.into_iter().map(|i| i.ip()).collect())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            },
             env: std::env::vars().collect(),
         }
     }
@@ -111,9 +138,16 @@ pub fn cache_root() -> PathBuf {
 }
 
 impl HostFacts {
-    /// The facts an ecosystem's plan needs: the kernel, and the tools its services use.
+    /// The facts an ecosystem's plan needs: the kernel when it has native services, this
+    /// machine's addresses when a service names `allowed_hosts`, and the tools its services
+    /// use.
     pub fn for_ecosystem(eco: &Ecosystem) -> Self {
-        Self::probe(&cache_root(), &tools_needed(eco))
+        let native = eco
+            .services
+            .values()
+            .any(|s| !crate::spec::language::runtime_kind(s).0.is_wasm());
+        let egress = eco.services.values().any(|s| !s.allowed_hosts.is_empty());
+        Self::probe_what(&cache_root(), &tools_needed(eco), native, egress)
     }
 }
 
@@ -159,8 +193,13 @@ pub fn tools_needed(eco: &Ecosystem) -> std::collections::BTreeSet<Tool> {
         .collect()
 }
 
-/// Is the Rust target's standard library installed?
+/// Is the Rust target's standard library installed? Read from rustup's own layout when it can
+/// be (every `up` of a Rust service asks, and starting `rustc` through rustup's proxy costs
+/// 10–20 ms), else asked of `rustc`.
 pub fn target_installed() -> bool {
+    if let Some(installed) = rustup_target_installed() {
+        return installed;
+    }
     let Ok(out) = std::process::Command::new("rustc")
         .args(["--print", "target-libdir", "--target", WASM_TARGET])
         .output()
@@ -169,6 +208,45 @@ pub fn target_installed() -> bool {
     };
     let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
     out.status.success() && Path::new(&libdir).is_dir()
+}
+
+/// The target in rustup's tree: `$RUSTUP_HOME/toolchains/<toolchain>/lib/rustlib/<target>`, the
+/// toolchain from `RUSTUP_TOOLCHAIN` or rustup's default. `None` when the layout is not that.
+fn rustup_target_installed() -> Option<bool> {
+    let home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))?;
+    let toolchain = match std::env::var("RUSTUP_TOOLCHAIN") {
+        Ok(t) => t,
+        Err(_) => std::fs::read_to_string(home.join("settings.toml"))
+            .ok()?
+            .lines()
+            .find_map(|l| {
+                let v = l.trim().strip_prefix("default_toolchain")?.trim_start();
+                Some(v.strip_prefix('=')?.trim().trim_matches('"').to_string())
+            })?,
+    };
+    let toolchains = home.join("toolchains");
+    // `stable` names `stable-<host>`.
+    let dir = std::iter::once(toolchains.join(&toolchain))
+        .chain(
+            std::fs::read_dir(&toolchains)
+                .ok()?
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{toolchain}-"))
+                })
+                .map(|e| e.path()),
+        )
+        .find(|d| d.join("lib/rustlib").is_dir())?;
+    Some(
+        dir.join("lib/rustlib")
+            .join(WASM_TARGET)
+            .join("lib")
+            .is_dir(),
+    )
 }
 
 /// The uv pactown installs when none is on `PATH`.

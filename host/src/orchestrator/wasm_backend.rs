@@ -20,7 +20,9 @@ impl Orchestrator {
             return Ok(e.clone());
         }
         let e = WasmEngine::new(
-            &wasm::EngineConfig::default(),
+            &wasm::EngineConfig {
+                total_instances: self.plan.wasm_instances(),
+            },
             cache.path(&["wasm", "compiled"]),
         )?;
         Ok(self.engine.get_or_init(|| e).clone())

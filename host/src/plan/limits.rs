@@ -45,5 +45,9 @@ pub const DEFAULT_OPEN_FILES: u64 = 4096;
 pub const DEFAULT_CPU_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 /// Concurrent instances of one service.
 pub const DEFAULT_INSTANCES: u32 = 64;
+/// The smallest wasm instance pool of an ecosystem.
+pub const MIN_POOL_INSTANCES: u32 = 16;
+/// The largest wasm instance pool of an ecosystem (shared by all its services).
+pub const MAX_POOL_INSTANCES: u32 = 1000;
 /// Wall-clock budget of one request.
 pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -176,6 +176,20 @@ pub struct ServicePlan {
 }
 
 impl Plan {
+    /// How many wasm instances may exist at once in this ecosystem: what its wasm services may
+    /// run concurrently (their `limits.instances`), within the engine's pool of at most
+    /// [`MAX_POOL_INSTANCES`]. A pool slot costs set-up at start (guard pages, stacks), so a
+    /// small ecosystem gets a small pool.
+    pub fn wasm_instances(&self) -> u32 {
+        let wanted: u64 = self
+            .services
+            .values()
+            .filter(|s| s.sandbox.kind.is_wasm())
+            .map(|s| u64::from(s.limits.instances.max(1)))
+            .sum();
+        wanted.clamp(u64::from(MIN_POOL_INSTANCES), u64::from(MAX_POOL_INSTANCES)) as u32
+    }
+
     /// Plan `eco` with the given stable ports (see [`crate::spec::ecosystem::assign_ports`]).
     pub fn build(
         eco: &Ecosystem,
