@@ -15,71 +15,22 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
 use pactown_host::build::Cache;
-use pactown_runtime::wasm::{
-    Capabilities, EngineConfig, HttpService, HttpSettings, InProcessHttp, OutgoingHooks, Route,
-    WasmEngine,
-};
+use pactown_runtime::wasm::HttpService;
 
 fn main() -> anyhow::Result<()> {
     let n = support::requests();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let cache = Cache::locate();
-    let guest = |name: &str| {
-        support::build_readme(
-            &root.join(format!("benches/guests/{name}/README.md")),
-            &cache,
-        )
-    };
-    let (caller_art, callee_art) = (guest("caller")?, guest("callee")?);
     let rt = support::runtime()?;
     // Measured inside a task on the runtime's workers, where a server's connection task runs
     // (the thread of `block_on` is not a worker: anything it spawns wakes another thread).
     rt.block_on(rt.spawn(async move {
-        let engine = WasmEngine::new(&EngineConfig::default(), cache.path(&["wasm", "compiled"]))?;
-        let settings =
-            |name: &str, hooks: OutgoingHooks| HttpSettings::new(name, Capabilities::new(), hooks);
-        let callee = Arc::new(HttpService::new(
-            engine.clone(),
-            &engine.load(&callee_art.wasm, &callee_art.key[..32])?,
-            settings("callee", OutgoingHooks::new("callee", None)),
-        )?);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let callee_addr = listener.local_addr()?;
-        tokio::spawn(serve(listener, callee.clone()));
-        let target = callee.clone();
-        // The orchestrator's resolver, reduced to the one declared dependency; plus the
-        // callee's address, forwarded as the host forwards to any stable address.
-        let resolver: pactown_runtime::wasm::Resolver =
-            Arc::new(move |t: &pactown_runtime::wasm::Target<'_>| match t.host {
-                "callee" => Route::InProcess(Arc::new(InProcessHttp(target.clone()))),
-                "host" => Route::Respond {
-                    status: 200,
-                    message: "hello".into(),
-                },
-                "127.0.0.1" if t.port == Some(callee_addr.port()) => Route::Forward(callee_addr),
-                _ => Route::Respond {
-                    status: 403,
-                    message: "undeclared".into(),
-                },
-            });
-        let caller = Arc::new(HttpService::new(
-            engine.clone(),
-            &engine.load(&caller_art.wasm, &caller_art.key[..32])?,
-            settings("caller", OutgoingHooks::new("caller", Some(resolver))),
-        )?);
+        let (caller, callee, callee_addr) = support::routing_pair(&cache).await?;
+        let (caller, callee) = (&*caller, &*callee);
         async fn once(svc: &HttpService, uri: &str) {
-            let req = http::Request::get(uri)
-                .body(Empty::<Bytes>::new())
-                .expect("request");
-            let resp = svc.handle(req).await;
-            assert_eq!(resp.status(), 200);
-            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            let body = support::get(svc, uri).await;
             assert!(
                 body.ends_with(b"hello") || body.ends_with(b"hello\"}"),
                 "{body:?}"
@@ -88,11 +39,11 @@ fn main() -> anyhow::Result<()> {
         let us = |d: Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
         let addr_uri = format!("http://caller/addr?{callee_addr}");
         let kinds: [(&HttpService, &str); 5] = [
-            (&caller, "http://caller/via"),
-            (&caller, "http://caller/direct"),
-            (&callee, "http://callee/"),
-            (&caller, "http://caller/host"),
-            (&caller, &addr_uri),
+            (caller, "http://caller/via"),
+            (caller, "http://caller/direct"),
+            (callee, "http://callee/"),
+            (caller, "http://caller/host"),
+            (caller, &addr_uri),
         ];
         for (svc, uri) in kinds {
             for _ in 0..500 {
@@ -132,21 +83,4 @@ fn main() -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     }))?
-}
-
-/// Serve `svc` over HTTP/1 on `listener`, as the host serves a wasm service's address.
-async fn serve(listener: tokio::net::TcpListener, svc: Arc<HttpService>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let _ = stream.set_nodelay(true);
-        let svc = svc.clone();
-        tokio::spawn(async move {
-            let handler = hyper::service::service_fn(move |req| {
-                let svc = svc.clone();
-                async move { Ok::<_, std::convert::Infallible>(svc.handle(req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
-                .await;
-        });
-    }
 }

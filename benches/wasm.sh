@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # WASM benchmarks, in one run, on the same hello component (examples/hello-rust):
-#   1. per-request instantiate + handle, p50/p99, in-process (cargo bench --bench instantiate);
+#   1. per-request instantiate + handle, in-process (criterion: cargo bench --bench hot_paths -- instantiate);
 #   2. throughput through pactown vs `wasmtime serve` 48.0.8 (installed into benches/.work), wrk;
 #   3. memory of the idle service, pactown vs wasmtime serve;
 #   4. a warm `pactown up` of the Rust four-service platform, process start → all ready.
@@ -17,7 +17,7 @@ if [ ! -x "$WASMTIME" ]; then
   cargo install wasmtime-cli --version 48.0.8 --locked --root "$WORK/wasmtime-48.0.8" >&2
 fi
 echo "== 1. per-request instantiate + handle (in-process)"
-(cd "$ROOT" && cargo bench --quiet --bench instantiate -- 20000)
+(cd "$ROOT" && cargo bench --quiet --bench hot_paths -- instantiate)
 
 HELLO="$WORK/hello"
 rm -rf "$HELLO" && cp -r "$ROOT/examples/hello-rust" "$HELLO" && rm -rf "$HELLO/.pactown"

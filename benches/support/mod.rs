@@ -1,5 +1,7 @@
 //! What the bench harnesses share: building a README's wasm component as `pactown up` would.
 
+#![allow(dead_code)] // each bench uses part of it
+
 use pactown_host::build::{Cache, Component};
 
 /// Build (or find in the cache) the component of the one service a README describes, with the
@@ -43,4 +45,107 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()
+}
+
+use std::sync::Arc;
+
+use pactown_runtime::wasm::{
+    Capabilities, EngineConfig, HttpService, HttpSettings, InProcessHttp, OutgoingHooks, Route,
+    WasmEngine,
+};
+
+/// The engine the benches serve with, its compiled components in `cache`.
+pub fn engine(cache: &Cache) -> anyhow::Result<Arc<WasmEngine>> {
+    WasmEngine::new(&EngineConfig::default(), cache.path(&["wasm", "compiled"]))
+}
+
+/// A wasm-http service of a built component, with no dependencies (the hello example's shape).
+pub fn service(
+    engine: &Arc<WasmEngine>,
+    name: &str,
+    artifact: &Component,
+    hooks: OutgoingHooks,
+) -> anyhow::Result<Arc<HttpService>> {
+    let mut caps = Capabilities::new();
+    caps.limits.cpu_time = Some(std::time::Duration::from_secs(10));
+    Ok(Arc::new(HttpService::new(
+        engine.clone(),
+        &engine.load(&artifact.wasm, &artifact.key[..32])?,
+        HttpSettings::new(name, caps, hooks),
+    )?))
+}
+
+/// The routing pair of `benches/guests`: `callee`, served over TCP too, and `caller`, whose
+/// resolver routes `callee` in-process (as the orchestrator's does for a declared wasm
+/// dependency), answers `host` itself, and forwards the callee's address. Call inside a runtime.
+pub async fn routing_pair(
+    cache: &Cache,
+) -> anyhow::Result<(Arc<HttpService>, Arc<HttpService>, std::net::SocketAddr)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guest = |name: &str| {
+        build_readme(
+            &root.join(format!("benches/guests/{name}/README.md")),
+            cache,
+        )
+    };
+    let (caller_art, callee_art) = (guest("caller")?, guest("callee")?);
+    let engine = engine(cache)?;
+    let callee = service(
+        &engine,
+        "callee",
+        &callee_art,
+        OutgoingHooks::new("callee", None),
+    )?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let callee_addr = listener.local_addr()?;
+    tokio::spawn(serve(listener, callee.clone()));
+    let target = callee.clone();
+    let resolver: pactown_runtime::wasm::Resolver =
+        Arc::new(move |t: &pactown_runtime::wasm::Target<'_>| match t.host {
+            "callee" => Route::InProcess(Arc::new(InProcessHttp(target.clone()))),
+            "host" => Route::Respond {
+                status: 200,
+                message: "hello".into(),
+            },
+            "127.0.0.1" if t.port == Some(callee_addr.port()) => Route::Forward(callee_addr),
+            _ => Route::Respond {
+                status: 403,
+                message: "undeclared".into(),
+            },
+        });
+    let caller = service(
+        &engine,
+        "caller",
+        &caller_art,
+        OutgoingHooks::new("caller", Some(resolver)),
+    )?;
+    Ok((caller, callee, callee_addr))
+}
+
+/// Serve `svc` over HTTP/1 on `listener`, as the host serves a wasm service's address.
+pub async fn serve(listener: tokio::net::TcpListener, svc: Arc<HttpService>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let handler = hyper::service::service_fn(move |req| {
+                let svc = svc.clone();
+                async move { Ok::<_, std::convert::Infallible>(svc.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
+                .await;
+        });
+    }
+}
+
+/// One GET of `svc` in-process; the answer's body.
+pub async fn get(svc: &HttpService, uri: &str) -> bytes::Bytes {
+    use http_body_util::BodyExt;
+    let req = http::Request::get(uri)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let resp = svc.handle(req).await;
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.expect("body").to_bytes()
 }
