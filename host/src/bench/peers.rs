@@ -521,6 +521,8 @@ fn python_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow::Res
     }
     let uv = tools::uv(cache, say)?;
     let uv_cache = cache.path(&["uv"]);
+    // A build step may write only what exists when it starts.
+    std::fs::create_dir_all(&uv_cache)?;
     Cache::build_entry(&dir, |d| {
         say(&format!(
             "installing gunicorn {GUNICORN_VERSION}{} into {} (first use; the bench's native WSGI server)",
