@@ -15,6 +15,7 @@ pub mod facts;
 pub mod jsonlog;
 pub mod orchestrator;
 pub mod plan;
+pub mod registry;
 pub mod router;
 pub mod spec;
 pub mod telemetry;

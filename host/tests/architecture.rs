@@ -19,6 +19,7 @@ const STAGES: &[(&str, u8)] = &[
     ("build", 4),
     ("router", 5),
     ("deploy", 5),
+    ("registry", 5),
     ("orchestrator", 6),
     ("bench", 6),
     ("cli", 7),

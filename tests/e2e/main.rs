@@ -13,6 +13,7 @@ mod fresh;
 mod js_wasm;
 mod python_wasm;
 mod reference;
+mod registry;
 mod routing;
 mod sandbox;
 mod spec_cli;

@@ -72,7 +72,7 @@ pub fn build_all(
     let mut same_as: IndexMap<&str, &str> = IndexMap::new();
     for (name, sp) in &plan.services {
         let service = &eco.services[name.as_str()];
-        if sp.sandbox.kind == crate::spec::RuntimeKind::Native {
+        if sp.sandbox.kind == crate::spec::RuntimeKind::Native || service.pulled.is_some() {
             continue;
         }
         if let Some(t) = toolchains_for(service).find(|t| t.makes_component()) {
@@ -142,6 +142,34 @@ pub fn build_all(
     }
 }
 
+/// The component a pulled service was published with, checked against its lock entry: no
+/// toolchain runs for it.
+fn pulled_component(
+    service: &Service,
+    wasm: &std::path::Path,
+    digest: &str,
+) -> Result<Component, BuildError> {
+    let bytes = std::fs::read(wasm).with_context(|| {
+        format!(
+            "cannot read the pulled component of `{}` (`{}`); run `pactown pull` again",
+            service.name,
+            wasm.display()
+        )
+    })?;
+    let got = crate::spec::pulled::digest_of(&bytes);
+    if got != digest {
+        return Err(BuildError::Other(anyhow::anyhow!(
+            "the pulled component of `{}` has digest {got}, but pactown.lock pins {digest}: it was changed after it was pulled; run `pactown pull` to fetch it again",
+            service.name
+        )));
+    }
+    Ok(Component {
+        wasm: wasm.to_path_buf(),
+        key: got.trim_start_matches("sha256:").to_string(),
+        built: false,
+    })
+}
+
 /// Compile every component of `built` to native code now (cached by content and engine), so
 /// that starting it only maps the compiled file.
 pub fn precompile(built: &IndexMap<String, Built>, cache: &Cache) -> anyhow::Result<()> {
@@ -177,6 +205,11 @@ pub fn build_service(
         say,
     };
     if plan.sandbox.kind != crate::spec::RuntimeKind::Native {
+        if let Some(pulled) = &service.pulled
+            && let (Some(wasm), Some(digest)) = (&pulled.component, &pulled.locked.component)
+        {
+            return pulled_component(service, wasm, digest).map(Built::Component);
+        }
         let Some(toolchain) = toolchains_for(service).find(|t| t.makes_component()) else {
             return Err(BuildError::Other(anyhow::anyhow!(
                 "`{}` runs as {}, but no toolchain here makes a component of it",

@@ -12,6 +12,7 @@ mod graph;
 mod init;
 mod output;
 mod plan;
+mod registry;
 mod scan;
 mod session;
 mod test;
@@ -76,6 +77,12 @@ pub enum Command {
     Logs(control_cmds::LogsCommand),
     /// Restart a service of a running ecosystem
     Restart(control_cmds::RestartCommand),
+    /// Publish the ecosystem's services to a registry
+    Publish(registry::PublishCommand),
+    /// Fetch the services the ecosystem depends on from registries, into `pactown.lock`
+    Pull(registry::PullCommand),
+    /// Serve a registry, or read one
+    Registry(registry::RegistryCommand),
     /// Measure cold starts, per-request cost, throughput and memory, against peers
     Bench(bench::BenchCommand),
     /// Write what another runtime runs (a workerd config of the Workers)
@@ -152,11 +159,36 @@ pub fn main() -> ExitCode {
         Command::Status(c) => c.run(&term),
         Command::Logs(c) => c.run(&term),
         Command::Restart(c) => c.run(&term),
+        Command::Publish(c) => c.run(&term),
+        Command::Pull(c) => c.run(&term),
+        Command::Registry(c) => c.run(&term),
         Command::Bench(c) => c.run(&term),
         Command::Export(c) => c.run(&term),
         Command::SandboxExec(_) => unreachable!("dispatched above"),
     };
     finish(result, &term)
+}
+
+/// `pactown-registry`: the registry server, with the Python pactown's flags (`--host`,
+/// `--port`, `--storage`, `--reload`) and ours (`--token-file`, `--private`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "pactown-registry",
+    version,
+    about = "Serve a pactown registry: publish and pull services, immutable, verified and authorised",
+    max_term_width = 100
+)]
+struct RegistryCli {
+    #[command(flatten)]
+    serve: registry::ServeCommand,
+}
+
+/// Run `pactown-registry` with the process's arguments.
+pub fn registry_main() -> ExitCode {
+    let cli = RegistryCli::parse();
+    let term = Term::new(ColorChoice::Auto);
+    crate::telemetry::init(0, term.color);
+    finish(cli.serve.run(&term), &term)
 }
 
 /// Turn a command's result into the process exit code, printing any error.

@@ -10,7 +10,8 @@ use super::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use super::model::{Ecosystem, MAX_WASM_MEMORY, PortSpec, Service, env_prefix};
 
 /// Checks across services: dependencies exist and satisfy versions, names do not collide as
-/// variables, explicit ports are unique.
+/// variables, explicit ports are unique. A registry dependency that was not pulled is
+/// reported by [`super::pulled::add_pulled`] (or, for `pull`, is what it fetches).
 pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
     let src = &eco.source;
     let mut by_var: IndexMap<String, &Service> = IndexMap::new();
@@ -50,6 +51,10 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
                 continue;
             }
             let Some(target) = eco.services.get(&dep.name) else {
+                // Not pulled yet: `pulled::add_pulled` said so, at the same line.
+                if dep.registry != "local" {
+                    continue;
+                }
                 let mut diag = Diagnostic::error(
                     "yaml::unknown-dependency",
                     format!(
@@ -62,10 +67,16 @@ pub fn check(eco: &Ecosystem, diags: &mut Diagnostics) {
                 let names = eco.services.keys().map(String::as_str);
                 diag = match super::diagnostic::did_you_mean(&dep.name, names) {
                     Some(m) => diag.with_help(format!("did you mean `{m}`?")),
-                    None if dep.registry != "local" => diag.with_help("pulling services from a registry is not supported yet; add the service to this ecosystem"),
+                    None if dep.registry != "local" => {
+                        diag.with_help("run `pactown pull` to fetch it from its registry")
+                    }
                     None => diag.with_help(format!(
                         "services here: {}",
-                        eco.services.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                        eco.services
+                            .keys()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 };
                 diags.push(diag);

@@ -179,6 +179,43 @@ pub fn parse_blocks(path: &Path, cache: &SourceCache, diags: &mut Diagnostics) -
     blocks
 }
 
+/// The README at `path` as one self-contained file: every include replaced by the included
+/// file's own bundle, the rest byte for byte (what `pactown publish` sends). Meant for a README
+/// that loaded without errors (so its includes are known to be finite and readable).
+pub fn bundle(path: &Path) -> std::io::Result<String> {
+    bundle_at(&SourceCache::default(), path, 0)
+}
+
+fn bundle_at(cache: &SourceCache, path: &Path, depth: usize) -> std::io::Result<String> {
+    let source = cache.load(path)?;
+    let arena = Arena::new();
+    let root = parse_document(&arena, &source.text, &Options::default());
+    let mut ignored = Diagnostics::default();
+    let mut includes = Vec::new();
+    for node in root.descendants() {
+        let ast = node.data.borrow();
+        if let NodeValue::HtmlBlock(_) | NodeValue::HtmlInline(_) = &ast.value {
+            let start = source.line_range(ast.sourcepos.start.line).start;
+            let end = source.line_range(ast.sourcepos.end.line).end;
+            includes.extend(include_directives(&source, start..end, &mut ignored));
+        }
+    }
+    includes.sort_by_key(|(span, _)| span.start);
+    let dir = source.path.parent().unwrap_or(Path::new(""));
+    let mut out = String::with_capacity(source.text.len());
+    let mut at = 0;
+    for (span, rel) in includes {
+        if span.start < at || Path::new(&rel).is_absolute() || depth >= MAX_INCLUDE_DEPTH {
+            continue;
+        }
+        out.push_str(&source.text[at..span.start]);
+        out.push_str(bundle_at(cache, &dir.join(&rel), depth + 1)?.trim_end_matches('\n'));
+        at = span.end;
+    }
+    out.push_str(&source.text[at..]);
+    Ok(out)
+}
+
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }

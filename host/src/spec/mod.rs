@@ -13,6 +13,7 @@ pub mod interpolate;
 pub mod language;
 pub mod markpact;
 pub mod model;
+pub mod pulled;
 pub mod service;
 pub mod source;
 pub mod yaml;
@@ -34,6 +35,16 @@ pub struct Loaded {
 
 /// Load and check an ecosystem file and every README it names. `env` looks up `${VAR}`.
 pub fn load(path: &Path, env: decode::EnvLookup<'_>) -> Result<Loaded, Diagnostics> {
+    load_as(path, env, false)
+}
+
+/// Load an ecosystem to pull its registry dependencies: those not pulled yet (or changed) are
+/// left out instead of being errors.
+pub fn load_for_pull(path: &Path, env: decode::EnvLookup<'_>) -> Result<Loaded, Diagnostics> {
+    load_as(path, env, true)
+}
+
+fn load_as(path: &Path, env: decode::EnvLookup<'_>, pulling: bool) -> Result<Loaded, Diagnostics> {
     let cache = SourceCache::default();
     let source = match cache.load(path) {
         Ok(s) => s,
@@ -49,7 +60,7 @@ pub fn load(path: &Path, env: decode::EnvLookup<'_>) -> Result<Loaded, Diagnosti
             return Err(d.into());
         }
     };
-    load_source(source, &cache, env)
+    load_source(source, &cache, env, pulling)
 }
 
 /// Check an ecosystem file's text as if it were at `path` (used by `generate` to prove its
@@ -63,6 +74,7 @@ pub fn load_str(
         SourceFile::new(normalize(path), text),
         &SourceCache::default(),
         env,
+        false,
     )
 }
 
@@ -70,6 +82,7 @@ fn load_source(
     source: std::sync::Arc<SourceFile>,
     cache: &SourceCache,
     env: decode::EnvLookup<'_>,
+    pulling: bool,
 ) -> Result<Loaded, Diagnostics> {
     let mut diags = Diagnostics::default();
     let Some(root) = yaml::parse(&source, &mut diags) else {
@@ -89,6 +102,7 @@ fn load_source(
     for s in eco.services.values_mut() {
         read_readme(s, &source, cache, &mut diags);
     }
+    pulled::add_pulled(&mut eco, &source, cache, &mut diags, pulling);
     ecosystem::check(&eco, &mut diags);
     if !diags.has_errors()
         && let Err(cycle) = graph::DependencyGraph::from_ecosystem(&eco)

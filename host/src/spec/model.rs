@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::diagnostic::SourceFile;
 use super::service::ServiceSource;
@@ -252,6 +252,9 @@ pub struct Service {
     /// The `readme:` value.
     #[serde(skip)]
     pub readme_span: Option<Range<usize>>,
+    /// Where it was pulled from, when it came from a registry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<Pulled>,
 }
 
 impl Service {
@@ -284,6 +287,7 @@ impl Service {
             name_span,
             port_span: None,
             readme_span: None,
+            pulled: None,
         }
     }
 
@@ -409,4 +413,32 @@ pub mod secs {
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
+}
+
+/// One pulled service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Locked {
+    /// Its namespace in the registry.
+    pub namespace: String,
+    /// Its name there.
+    pub name: String,
+    /// The version pulled.
+    pub version: String,
+    /// The requirement it was pulled for (`*`, `^1.2`).
+    pub requirement: String,
+    /// The registry's URL.
+    pub registry: String,
+    /// `sha256:<hex>` of its README bundle.
+    pub readme: String,
+    /// `sha256:<hex>` of its component, when it was published with one.
+    pub component: Option<String>,
+}
+
+/// Where a pulled service came from, and its published component.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pulled {
+    /// Its lock entry.
+    pub locked: Locked,
+    /// Its component, as published (its digest is checked when it is built).
+    pub component: Option<PathBuf>,
 }
