@@ -292,3 +292,81 @@ fn metrics_count_what_the_test_sent_and_the_gateway_routes_by_host() {
     assert_eq!(code, 200);
     assert!(body.contains("api.localhost"), "{body}");
 }
+
+/// `up --only NAME` runs one service and reaches the others where they run, by name (as each
+/// container of a deployment does): a Worker and a native service, each run alone, call a
+/// dependency that another pactown runs; one that is not declared is still refused.
+#[test]
+fn a_service_run_alone_reaches_its_dependencies_elsewhere_by_name() {
+    let env = TestEnv::new();
+    let worker = "# gw\n\n```javascript markpact:file path=index.js\nexport default { async fetch(req, env) { const r = await env.DB.fetch(\"http://db/whoami\"); return new Response(await r.text(), { status: r.status }); } };\n```\n";
+    env.write("db/README.md", &py_service("", ""))
+        .write("gw/README.md", worker)
+        .write(
+            "web/README.md",
+            &py_service(
+                "import urllib.request",
+                "        elif self.path == \"/\":\n            self.reply(200, json.loads(urllib.request.urlopen(os.environ[\"DB_URL\"] + \"/whoami\").read()))",
+            ),
+        );
+    let yaml = "base_port: 0\nservices:\n  db: {health_check: /health}\n  gw: {depends_on: [db]}\n  web: {health_check: /health, depends_on: [db]}\n";
+    for f in ["a", "b", "c"] {
+        env.write(&format!("{f}.pactown.yaml"), yaml);
+    }
+    let first = env.run_up(&[
+        "up",
+        "-d",
+        "a.pactown.yaml",
+        "--only",
+        "db",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    first.ok();
+    let db = crate::support_up::Up {
+        env: &env,
+        file: "a.pactown.yaml".into(),
+        started: first,
+    };
+    let db_port = db.port("db");
+    let at = format!("--elsewhere=db=localhost:{db_port}");
+    let gw = env.run_up(&[
+        "up",
+        "-d",
+        "b.pactown.yaml",
+        "--only",
+        "gw",
+        &at,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    gw.ok();
+    let gw = crate::support_up::Up {
+        env: &env,
+        file: "b.pactown.yaml".into(),
+        started: gw,
+    };
+    assert_eq!(gw.status()["services"].as_array().unwrap().len(), 1);
+    let (code, body) = http_get(gw.port("gw"), "/").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"service\": \"db\""), "{body}");
+    let web = env.run_up(&[
+        "up",
+        "-d",
+        "c.pactown.yaml",
+        "--only",
+        "web",
+        &at,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    web.ok();
+    let web = crate::support_up::Up {
+        env: &env,
+        file: "c.pactown.yaml".into(),
+        started: web,
+    };
+    let (code, body) = http_get(web.port("web"), "/").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"service\": \"db\""), "{body}");
+}

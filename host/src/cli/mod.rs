@@ -233,10 +233,15 @@ pub fn finish(result: anyhow::Result<ExitStatus>, term: &Term) -> ExitCode {
 /// (a socket pactown talks to that closed on it is a real failure).
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     // `anyhow`'s own downcast looks through context; the outermost error alone counts here.
-    err.chain()
-        .next()
+    let outer = err.chain().next();
+    outer
         .and_then(|e| e.downcast_ref::<std::io::Error>())
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        // `serde_json::to_writer` wraps the writer's error in its own.
+        || outer
+            .and_then(|e| e.downcast_ref::<serde_json::Error>())
+            .and_then(|e| e.io_error_kind())
+            == Some(std::io::ErrorKind::BrokenPipe)
 }
 
 /// Load an ecosystem (or a single README, as a one-service ecosystem), print its warnings,

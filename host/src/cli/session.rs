@@ -89,6 +89,7 @@ pub(crate) async fn up(
     console: bool,
     ready: Option<Relay>,
     listen: Option<std::net::SocketAddr>,
+    bind: Option<std::net::IpAddr>,
     once: bool,
 ) -> anyhow::Result<ExitStatus> {
     let name = eco.name.clone();
@@ -100,6 +101,7 @@ pub(crate) async fn up(
         console,
         color: term.color,
         listen,
+        bind: bind.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
         mode: if once { Mode::Check } else { Mode::Serve },
     };
     match session::run(eco, opts, reporter).await {

@@ -41,6 +41,7 @@ impl TestCommand {
                 false,
                 None,
                 self.listen,
+                None,
                 true,
             ));
         }

@@ -29,6 +29,17 @@ pub struct UpCommand {
     /// repeatable; `0` lets the OS pick).
     #[arg(long = "port", value_name = "SERVICE=PORT", value_parser = parse_port_override)]
     pub ports: Vec<(String, u16)>,
+    /// Run only this service here; every other one runs elsewhere and is reached by its name on
+    /// the network at its planned port (as each container of `pactown deploy` does).
+    #[arg(long, value_name = "SERVICE")]
+    pub only: Option<String>,
+    /// With `--only`: where another service runs (`db=db.internal:5432`; repeatable).
+    #[arg(long, value_name = "SERVICE=HOST:PORT", value_parser = parse_elsewhere, requires = "only")]
+    pub elsewhere: Vec<(String, crate::spec::model::Elsewhere)>,
+    /// Bind the services' stable addresses on this address (default 127.0.0.1; `0.0.0.0` in a
+    /// container).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<std::net::IpAddr>,
     /// Internal: the descriptor a detaching parent waits on.
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
@@ -43,6 +54,26 @@ fn parse_port_override(s: &str) -> Result<(String, u16), String> {
         .parse::<u16>()
         .map_err(|_| format!("`{port}` is not a port (0–65535)"))?;
     Ok((name.to_string(), port))
+}
+
+/// `db=db.internal:5432` → (`db`, its host and port).
+fn parse_elsewhere(s: &str) -> Result<(String, crate::spec::model::Elsewhere), String> {
+    let (name, at) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not SERVICE=HOST:PORT (e.g. `db=db.internal:5432`)"))?;
+    let (host, port) = at
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{at}` is not HOST:PORT"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("`{port}` is not a port (1–65535)"))?;
+    Ok((
+        name.to_string(),
+        crate::spec::model::Elsewhere {
+            host: host.to_string(),
+            port,
+        },
+    ))
 }
 
 /// Run one README as a one-service ecosystem, in the foreground.
@@ -86,8 +117,27 @@ impl UpCommand {
             };
             service.port = crate::spec::PortSpec::Fixed(*port);
         }
+        if let Some(here) = &self.only {
+            let given = self.elsewhere.iter().cloned().collect();
+            eco.run_only(here, &given)
+                .map_err(|e| user_error(format!("`--only {here}`: {e}"), None))?;
+        }
         if self.detach {
-            return detach(&self.file, &eco, term, self.listen, &self.ports);
+            // The background `up` gets the same flags.
+            let mut args: Vec<String> = self
+                .listen
+                .map(|l| format!("--listen={l}"))
+                .into_iter()
+                .collect();
+            args.extend(self.ports.iter().map(|(n, p)| format!("--port={n}={p}")));
+            args.extend(self.only.iter().map(|o| format!("--only={o}")));
+            args.extend(
+                self.elsewhere
+                    .iter()
+                    .map(|(n, e)| format!("--elsewhere={n}={}:{}", e.host, e.port)),
+            );
+            args.extend(self.bind.map(|b| format!("--bind={b}")));
+            return detach(&self.file, &eco, term, &args);
         }
         let ready = self.ready_fd.map(|fd| {
             // Close-on-exec at once: a service that inherited it would hold the parent's pipe
@@ -103,6 +153,7 @@ impl UpCommand {
             console,
             ready.map(Relay::new),
             self.listen,
+            self.bind,
             false,
         ))
     }
@@ -119,6 +170,7 @@ impl RunCommand {
             true,
             None,
             self.listen,
+            None,
             self.once,
         ))
     }
@@ -130,8 +182,7 @@ fn detach(
     file: &std::path::Path,
     eco: &Ecosystem,
     term: &Term,
-    listen: Option<std::net::SocketAddr>,
-    ports: &[(String, u16)],
+    args: &[String],
 ) -> anyhow::Result<ExitStatus> {
     let state = StateDir::new(&eco.state_dir);
     if state.is_running() {
@@ -161,8 +212,7 @@ fn detach(
         .arg(file)
         .arg("--ready-fd")
         .arg("3")
-        .args(listen.map(|l| format!("--listen={l}")))
-        .args(ports.iter().map(|(n, p)| format!("--port={n}={p}")))
+        .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

@@ -60,6 +60,9 @@ pub struct UpOptions {
     pub color: bool,
     /// The admin/gateway address; `None` for the default (127.0.0.1:7100, or the next free).
     pub listen: Option<SocketAddr>,
+    /// Where the services' stable addresses are bound (127.0.0.1; all interfaces in a
+    /// container).
+    pub bind: std::net::IpAddr,
 }
 
 /// Where the admin endpoint and the `<service>.localhost` gateway listen by default.
@@ -134,7 +137,7 @@ impl Orchestrator {
                 ports.insert(name.clone(), None);
                 continue;
             };
-            let (listener, moved) = router_bind(want, eco.base_port, &taken)
+            let (listener, moved) = router_bind(opts.bind, want, eco.base_port, &taken)
                 .with_context(|| format!("cannot bind a port for `{name}`"))?;
             let got = listener.local_addr()?.port();
             if moved {
@@ -151,7 +154,10 @@ impl Orchestrator {
         let admin = match opts.listen {
             Some(addr) => std::net::TcpListener::bind(addr)
                 .with_context(|| format!("cannot listen on {addr}"))?,
-            None => router_bind(DEFAULT_GATEWAY_PORT, DEFAULT_GATEWAY_PORT, &taken)?.0,
+            None => {
+                let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+                router_bind(loopback, DEFAULT_GATEWAY_PORT, DEFAULT_GATEWAY_PORT, &taken)?.0
+            }
         };
         let gateway = admin.local_addr()?;
         let plan = Plan::build(eco, &graph, &ports, facts);
@@ -611,10 +617,11 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
 }
 
 fn router_bind(
+    host: std::net::IpAddr,
     want: u16,
     base: u16,
     taken: &[u16],
 ) -> std::io::Result<(std::net::TcpListener, bool)> {
     let reserved: Vec<u16> = taken.iter().copied().filter(|p| *p != want).collect();
-    crate::router::bind(want, base, &reserved)
+    crate::router::bind(host, want, base, &reserved)
 }

@@ -62,6 +62,8 @@ pub struct SessionOptions {
     pub color: bool,
     /// The admin/gateway address (`None`: the default, or the next free port).
     pub listen: Option<SocketAddr>,
+    /// Where the services' stable addresses are bound.
+    pub bind: std::net::IpAddr,
     /// Serve, or check and stop.
     pub mode: Mode,
 }
@@ -123,6 +125,7 @@ pub async fn run(
         console: opts.console,
         color: opts.color,
         listen: opts.listen,
+        bind: opts.bind,
     };
     let mut orch = Orchestrator::bind(&eco, &facts, state.clone(), &up_opts, say)?;
     for w in warnings(&orch, &eco) {

@@ -153,6 +153,12 @@ impl Orchestrator {
                         return Route::InProcess(Arc::new(wasm::InProcessHttp(svc.clone())));
                     }
                     match port {
+                        Some(port) if let Some(host) = policy.elsewhere.get(&name) => {
+                            Route::ForwardTo {
+                                host: host.clone(),
+                                port,
+                            }
+                        }
                         Some(p) => Route::Forward(std::net::SocketAddr::from(([127, 0, 0, 1], p))),
                         None => Route::Respond {
                             status: 502,

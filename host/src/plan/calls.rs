@@ -18,6 +18,10 @@ pub struct CallPolicy {
     pub caller: String,
     /// Its declared dependencies, with their stable ports (none for a service without one).
     pub services: IndexMap<String, Option<u16>>,
+    /// The dependencies that run elsewhere, with the host name they are reached at (their
+    /// port is in `services`); the others are in this pactown.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub elsewhere: IndexMap<String, String>,
     /// Outside hosts it may reach (`allowed_hosts`).
     pub egress: Vec<HostRule>,
     /// Every service of the ecosystem (to tell an undeclared one from a name that is none).
@@ -187,6 +191,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            elsewhere: IndexMap::new(),
             egress: vec![
                 HostRule::parse("api.openai.com").unwrap(),
                 HostRule::parse("*.example.com:443").unwrap(),

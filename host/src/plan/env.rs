@@ -179,12 +179,12 @@ pub(super) fn service_env(
         env.insert("SERVICE_URL".to_string(), format!("http://127.0.0.1:{p}"));
     }
     for d in &s.depends_on {
-        let dep_port = ports.get(&d.name).copied().flatten();
+        let at = dependency_address(eco, ports, &d.name);
         let declared = eco.services.get(&d.name).and_then(|t| match t.port {
             crate::spec::PortSpec::Fixed(p) => Some(p),
             _ => None,
         });
-        let Some(url) = dependency_url(d.endpoint.as_deref(), dep_port, declared) else {
+        let Some(url) = dependency_url(d.endpoint.as_deref(), at.as_ref(), declared) else {
             continue;
         };
         let prefix = env_prefix(&d.name);
@@ -204,18 +204,36 @@ pub(super) fn service_env(
     env
 }
 
+/// Where a dependency is reached: its stable address in this pactown (`127.0.0.1` and the port
+/// it got), or, when it runs elsewhere (see `Ecosystem::run_only`), its host name and port on
+/// the network. `None` when it has no address.
+pub fn dependency_address(
+    eco: &Ecosystem,
+    ports: &IndexMap<String, Option<u16>>,
+    name: &str,
+) -> Option<(String, u16)> {
+    if let Some(e) = eco.elsewhere.get(name) {
+        return Some((e.host.clone(), e.port));
+    }
+    ports
+        .get(name)
+        .copied()
+        .flatten()
+        .map(|p| ("127.0.0.1".to_string(), p))
+}
+
 /// The URL a dependent uses. An `endpoint` on loopback at the dependency's declared port (or
-/// with no port) is rewritten to its stable address, keeping the path, so a moved port never
-/// breaks it; any other endpoint (an external service) is used as written.
+/// with no port) is rewritten to its address, keeping the path, so a moved port never breaks
+/// it; any other endpoint (an external service) is used as written.
 pub fn dependency_url(
     endpoint: Option<&str>,
-    stable: Option<u16>,
+    at: Option<&(String, u16)>,
     declared: Option<u16>,
 ) -> Option<String> {
     let Some(ep) = endpoint else {
-        return stable.map(|p| format!("http://127.0.0.1:{p}"));
+        return at.map(|(h, p)| format!("http://{h}:{p}"));
     };
-    let Some(stable) = stable else {
+    let Some((stable_host, stable)) = at.map(|(h, p)| (h.as_str(), *p)) else {
         return Some(ep.to_string());
     };
     let Some((_, rest)) = ep.split_once("://") else {
@@ -230,7 +248,7 @@ pub fn dependency_url(
     let loopback = matches!(host, "localhost" | "127.0.0.1" | "0.0.0.0" | "[::1]");
     if loopback && (port.is_none() || port == declared || port == Some(stable)) {
         Some(format!(
-            "http://127.0.0.1:{stable}{}",
+            "http://{stable_host}:{stable}{}",
             &rest[authority_end..]
         ))
     } else {
@@ -268,16 +286,26 @@ mod tests {
     #[test]
     fn endpoints() {
         assert_eq!(
-            dependency_url(None, Some(9000), None).as_deref(),
+            dependency_url(None, Some(&("127.0.0.1".into(), 9000)), None).as_deref(),
             Some("http://127.0.0.1:9000")
         );
         // the declared port moved to 9001: the endpoint follows, keeping its path
         assert_eq!(
-            dependency_url(Some("http://localhost:8003/api"), Some(9001), Some(8003)).as_deref(),
+            dependency_url(
+                Some("http://localhost:8003/api"),
+                Some(&("127.0.0.1".into(), 9001)),
+                Some(8003)
+            )
+            .as_deref(),
             Some("http://127.0.0.1:9001/api")
         );
         assert_eq!(
-            dependency_url(Some("https://db.example.com"), Some(9001), Some(8003)).as_deref(),
+            dependency_url(
+                Some("https://db.example.com"),
+                Some(&("127.0.0.1".into(), 9001)),
+                Some(8003)
+            )
+            .as_deref(),
             Some("https://db.example.com")
         );
     }

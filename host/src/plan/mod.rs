@@ -353,10 +353,23 @@ fn service_plan(
             services: s
                 .depends_on
                 .iter()
-                .map(|d| (d.name.clone(), ports.get(&d.name).copied().flatten()))
+                .map(|d| {
+                    let at = env::dependency_address(eco, ports, &d.name);
+                    (d.name.clone(), at.map(|(_, p)| p))
+                })
+                .collect(),
+            elsewhere: s
+                .depends_on
+                .iter()
+                .filter_map(|d| Some((d.name.clone(), eco.elsewhere.get(&d.name)?.host.clone())))
                 .collect(),
             egress: s.allowed_hosts.clone(),
-            known: eco.services.keys().cloned().collect(),
+            known: eco
+                .services
+                .keys()
+                .chain(eco.elsewhere.keys())
+                .cloned()
+                .collect(),
             this_machine: facts.addresses.clone(),
         },
         tests: s.content.tests.clone(),

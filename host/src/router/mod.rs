@@ -72,11 +72,12 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
 /// from `base` upward, skipping `reserved`. Binding is the check, so no other process can take
 /// the port between the check and its use. Port 0 asks the OS for any free port.
 pub fn bind(
+    host: std::net::IpAddr,
     preferred: u16,
     base: u16,
     reserved: &[u16],
 ) -> std::io::Result<(std::net::TcpListener, bool)> {
-    match std::net::TcpListener::bind(("127.0.0.1", preferred)) {
+    match std::net::TcpListener::bind((host, preferred)) {
         Ok(l) => return Ok((l, false)),
         Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => return Err(e),
         Err(_) => {}
@@ -86,7 +87,7 @@ pub fn bind(
         let p = port as u16;
         if p != preferred
             && !reserved.contains(&p)
-            && let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", p))
+            && let Ok(l) = std::net::TcpListener::bind((host, p))
         {
             return Ok((l, true));
         }

@@ -74,6 +74,22 @@ pub async fn handle(
     match policy.decide(scheme.as_deref(), &host, port) {
         Call::Refused { status, message } => refuse(status, message),
         Call::Service { name, port } => {
+            // A dependency that runs elsewhere: by its name on the network, at its port.
+            if let (Some(at), Some(p)) = (policy.elsewhere.get(&name), port) {
+                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((at.as_str(), p))
+                    .await
+                    .map(Iterator::collect)
+                    .unwrap_or_default();
+                if addrs.is_empty() {
+                    return refuse(502, format!("`{at}` does not resolve here"));
+                }
+                return if connect {
+                    tunnel(req, &addrs).await
+                } else {
+                    pin(&mut req, addrs[0]);
+                    router.pass_through(req).await
+                };
+            }
             let Some(ep) = router.endpoints.get(&name).cloned() else {
                 return refuse(502, crate::plan::calls::unknown(&name));
             };

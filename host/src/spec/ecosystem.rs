@@ -99,6 +99,7 @@ pub fn decode(
         services: IndexMap::new(),
         state_dir: super::source::state_dir(&source.path),
         profiles: builtin_profiles(),
+        elsewhere: Default::default(),
     };
     let mut services_node = None;
     for e in &entries {

@@ -214,6 +214,7 @@ pub fn load_readme(readme: &Path, port: Option<u16>) -> Result<Loaded, Diagnosti
             services,
             state_dir,
             profiles: ecosystem::builtin_profiles(),
+            elsewhere: Default::default(),
         },
         warnings: diags,
     })

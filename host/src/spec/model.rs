@@ -336,6 +336,66 @@ pub struct Ecosystem {
     /// Named limit sets: the built-in tiers and the file's own `profiles:`.
     #[serde(skip)]
     pub profiles: IndexMap<String, Profile>,
+    /// Services of the ecosystem that run elsewhere (see [`Ecosystem::run_only`]), by name.
+    #[serde(skip)]
+    pub elsewhere: IndexMap<String, Elsewhere>,
+}
+
+/// A service that runs elsewhere, reached on the network by host name (a cluster's DNS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elsewhere {
+    /// Its host name.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Ecosystem {
+    /// Keep only `here` to run in this pactown; every other service runs elsewhere, at the
+    /// `host:port` given for it, else by its own name at the port planned for it (as each
+    /// container of a deployment runs one service). Its dependencies are then reached by name
+    /// on the network.
+    pub fn run_only(
+        &mut self,
+        here: &str,
+        given: &IndexMap<String, Elsewhere>,
+    ) -> Result<(), String> {
+        if !self.services.contains_key(here) {
+            return Err(format!(
+                "`{here}` is no service of `{}`; it has {}",
+                self.name,
+                self.services
+                    .keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if let Some(unknown) = given.keys().find(|k| !self.services.contains_key(*k)) {
+            return Err(format!("`{unknown}` is no service of `{}`", self.name));
+        }
+        let planned = assign_ports(self);
+        let others: Vec<String> = self
+            .services
+            .keys()
+            .filter(|k| k.as_str() != here)
+            .cloned()
+            .collect();
+        for name in others {
+            self.services.shift_remove(&name);
+            let at = match (given.get(&name), planned.get(&name).copied().flatten()) {
+                (Some(e), _) => e.clone(),
+                (None, Some(port)) if port != 0 => Elsewhere {
+                    host: name.clone(),
+                    port,
+                },
+                // No address of its own: nothing can call it.
+                _ => continue,
+            };
+            self.elsewhere.insert(name, at);
+        }
+        Ok(())
+    }
 }
 
 /// Defaults of the reference.

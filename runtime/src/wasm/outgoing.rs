@@ -29,6 +29,14 @@ pub const PROOF_HEADER: &str = "x-pactown-proof";
 pub enum Route {
     /// Send it to this address (a service's stable address).
     Forward(SocketAddr),
+    /// Send it to a service that runs elsewhere, by its name on the network (a cluster's DNS),
+    /// at its port: the name is looked up for each request.
+    ForwardTo {
+        /// Its host name.
+        host: String,
+        /// Its port.
+        port: u16,
+    },
     /// Handle it in this process, without TCP.
     InProcess(Arc<dyn InProcess>),
     /// Answer it here with a status and a JSON message.
@@ -322,6 +330,22 @@ pub(super) fn answer(
             }),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         },
+        Route::ForwardTo { host, port } => Box::pin(async move {
+            let addr = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .ok()
+                .and_then(|mut a| a.next());
+            let Some(addr) = addr else {
+                let message = format!(
+                    "`{host}` does not resolve: the service runs elsewhere and its name is not known here"
+                );
+                return Ok((json_response(502, &message), None));
+            };
+            retarget(&mut request, addr)?;
+            let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let io: IoFuture = Box::pin(io);
+            Ok((resp.map(BodyExt::boxed_unsync), Some(io)))
+        }),
         Route::External(check) => Box::pin(async move {
             let host = request.uri().host().unwrap_or_default().to_string();
             let port = request.uri().port_u16().unwrap_or(
