@@ -9,6 +9,7 @@ mod bench;
 mod builds;
 mod checks;
 mod containment;
+mod deploy;
 mod fresh;
 mod js_wasm;
 mod python_wasm;

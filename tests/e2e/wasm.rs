@@ -260,8 +260,14 @@ fn every_request_is_answered_when_the_instance_ends_in_the_callers_poll() {
         .as_str()
         .expect("a wasm artifact")
         .to_string();
-    let engine =
-        WasmEngine::new(&EngineConfig { total_instances: 8 }, env.abs("compiled")).unwrap();
+    let engine = WasmEngine::new(
+        &EngineConfig {
+            total_instances: 8,
+            ..Default::default()
+        },
+        env.abs("compiled"),
+    )
+    .unwrap();
     let component = engine.load(std::path::Path::new(&wasm), "hello").unwrap();
     let mut caps = Capabilities::new();
     caps.limits.cpu_time = Some(std::time::Duration::from_secs(1));

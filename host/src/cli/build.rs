@@ -20,12 +20,19 @@ pub struct BuildCommand {
     /// Print what was built as JSON (per service: kind, and the component for wasm services).
     #[arg(long)]
     pub json: bool,
+    /// Build only this service (a native service's image installs its dependencies so).
+    #[arg(long, value_name = "SERVICE")]
+    pub only: Option<String>,
 }
 
 impl BuildCommand {
     /// Run it.
     pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
-        let eco = super::load(&self.file, term)?.ecosystem;
+        let mut eco = super::load(&self.file, term)?.ecosystem;
+        if let Some(here) = &self.only {
+            eco.run_only(here, &Default::default())
+                .map_err(|e| super::user_error(format!("`--only {here}`: {e}"), None))?;
+        }
         let graph =
             DependencyGraph::from_ecosystem(&eco).map_err(crate::spec::Diagnostics::from)?;
         let facts = HostFacts::for_ecosystem(&eco);

@@ -6,12 +6,14 @@
 mod bench;
 mod build;
 mod control_cmds;
+mod deploy;
 mod export;
 mod generate;
 mod graph;
 mod init;
 mod output;
 mod plan;
+mod probe;
 mod registry;
 mod scan;
 mod session;
@@ -85,8 +87,12 @@ pub enum Command {
     Registry(registry::RegistryCommand),
     /// Measure cold starts, per-request cost, throughput and memory, against peers
     Bench(bench::BenchCommand),
+    /// Write (and build) a deployment for Kubernetes, Compose or Podman Quadlet
+    Deploy(deploy::DeployCommand),
     /// Write what another runtime runs (a workerd config of the Workers)
     Export(export::ExportCommand),
+    /// GET a URL once and succeed on 2xx/3xx (a container's health check)
+    Probe(probe::ProbeCommand),
     /// Internal: the sandbox shim pactown starts native services through
     #[command(hide = true)]
     SandboxExec(SandboxExecCommand),
@@ -163,7 +169,9 @@ pub fn main() -> ExitCode {
         Command::Pull(c) => c.run(&term),
         Command::Registry(c) => c.run(&term),
         Command::Bench(c) => c.run(&term),
+        Command::Deploy(c) => c.run(&term),
         Command::Export(c) => c.run(&term),
+        Command::Probe(c) => c.run(&term),
         Command::SandboxExec(_) => unreachable!("dispatched above"),
     };
     finish(result, &term)

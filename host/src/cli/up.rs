@@ -29,6 +29,10 @@ pub struct UpCommand {
     /// repeatable; `0` lets the OS pick).
     #[arg(long = "port", value_name = "SERVICE=PORT", value_parser = parse_port_override)]
     pub ports: Vec<(String, u16)>,
+    /// Run this many replicas of a service instead of what the ecosystem file says
+    /// (`--replicas api=1`; repeatable).
+    #[arg(long = "replicas", value_name = "SERVICE=N", value_parser = parse_port_override)]
+    pub replicas: Vec<(String, u16)>,
     /// Run only this service here; every other one runs elsewhere and is reached by its name on
     /// the network at its planned port (as each container of `pactown deploy` does).
     #[arg(long, value_name = "SERVICE")]
@@ -52,7 +56,7 @@ fn parse_port_override(s: &str) -> Result<(String, u16), String> {
         .ok_or_else(|| format!("`{s}` is not SERVICE=PORT (e.g. `api=9000`)"))?;
     let port = port
         .parse::<u16>()
-        .map_err(|_| format!("`{port}` is not a port (0–65535)"))?;
+        .map_err(|_| format!("`{port}` is not a number from 0 to 65535"))?;
     Ok((name.to_string(), port))
 }
 
@@ -117,6 +121,18 @@ impl UpCommand {
             };
             service.port = crate::spec::PortSpec::Fixed(*port);
         }
+        for (name, n) in &self.replicas {
+            let Some(service) = eco.services.get_mut(name.as_str()) else {
+                return Err(user_error(
+                    format!(
+                        "`--replicas {name}={n}`: `{name}` is no service of `{}`",
+                        eco.name
+                    ),
+                    None,
+                ));
+            };
+            service.replicas = u32::from(*n).max(1);
+        }
         if let Some(here) = &self.only {
             let given = self.elsewhere.iter().cloned().collect();
             eco.run_only(here, &given)
@@ -130,6 +146,11 @@ impl UpCommand {
                 .into_iter()
                 .collect();
             args.extend(self.ports.iter().map(|(n, p)| format!("--port={n}={p}")));
+            args.extend(
+                self.replicas
+                    .iter()
+                    .map(|(n, r)| format!("--replicas={n}={r}")),
+            );
             args.extend(self.only.iter().map(|o| format!("--only={o}")));
             args.extend(
                 self.elsewhere

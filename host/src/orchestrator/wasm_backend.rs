@@ -22,6 +22,7 @@ impl Orchestrator {
         let e = WasmEngine::new(
             &wasm::EngineConfig {
                 total_instances: self.plan.wasm_instances(),
+                ..Default::default()
             },
             cache.path(&["wasm", "compiled"]),
         )?;

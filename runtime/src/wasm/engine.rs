@@ -28,17 +28,45 @@ pub const MAX_MEMORY: usize = 1 << 30;
 /// Bytes of each pooled memory and table kept mapped between instances.
 const KEEP_RESIDENT: usize = 1 << 20;
 
-/// Sizing of the engine's pool.
+/// Sizing of the engine's pool, and the CPU its code is compiled for.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Instances that may exist at once, across all services.
     pub total_instances: u32,
+    /// The CPU components are compiled for.
+    pub cpu: CpuTarget,
+}
+
+/// The CPU components are compiled for: this machine's (every feature it has), or the
+/// architecture's baseline, so that code compiled on one machine (an image built by
+/// `pactown deploy`) loads on any other of the same architecture. Read from `PACTOWN_WASM_CPU`
+/// (`native`, the default, or `baseline`) so that what compiles ahead and what loads agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuTarget {
+    /// This machine's features.
+    Native,
+    /// No feature beyond the architecture's baseline.
+    Baseline,
+}
+
+/// The variable that picks the [`CpuTarget`].
+pub const CPU_VAR: &str = "PACTOWN_WASM_CPU";
+
+impl CpuTarget {
+    /// From `PACTOWN_WASM_CPU`.
+    pub fn from_env() -> Self {
+        match std::env::var(CPU_VAR).as_deref() {
+            Ok("baseline") => CpuTarget::Baseline,
+            _ => CpuTarget::Native,
+        }
+    }
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             total_instances: 1000,
+            cpu: CpuTarget::from_env(),
         }
     }
 }
@@ -105,6 +133,13 @@ impl WasmEngine {
             // Keep address-space reservations modest: the pool multiplies them.
             .memory_reservation(MAX_MEMORY as u64)
             .memory_guard_size(64 << 20);
+        if config.cpu == CpuTarget::Baseline {
+            // Naming the target turns off the detection of this machine's features.
+            let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+            c.target(&triple)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("cannot compile for `{triple}`"))?;
+        }
         let engine = Engine::new(&c)
             .map_err(anyhow::Error::from)
             .context("cannot create the wasmtime engine")?;
@@ -146,6 +181,17 @@ impl WasmEngine {
         }))
     }
 
+    /// Where the precompiled form of the component `key` is (or would be) kept.
+    pub fn compiled_path(&self, key: &str) -> PathBuf {
+        let compat = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.engine.precompile_compatibility_hash().hash(&mut h);
+            h.finish()
+        };
+        self.cache_dir.join(format!("{key}-{compat:016x}.cwasm"))
+    }
+
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -172,13 +218,7 @@ impl WasmEngine {
     }
 
     fn load_uncached(&self, wasm: &Path, key: &str) -> anyhow::Result<Component> {
-        let compat = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            self.engine.precompile_compatibility_hash().hash(&mut h);
-            h.finish()
-        };
-        let cwasm = self.cache_dir.join(format!("{key}-{compat:016x}.cwasm"));
+        let cwasm = self.compiled_path(key);
         if cwasm.is_file() {
             // SAFETY: the file was written by `precompile_component` of an engine with the same
             // compatibility hash, into pactown's own cache.
@@ -197,10 +237,17 @@ impl WasmEngine {
                 format!("`{}` is not a valid WebAssembly component", wasm.display())
             })?;
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);
-        std::fs::create_dir_all(&self.cache_dir)?;
         let tmp = cwasm.with_extension(format!("tmp-{}", std::process::id()));
-        std::fs::write(&tmp, &compiled)?;
-        std::fs::rename(&tmp, &cwasm)?;
+        let stored = std::fs::create_dir_all(&self.cache_dir)
+            .and_then(|()| std::fs::write(&tmp, &compiled))
+            .and_then(|()| std::fs::rename(&tmp, &cwasm));
+        if stored.is_err() {
+            // A read-only cache (a container's image): keep the compiled code in memory.
+            let _ = std::fs::remove_file(&tmp);
+            // SAFETY: bytes `precompile_component` of this very engine just made.
+            return unsafe { Component::deserialize(&self.engine, &compiled) }
+                .map_err(anyhow::Error::from);
+        }
         // SAFETY: as above; we just wrote it.
         unsafe { Component::deserialize_file(&self.engine, &cwasm) }.map_err(anyhow::Error::from)
     }

@@ -11,7 +11,7 @@ mod outgoing_handler;
 pub mod state;
 
 pub use command::{CommandInstance, CommandService};
-pub use engine::{ComponentKind, EngineConfig, WasmEngine};
+pub use engine::{ComponentKind, CpuTarget, EngineConfig, WasmEngine};
 pub use http::{Failure, FailureSink, HttpService, HttpSettings, InProcessHttp, ResponseBody};
 pub use outgoing::{EgressCheck, InProcess, OutgoingHooks, Resolver, Route, Target};
 pub use state::{Capabilities, DirGrant, Limits, NetPolicy};
