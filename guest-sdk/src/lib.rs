@@ -88,6 +88,8 @@ pub fn config_from<T: DeserializeOwned>(
     serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| ConfigError(e.to_string()))
 }
 
+pub mod engine;
+
 #[cfg(target_os = "wasi")]
 mod wasi;
 #[cfg(target_os = "wasi")]

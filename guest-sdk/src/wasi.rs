@@ -96,9 +96,21 @@ pub async fn post_json<T: serde::Serialize>(
     path: &str,
     value: &T,
 ) -> Result<Response<Body>, wstd::http::Error> {
+    send_json("POST", service, path, value).await
+}
+
+/// Send JSON with `method` (`PUT`, `PATCH`, …) to another service's `path`, by name.
+pub async fn send_json<T: serde::Serialize>(
+    method: &str,
+    service: &str,
+    path: &str,
+    value: &T,
+) -> Result<Response<Body>, wstd::http::Error> {
     let bytes = serde_json::to_vec(value).map_err(|e| wstd::http::Error::msg(e.to_string()))?;
     // A known length, not chunked: simple servers read `content-length`.
-    let req = Request::post(crate::service_url(service, path))
+    let req = Request::builder()
+        .method(method)
+        .uri(crate::service_url(service, path))
         .header("content-type", "application/json")
         .header("content-length", bytes.len())
         .body(Body::from(bytes))?;
@@ -127,4 +139,43 @@ fn respond(status: u16, content_type: &'static str, body: String) -> Response<Bo
     );
     r.headers_mut().insert("content-length", len.into());
     r
+}
+
+/// Serve an [`crate::engine::Engine`]: `/execute`, `/repeat`, `/revert`, `/design`, `/health`.
+///
+/// ```ignore
+/// #[wstd::http_server]
+/// async fn main(req: Request<Body>) -> Result<Response<Body>> {
+///     let engine = Engine::from_design(include_str!("../design.json"))?.on("reserve", reserve);
+///     pactown_guest::serve_engine(&engine, req).await
+/// }
+/// ```
+pub async fn serve_engine(
+    engine: &crate::engine::Engine,
+    mut req: Request<Body>,
+) -> Result<Response<Body>, wstd::http::Error> {
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let body = req.body_mut().str_contents().await?.to_string();
+    let (status, answer) = engine.answer(&method, &path, body.as_bytes(), key.as_deref());
+    if let Some((service, document)) = engine.ledger()
+        && let Some(entry) = engine.ledger_entry(&path, body.as_bytes(), key.as_deref(), status)
+    {
+        // What it was asked, in the shared-state document: one key per call, so concurrent
+        // calls never overwrite each other's entries.
+        let path = format!("/state/{document}");
+        let recorded = send_json("PATCH", service, &path, &entry).await?;
+        if !recorded.status().is_success() {
+            return Ok(json(
+                503,
+                &serde_json::json!({"error": format!("the ledger `{document}` on `{service}` answered {}", recorded.status())}),
+            ));
+        }
+    }
+    Ok(json(status, &answer))
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod control;
 pub mod deploy;
 pub mod facts;
+pub mod jobs;
 pub mod jsonlog;
 pub mod orchestrator;
 pub mod plan;

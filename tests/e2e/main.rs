@@ -11,6 +11,7 @@ mod checks;
 mod containment;
 mod deploy;
 mod fresh;
+mod jobs;
 mod js_wasm;
 mod python_wasm;
 mod reference;

@@ -119,7 +119,7 @@ pub fn setup(
     let language = crate::spec::language::language(service);
     let component = match &target.built[target.service.as_str()] {
         Built::Component(c) => Some(c.wasm.clone()),
-        Built::Native(_) => None,
+        Built::Native(_) | Built::Builtin => None,
     };
     let env: Vec<(String, String)> = service
         .env

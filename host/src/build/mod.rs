@@ -55,6 +55,8 @@ pub enum Built {
     Native(Prepared),
     /// A WASI component.
     Component(Component),
+    /// A service pactown serves itself: nothing to build.
+    Builtin,
 }
 
 /// Build every service of the plan, all at once (each in a thread of its own: installs and
@@ -204,6 +206,9 @@ pub fn build_service(
         namespaces: plan.sandbox.layer_on(crate::plan::LayerName::Namespaces),
         say,
     };
+    if plan.sandbox.kind == crate::spec::RuntimeKind::Builtin {
+        return Ok(Built::Builtin);
+    }
     if plan.sandbox.kind != crate::spec::RuntimeKind::Native {
         if let Some(pulled) = &service.pulled
             && let (Some(wasm), Some(digest)) = (&pulled.component, &pulled.locked.component)

@@ -25,6 +25,7 @@ pub const TARGET: &str = crate::facts::WASM_TARGET;
 /// pactown-guest's source, carried in the binary.
 const SDK_LIB: &str = include_str!("../../../guest-sdk/src/lib.rs");
 const SDK_WASI: &str = include_str!("../../../guest-sdk/src/wasi.rs");
+const SDK_ENGINE: &str = include_str!("../../../guest-sdk/src/engine.rs");
 const SDK_MANIFEST: &str = r#"[package]
 name = "pactown-guest"
 version = "0.1.0"
@@ -90,6 +91,7 @@ impl<'a> Sources<'a> {
         let sdk_key = digest([
             SDK_LIB.as_bytes(),
             SDK_WASI.as_bytes(),
+            SDK_ENGINE.as_bytes(),
             SDK_MANIFEST.as_bytes(),
         ]);
         // Keyed by content alone, and the crate named after the key: identical sources build
@@ -287,6 +289,7 @@ fn write_sdk(dir: &Path) -> anyhow::Result<()> {
         std::fs::write(d.join("Cargo.toml"), SDK_MANIFEST)?;
         std::fs::write(d.join("src/lib.rs"), SDK_LIB)?;
         std::fs::write(d.join("src/wasi.rs"), SDK_WASI)?;
+        std::fs::write(d.join("src/engine.rs"), SDK_ENGINE)?;
         Ok(())
     })
 }

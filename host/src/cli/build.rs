@@ -47,6 +47,7 @@ impl BuildCommand {
             let sp = &plan.services[name.as_str()];
             let entry = match b {
                 Built::Native(_) => serde_json::json!({"kind": "native", "dir": sp.sandbox.dir}),
+                Built::Builtin => serde_json::json!({"kind": "builtin"}),
                 Built::Component(c) => {
                     serde_json::json!({"kind": sp.sandbox.kind, "wasm": c.wasm, "key": c.key, "built": c.built})
                 }

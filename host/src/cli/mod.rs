@@ -11,6 +11,8 @@ mod export;
 mod generate;
 mod graph;
 mod init;
+mod job;
+mod job_view;
 mod output;
 mod plan;
 mod probe;
@@ -79,6 +81,8 @@ pub enum Command {
     Logs(control_cmds::LogsCommand),
     /// Restart a service of a running ecosystem
     Restart(control_cmds::RestartCommand),
+    /// Run durable, reversible jobs over the services (`builtin: job-control`) and look at them
+    Job(job::JobCommand),
     /// Publish the ecosystem's services to a registry
     Publish(registry::PublishCommand),
     /// Fetch the services the ecosystem depends on from registries, into `pactown.lock`
@@ -165,6 +169,7 @@ pub fn main() -> ExitCode {
         Command::Status(c) => c.run(&term),
         Command::Logs(c) => c.run(&term),
         Command::Restart(c) => c.run(&term),
+        Command::Job(c) => c.run(&term),
         Command::Publish(c) => c.run(&term),
         Command::Pull(c) => c.run(&term),
         Command::Registry(c) => c.run(&term),

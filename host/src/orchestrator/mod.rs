@@ -330,6 +330,7 @@ impl Orchestrator {
                         u64::from(component.built);
                     self.wasm_backend(&name, &component, cache).await?
                 }
+                Built::Builtin => self.builtin_backend(&name, eco)?,
             };
             out.insert(
                 name,
@@ -351,6 +352,41 @@ impl Orchestrator {
             s.loaded = loaded;
         }
         Ok(out)
+    }
+
+    /// A built-in service's handler, its database in the state dir.
+    fn builtin_backend(&self, name: &str, eco: &Ecosystem) -> anyhow::Result<Backend> {
+        let Some((kind, _)) = eco.services[name].builtin else {
+            anyhow::bail!("`{name}` is planned as built-in but names no `builtin:`");
+        };
+        let services = self
+            .plan
+            .services
+            .values()
+            .map(|s| crate::jobs::Known {
+                name: s.name.clone(),
+                port: s.port,
+                health: s.health.check.clone(),
+                kind: eco.services[s.name.as_str()]
+                    .builtin
+                    .as_ref()
+                    .map_or(s.sandbox.kind.as_str(), |(b, _)| b.as_str())
+                    .to_string(),
+            })
+            .collect();
+        let ctx = crate::jobs::Context {
+            name: name.to_string(),
+            db: self
+                .state
+                .path()
+                .join("builtin")
+                .join(format!("{name}.sqlite3")),
+            calls: self.plan.services[name].calls.clone(),
+            services,
+        };
+        let handler = crate::jobs::open(kind, ctx)
+            .with_context(|| format!("cannot open the built-in service `{name}`"))?;
+        Ok(Backend::Builtin(handler))
     }
 
     /// Start the services wave by wave; each wave waits for the previous to be ready. On a

@@ -62,19 +62,22 @@ pub enum Backend {
     },
     /// A component handling requests in-process, a fresh instance per request.
     WasmHttp(Arc<HttpService>),
+    /// A service pactown serves itself; each replica serves it on its own port.
+    Builtin(Arc<dyn crate::jobs::Handler>),
 }
 
 /// A running replica: a process or a component instance.
 enum Running {
     Native(Box<NativeChild>),
     Wasm(CommandInstance),
+    Builtin(JoinHandle<()>),
 }
 
 impl Running {
     fn pid(&self) -> i32 {
         match self {
             Running::Native(c) => c.pid(),
-            Running::Wasm(_) => std::process::id() as i32,
+            Running::Wasm(_) | Running::Builtin(_) => std::process::id() as i32,
         }
     }
 
@@ -82,6 +85,8 @@ impl Running {
         match self {
             Running::Native(c) => c.wait().await.unwrap_or(1),
             Running::Wasm(i) => i.wait().await,
+            // It serves until stopped.
+            Running::Builtin(t) => t.await.map_or(1, |()| 0),
         }
     }
 
@@ -92,6 +97,11 @@ impl Running {
             Running::Wasm(i) => {
                 i.kill();
                 i.wait().await
+            }
+            Running::Builtin(t) => {
+                t.abort();
+                let _ = t.await;
+                0
             }
         }
     }
@@ -623,6 +633,18 @@ impl ServiceRuntime {
                 Ok((
                     Running::Native(Box::new(spec.spawn(&launch.exe)?)),
                     guard.map(Arc::new),
+                ))
+            }
+            Backend::Builtin(handler) => {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)));
+                let std_listener = std::net::TcpListener::bind(addr)
+                    .map_err(|e| anyhow::anyhow!("`{label}` cannot listen on {addr}: {e}"))?;
+                std_listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(std_listener)?;
+                let handler = handler.clone();
+                Ok((
+                    Running::Builtin(tokio::spawn(crate::jobs::serve(listener, handler))),
+                    None,
                 ))
             }
             Backend::WasmCommand {

@@ -330,7 +330,12 @@ fn service_plan(
         env: service_env(eco, s, port, ports),
         inherited: inherited(&facts.env),
         health: HealthPlan {
-            check: s.health_check.as_ref().map(|h| h.path.clone()),
+            // Every built-in service answers `/health`.
+            check: s
+                .health_check
+                .as_ref()
+                .map(|h| h.path.clone())
+                .or_else(|| s.builtin.as_ref().map(|_| "/health".to_string())),
             interval: s
                 .health_check
                 .as_ref()

@@ -177,6 +177,16 @@ pub(super) fn sandbox_layers(
     k: &KernelSupport,
 ) -> (SandboxLevel, Vec<Layer>) {
     let mib = limits.memory >> 20;
+    if kind == RuntimeKind::Builtin {
+        return (
+            SandboxLevel::Full,
+            vec![layer(
+                LayerName::Network,
+                true,
+                "in-process, pactown's own code: it calls only its dependencies",
+            )],
+        );
+    }
     if kind != RuntimeKind::Native {
         let fs = if s.dirs.is_empty() {
             "no filesystem".to_string()

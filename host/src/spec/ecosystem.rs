@@ -54,6 +54,7 @@ const SERVICE_FIELDS: &[&str] = &[
     "user",
     "profile",
     "instance_reuse",
+    "builtin",
 ];
 
 const PROFILE_FIELDS: &[&str] = &["memory", "cpu", "processes", "open_files", "rate_limit"];
@@ -281,6 +282,19 @@ fn service(
             "replicas" => {
                 if let Some(r) = d.int(v, "replicas", 1..=256, "2") {
                     s.replicas = r as u32;
+                }
+            }
+            "builtin" => {
+                if let Some(text) = d.string(v, "builtin") {
+                    match super::service::Builtin::parse(text.trim()) {
+                        Some(b) => s.builtin = Some((b, v.span.clone())),
+                        None => d.error(
+                            "yaml::builtin",
+                            v.span.clone(),
+                            format!("unknown built-in service `{text}`"),
+                            "write `discovery`, `shared-state` or `job-control`",
+                        ),
+                    }
                 }
             }
             "instance_reuse" => {

@@ -221,6 +221,15 @@ pub fn wsgi_entry(s: &Service) -> Option<&FileBlock> {
 /// component when its language builds to one (an HTTP handler runs per request, a `main` as a
 /// long-running command), else a native process.
 pub fn runtime_kind(s: &Service) -> (RuntimeKind, String) {
+    if let Some((b, _)) = &s.builtin {
+        return (
+            RuntimeKind::Builtin,
+            format!(
+                "the built-in `{}` service, served by pactown itself",
+                b.as_str()
+            ),
+        );
+    }
     if let Some((k, by)) = s.runtime_override() {
         return (k, format!("{} as set by {by}", k.as_str()));
     }

@@ -100,7 +100,10 @@ fn load_source(
         return Err(diags);
     };
     for s in eco.services.values_mut() {
-        read_readme(s, &source, cache, &mut diags);
+        // A built-in service is pactown's own: it has no README.
+        if s.builtin.is_none() {
+            read_readme(s, &source, cache, &mut diags);
+        }
     }
     pulled::add_pulled(&mut eco, &source, cache, &mut diags, pulling);
     ecosystem::check(&eco, &mut diags);

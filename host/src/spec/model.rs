@@ -252,6 +252,9 @@ pub struct Service {
     /// The `readme:` value.
     #[serde(skip)]
     pub readme_span: Option<Range<usize>>,
+    /// The built-in service it is (`builtin:`), with the span of the value; it has no README.
+    #[serde(skip)]
+    pub builtin: Option<(super::service::Builtin, Range<usize>)>,
     /// Where it was pulled from, when it came from a registry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pulled: Option<Pulled>,
@@ -287,6 +290,7 @@ impl Service {
             name_span,
             port_span: None,
             readme_span: None,
+            builtin: None,
             pulled: None,
         }
     }

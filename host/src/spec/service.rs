@@ -21,6 +21,42 @@ pub enum RuntimeKind {
     WasmHttp,
     /// A long-running `wasi:cli/run` component with virtualized sockets.
     WasmCommand,
+    /// A service pactown serves itself (`builtin:`), in-process.
+    Builtin,
+}
+
+/// The services pactown serves itself (`builtin:` in the ecosystem file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Builtin {
+    /// `/register`, `/unregister`, `/ping`, `/services`.
+    Discovery,
+    /// JSON documents: `POST /state`, `GET|PATCH|DELETE /state/:id`.
+    SharedState,
+    /// Durable, reversible multi-step jobs over services by name.
+    JobControl,
+}
+
+impl Builtin {
+    /// Every built-in with its spelling.
+    pub const ALL: [(&'static str, Builtin); 3] = [
+        ("discovery", Builtin::Discovery),
+        ("shared-state", Builtin::SharedState),
+        ("job-control", Builtin::JobControl),
+    ];
+
+    /// Parse its spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+    }
+
+    /// Its spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("discovery", |(n, _)| n)
+    }
 }
 
 impl RuntimeKind {
@@ -38,6 +74,9 @@ impl RuntimeKind {
 
     /// The spelling.
     pub fn as_str(self) -> &'static str {
+        if self == RuntimeKind::Builtin {
+            return "builtin";
+        }
         Self::ALL
             .iter()
             .find(|(_, k)| *k == self)
