@@ -20,7 +20,7 @@ const STAGES: &[(&str, u8)] = &[
     ("router", 5),
     ("deploy", 5),
     ("registry", 5),
-    ("jobs", 6),
+    ("jobs", 5),
     ("orchestrator", 6),
     ("bench", 6),
     ("cli", 7),

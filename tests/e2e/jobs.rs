@@ -714,3 +714,65 @@ fn the_job_runner_takes_defaults_from_job_runner_json_and_refuses_bad_jobs_befor
         .code(1)
         .stderr_has("no job `job-nosuch`");
 }
+
+#[test]
+fn the_order_example_succeeds_and_a_declined_card_reverts_it() {
+    let env = TestEnv::new();
+    let file = crate::up::example(&env, "jobs");
+    let up = Up::start(&env, &file);
+    // Each engine's own checks, against its stable address.
+    env.run_up(&["test", &file]).ok();
+    let in_example = |args: &[&str]| {
+        crate::support::Run::from(
+            env.cmd(args)
+                .current_dir(env.abs("jobs"))
+                .env("PACTOWN_CACHE_DIR", env.cache_dir())
+                .output()
+                .unwrap(),
+        )
+    };
+    // `.job-runner.json` names the ecosystem, the values and where the document goes.
+    in_example(&["job", "run", "order.job.yaml"])
+        .ok()
+        .stderr_has("✓ ship")
+        .stderr_has("succeeded");
+    let doc: Value = serde_json::from_str(&env.read("jobs/out/order.json")).unwrap();
+    assert!(
+        doc["shipment"]["tracking"]
+            .as_str()
+            .unwrap()
+            .starts_with("T-R-job-"),
+        "{doc}"
+    );
+    assert_eq!(doc["payment"]["amount"], 12.5, "{doc}");
+    let declined = in_example(&[
+        "job",
+        "run",
+        "order.job.yaml",
+        "--values",
+        "declined.json",
+        "--json",
+    ]);
+    declined.code(1).stderr_has("the card was declined");
+    let job = declined.json();
+    assert_eq!(job["status"], "reverted", "{job}");
+    let undone: Vec<&str> = job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["tasks"].as_array().unwrap().iter())
+        .filter(|t| t["status"] == "reverted")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(undone, ["reserve-stock", "notify"], "{job}");
+    // The warehouse recorded the reservation and its release.
+    let (_, ledger) = get_json(up.port("state"), "/state/ledger");
+    let id = job["id"].as_str().unwrap();
+    let warehouse = ledger["warehouse"].as_object().unwrap();
+    assert!(
+        warehouse
+            .keys()
+            .any(|k| k.starts_with(&format!("{id}/reserve-stock/revert@"))),
+        "{ledger}"
+    );
+}
