@@ -10,6 +10,7 @@ mod builds;
 mod checks;
 mod containment;
 mod deploy;
+mod devloop;
 mod fresh;
 mod jobs;
 mod js_wasm;

@@ -80,18 +80,35 @@ impl Relay {
     }
 }
 
+/// How `up` runs.
+#[derive(Default)]
+pub(crate) struct UpHow {
+    /// Copy service output to the terminal.
+    pub console: bool,
+    /// A detaching parent to tell.
+    pub ready: Option<Relay>,
+    /// The admin/gateway address.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Where stable addresses are bound.
+    pub bind: Option<std::net::IpAddr>,
+    /// Run the checks once ready, then stop.
+    pub once: bool,
+    /// Start in dependency waves instead of all at once.
+    pub waves: bool,
+}
+
 /// Bring `eco` up; with `once`, run its checks when it is ready and stop, else keep it running
 /// until it is told to stop. The lifecycle is the session's; this prints what it reports and
 /// relays it to a waiting parent.
-pub(crate) async fn up(
-    eco: Ecosystem,
-    term: Term,
-    console: bool,
-    ready: Option<Relay>,
-    listen: Option<std::net::SocketAddr>,
-    bind: Option<std::net::IpAddr>,
-    once: bool,
-) -> anyhow::Result<ExitStatus> {
+pub(crate) async fn up(eco: Ecosystem, term: Term, how: UpHow) -> anyhow::Result<ExitStatus> {
+    let UpHow {
+        console,
+        ready,
+        listen,
+        bind,
+        once,
+        waves,
+    } = how;
     let name = eco.name.clone();
     let reporter = Arc::new(CliReporter {
         term: term.clone(),
@@ -103,6 +120,7 @@ pub(crate) async fn up(
         listen,
         bind: bind.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
         mode: if once { Mode::Check } else { Mode::Serve },
+        waves,
     };
     match session::run(eco, opts, reporter).await {
         Ok(Ended::Stopped) => Ok(ExitStatus::Success),

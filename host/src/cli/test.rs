@@ -38,11 +38,11 @@ impl TestCommand {
             return super::session::block_on(super::session::up(
                 eco,
                 term.clone(),
-                false,
-                None,
-                self.listen,
-                None,
-                true,
+                super::session::UpHow {
+                    listen: self.listen,
+                    once: true,
+                    ..Default::default()
+                },
             ));
         }
         // Running (`up -d`, or `up` in another terminal): check it as it is.

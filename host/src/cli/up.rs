@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::session::{Relay, RelayMessage, block_on, up};
+use super::session::{Relay, RelayMessage, UpHow, block_on, up};
 use super::{ExitStatus, Term, user_error};
 use crate::control::StateDir;
 use crate::control::status;
@@ -45,6 +45,11 @@ pub struct UpCommand {
     #[arg(long, value_name = "IP")]
     pub bind: Option<std::net::IpAddr>,
     /// Internal: the descriptor a detaching parent waits on.
+    /// Start the services in dependency waves, each waiting for the one before to be ready
+    /// (by default all start at once, and a request to a dependency still starting is held
+    /// until it is ready).
+    #[arg(long)]
+    pub waves: bool,
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
 }
@@ -158,6 +163,7 @@ impl UpCommand {
                     .map(|(n, e)| format!("--elsewhere={n}={}:{}", e.host, e.port)),
             );
             args.extend(self.bind.map(|b| format!("--bind={b}")));
+            args.extend(self.waves.then(|| "--waves".to_string()));
             return detach(&self.file, &eco, term, &args);
         }
         let ready = self.ready_fd.map(|fd| {
@@ -171,11 +177,14 @@ impl UpCommand {
         block_on(up(
             eco,
             term.clone(),
-            console,
-            ready.map(Relay::new),
-            self.listen,
-            self.bind,
-            false,
+            UpHow {
+                console,
+                ready: ready.map(Relay::new),
+                listen: self.listen,
+                bind: self.bind,
+                once: false,
+                waves: self.waves,
+            },
         ))
     }
 }
@@ -188,11 +197,12 @@ impl RunCommand {
         block_on(up(
             loaded.ecosystem,
             term.clone(),
-            true,
-            None,
-            self.listen,
-            None,
-            self.once,
+            UpHow {
+                console: true,
+                listen: self.listen,
+                once: self.once,
+                ..Default::default()
+            },
         ))
     }
 }

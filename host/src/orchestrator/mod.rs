@@ -391,11 +391,18 @@ impl Orchestrator {
 
     /// Start the services wave by wave; each wave waits for the previous to be ready. On a
     /// failure, the error carries the failing service's last log lines.
-    pub async fn start(&self, prepared: &IndexMap<String, PreparedService>) -> anyhow::Result<()> {
+    pub async fn start(
+        &self,
+        prepared: &IndexMap<String, PreparedService>,
+        waves: bool,
+    ) -> anyhow::Result<()> {
         let exe = pactown_runtime::native::launcher::self_exe()
             .context("cannot find the pactown binary for the sandbox shim")?;
+        // All at once: the stable addresses hold a request to a service still starting
+        // (router::Upstream::starting), so no service waits on another's start. The readiness
+        // is still checked, and reported, in dependency order.
+        let mut waiting = Vec::new();
         for wave in &self.plan.waves {
-            let mut waiting = Vec::new();
             for name in wave {
                 let rt = &self.services[name.as_str()];
                 let p = &prepared[name.as_str()];
@@ -443,26 +450,39 @@ impl Orchestrator {
                 rt.start(launch);
                 waiting.push((name, rt.clone(), Instant::now() + rt.plan.health.timeout));
             }
-            for (name, rt, deadline) in waiting {
+            if !waves {
+                continue;
+            }
+            for (name, rt, deadline) in waiting.drain(..) {
                 if let Err(why) = rt.wait_ready(deadline).await {
-                    let mut message = match why {
-                        NotReady::Timeout => format!(
-                            "service `{name}` was not ready within {}",
-                            humantime::format_duration(rt.plan.health.timeout)
-                        ),
-                        NotReady::Failed => format!("service `{name}` failed to start"),
-                    };
-                    message.push_str(&why_not_ready(&rt));
-                    return Err(StartFailure {
-                        message,
-                        tail: rt.log.tail(15),
-                        log: logs::log_path(self.state.path(), name),
-                    }
-                    .into());
+                    return Err(self.not_ready(name, &rt, why));
                 }
             }
         }
+        for (name, rt, deadline) in waiting {
+            if let Err(why) = rt.wait_ready(deadline).await {
+                return Err(self.not_ready(name, &rt, why));
+            }
+        }
         Ok(())
+    }
+
+    /// Why `name` did not start, with its last log lines.
+    fn not_ready(&self, name: &str, rt: &ServiceRuntime, why: NotReady) -> anyhow::Error {
+        let mut message = match why {
+            NotReady::Timeout => format!(
+                "service `{name}` was not ready within {}",
+                humantime::format_duration(rt.plan.health.timeout)
+            ),
+            NotReady::Failed => format!("service `{name}` failed to start"),
+        };
+        message.push_str(&why_not_ready(rt));
+        StartFailure {
+            message,
+            tail: rt.log.tail(15),
+            log: logs::log_path(self.state.path(), name),
+        }
+        .into()
     }
 
     /// Answer control requests until `down` or the `shutdown` signal; then return.

@@ -66,6 +66,8 @@ pub struct SessionOptions {
     pub bind: std::net::IpAddr,
     /// Serve, or check and stop.
     pub mode: Mode,
+    /// Start in dependency waves (else all at once, requests to a service still starting held).
+    pub waves: bool,
 }
 
 /// How a session ended (its failures are errors: [`AlreadyRunning`], or a start that failed,
@@ -159,7 +161,7 @@ pub async fn run(
     let cache = Cache::locate();
     let startup = async {
         let prepared = orch.prepare(&eco, &cache).await?;
-        orch.start(&prepared).await
+        orch.start(&prepared, opts.waves).await
     };
     let result = tokio::select! {
         r = startup => Some(r),

@@ -120,6 +120,8 @@ pub struct ServiceRuntime {
     http: std::sync::OnceLock<Arc<HttpService>>,
     next: AtomicUsize,
     stopping: std::sync::atomic::AtomicBool,
+    /// `start` was called (before, requests to it are held: it is about to start).
+    launched: std::sync::atomic::AtomicBool,
     /// Its native replicas run in their own namespaces (the shim's child is their init).
     isolated: bool,
 }
@@ -149,6 +151,7 @@ impl ServiceRuntime {
             http: std::sync::OnceLock::new(),
             next: AtomicUsize::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            launched: std::sync::atomic::AtomicBool::new(false),
             isolated: plan.sandbox.kind == crate::spec::RuntimeKind::Native
                 && plan.sandbox.layer_on(crate::plan::LayerName::Namespaces),
             plan,
@@ -165,11 +168,13 @@ impl ServiceRuntime {
                 r.state = State::Ready;
                 r.pid = Some(std::process::id() as i32);
             });
+            self.launched.store(true, Ordering::Relaxed);
             return;
         }
         for i in 0..self.desired.len() {
             self.update(i, |r| r.state = State::Starting);
         }
+        self.launched.store(true, Ordering::Relaxed);
         let mut tasks = self.tasks.lock().expect("tasks");
         for (i, desired) in self.desired.iter().enumerate() {
             let rt = self.clone();
@@ -706,6 +711,15 @@ impl crate::router::Upstream for ServiceRuntime {
 
     fn denied(&self, action: &str, target: &str, detail: &str) {
         self.log.denied(action, target, detail)
+    }
+
+    fn starting(&self) -> Option<(watch::Receiver<u64>, Duration)> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        let state = ServiceStatus::aggregate(&self.replicas.lock().expect("replicas"));
+        let waiting = !self.launched.load(Ordering::Relaxed) || state == State::Starting;
+        waiting.then(|| (self.changed.subscribe(), self.plan.health.timeout))
     }
 }
 

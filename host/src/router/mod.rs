@@ -114,6 +114,35 @@ pub trait Upstream: Send + Sync {
     fn status(&self) -> ServiceStatus;
     /// Record something it was refused (its log and the anomaly log).
     fn denied(&self, action: &str, target: &str, detail: &str);
+    /// While it is starting (not yet ready, not failed, not stopped): a receiver that sees each
+    /// change of its state, and how long a request may be held for it.
+    fn starting(&self) -> Option<(tokio::sync::watch::Receiver<u64>, std::time::Duration)>;
+}
+
+/// Hold a request to a service that is still starting until it has somewhere to go: `Err`
+/// with the answer when it failed, stopped, or did not become ready in time (a 503 naming it),
+/// the way a socket-activated unit's first connection waits for it.
+async fn hold(service: &dyn Upstream) -> Result<(), Response<Body>> {
+    let ready = |s: &dyn Upstream| s.http_handler().is_some() || !s.ready_ports().is_empty();
+    let Some((mut changed, wait)) = service.starting() else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        changed.borrow_and_update();
+        if ready(service) {
+            return Ok(());
+        }
+        if service.starting().is_none() {
+            return Err(unavailable(service));
+        }
+        if tokio::time::timeout_at(deadline, changed.changed())
+            .await
+            .is_err()
+        {
+            return Err(unavailable(service));
+        }
+    }
 }
 
 /// One service as the router sees it: where requests go, its counters, its rate limit.
@@ -307,6 +336,12 @@ impl Router {
         peer: SocketAddr,
     ) -> Response<Body> {
         let name = service.name();
+        if service.http_handler().is_none()
+            && service.ready_ports().is_empty()
+            && let Err(refused) = hold(service).await
+        {
+            return refused;
+        }
         if let Some(handler) = service.http_handler() {
             // In-process: a fresh instance for this request. The guest sees its own name as
             // the authority, whatever Host the client sent.
@@ -519,10 +554,15 @@ fn body_is_empty(req: &Request<Incoming>) -> bool {
 
 fn unavailable(service: &dyn Upstream) -> Response<Body> {
     let status = service.status();
+    let why = match status.state {
+        crate::control::status::State::Failed => "failed to start",
+        crate::control::status::State::Starting => "is still starting",
+        _ => "has no ready instance",
+    };
     let mut r = json_response(
         StatusCode::SERVICE_UNAVAILABLE,
         &serde_json::json!({
-            "error": format!("service `{}` has no ready instance", status.name),
+            "error": format!("service `{}` {why}", status.name),
             "service": status.name,
             "state": status.state,
         }),

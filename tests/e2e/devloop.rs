@@ -1,0 +1,173 @@
+//! The development loop: every service starts at once, and a request to a dependency that is
+//! still starting is held until it is ready (or released with a 503 when it fails).
+
+use crate::support::{Run, TestEnv};
+use crate::support_up::{http_get, wait_until};
+
+/// A dependency that serves at once but is ready (its `/health` passes) only after the test
+/// opens it through its internal port, or dies when the test says so. It logs that port.
+const GATED: &str = r#"# gated
+
+```python markpact:file path=server.py
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+OPEN = False
+
+class H(BaseHTTPRequestHandler):
+    def reply(self, code, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        global OPEN
+        if self.path == "/health":
+            self.reply(200 if OPEN else 503, {"open": OPEN})
+        elif self.path == "/open":
+            OPEN = True
+            self.reply(200, {"open": True})
+        elif self.path == "/fail":
+            self.reply(200, {"failing": True})
+            os._exit(3)
+        else:
+            self.reply(200, {"value": 42})
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+print(f"gated listening on {os.environ['PORT']}", flush=True)
+server.serve_forever()
+```
+
+```bash markpact:run
+exec python3 server.py
+```
+"#;
+
+/// A dependent that asks `gated` for a value while it starts, and serves only once it has it.
+const EAGER: &str = r#"# eager
+
+```python markpact:file path=server.py
+import json, os, sys, urllib.request, urllib.error
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+print("eager calling gated", flush=True)
+try:
+    with urllib.request.urlopen("http://gated/value", timeout=60) as r:
+        VALUE = json.loads(r.read())["value"]
+        print(f"eager got {VALUE}", flush=True)
+except urllib.error.HTTPError as e:
+    print(f"eager was refused: {e.code} {e.read().decode()}", flush=True)
+    sys.exit(1)
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        data = json.dumps({"value": VALUE}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+```
+
+```bash markpact:run
+exec python3 server.py
+```
+"#;
+
+fn held() -> TestEnv {
+    let env = TestEnv::new();
+    env.write("gated/README.md", GATED)
+        .write("eager/README.md", EAGER)
+        .write(
+            "h.pactown.yaml",
+            "name: h\nbase_port: 0\nservices:\n  gated: {health_check: /health, auto_restart: false, timeout: 60s}\n  \
+             eager: {health_check: /, depends_on: [gated], timeout: 60s}\n",
+        );
+    env
+}
+
+/// `up -d` started in the background; the port `gated` logged once `eager` is calling it.
+fn start_until_eager_calls(env: &TestEnv) -> (std::process::Child, u16) {
+    let child = env
+        .cmd(&["up", "-d", "h.pactown.yaml", "--listen", "127.0.0.1:0"])
+        .env("PACTOWN_CACHE_DIR", env.cache_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = |s: &str| {
+        std::fs::read_to_string(env.abs(&format!(".pactown/h/logs/{s}.log"))).unwrap_or_default()
+    };
+    // Both started at once: `eager` calls while `gated` is not ready.
+    wait_until(120, "`eager` to call `gated` while it starts", || {
+        log("eager").contains("eager calling gated") && log("gated").contains("gated listening on")
+    });
+    let port = log("gated")
+        .lines()
+        .find_map(|l| l.split("gated listening on ").nth(1))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("gated's internal port");
+    (child, port)
+}
+
+#[test]
+fn a_request_to_a_dependency_still_starting_is_held_until_it_is_ready() {
+    let env = held();
+    let (child, gated) = start_until_eager_calls(&env);
+    assert!(
+        !std::fs::read_to_string(env.abs(".pactown/h/logs/eager.log"))
+            .unwrap()
+            .contains("eager got")
+    );
+    assert_eq!(http_get(gated, "/open").unwrap().0, 200);
+    let up = Run::from(child.wait_with_output().unwrap());
+    let _down = Down(&env);
+    up.ok();
+    let log = env.read(".pactown/h/logs/eager.log");
+    assert!(log.contains("eager got 42"), "{log}");
+    assert!(!log.contains("refused"), "{log}");
+}
+
+#[test]
+fn a_dependency_that_fails_releases_its_held_requests_with_a_503_naming_it() {
+    let env = held();
+    let (child, gated) = start_until_eager_calls(&env);
+    // A request of our own to `gated`'s stable address (in state.json from the start), held too.
+    let state: serde_json::Value =
+        serde_json::from_str(&env.read(".pactown/h/state.json")).unwrap();
+    let stable = state["ports"]["gated"]
+        .as_u64()
+        .expect("gated's stable port") as u16;
+    let held = std::thread::spawn(move || http_get(stable, "/value").unwrap());
+    wait_until(30, "our request to be held", || {
+        std::fs::read_to_string(format!("/proc/{}/net/tcp", std::process::id()))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(&format!(":{stable:04X} 01")))
+    });
+    let _ = http_get(gated, "/fail");
+    let (code, body) = held.join().unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("service `gated` failed to start"), "{body}");
+    let up = Run::from(child.wait_with_output().unwrap());
+    let _down = Down(&env);
+    up.code(1).stderr_has("`gated`");
+}
+
+/// Brings the ecosystem down when dropped.
+struct Down<'a>(&'a TestEnv);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run_up(&["down", "h.pactown.yaml"]);
+    }
+}
