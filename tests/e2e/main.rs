@@ -9,6 +9,7 @@ mod bench;
 mod builds;
 mod checks;
 mod containment;
+mod dashboard;
 mod deploy;
 mod devloop;
 mod fresh;

@@ -1,4 +1,5 @@
-//! Commands that talk to a running `up` from any terminal: `status`, `down`, `restart`, `logs`.
+//! Commands that talk to a running `up` from any terminal: `status`, `down`, `restart`,
+//! `stop`, `start`, `logs`.
 
 use std::io::{BufRead, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -168,43 +169,101 @@ fn wait_exited(pid: u32, deadline: std::time::Instant) -> bool {
 impl RestartCommand {
     /// Run it.
     pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
-        let eco = super::load(&self.file, term)?.ecosystem;
-        if !eco.services.contains_key(&self.service) {
-            let names = eco.services.keys().map(String::as_str);
-            let hint = crate::spec::diagnostic::did_you_mean(&self.service, names)
-                .map(|s| format!("did you mean `{s}`?"));
-            return Err(user_error(
-                format!("no service `{}` in {}", self.service, eco.name),
-                hint.as_deref(),
-            ));
+        let service = self.service.clone();
+        one_service(
+            &self.file,
+            &self.service,
+            term,
+            Request::Restart { service },
+            "restarted and ready",
+        )
+    }
+}
+
+/// Stop one service of a running ecosystem; its address answers 503 until `pactown start`.
+#[derive(Debug, clap::Args)]
+pub struct StopCommand {
+    /// The ecosystem file.
+    pub file: PathBuf,
+    /// The service.
+    pub service: String,
+}
+
+/// Start a service that `pactown stop` stopped, and wait until it is ready.
+#[derive(Debug, clap::Args)]
+pub struct StartCommand {
+    /// The ecosystem file.
+    pub file: PathBuf,
+    /// The service.
+    pub service: String,
+}
+
+impl StopCommand {
+    /// Run it.
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let service = self.service.clone();
+        one_service(
+            &self.file,
+            &self.service,
+            term,
+            Request::Stop { service },
+            "stopped",
+        )
+    }
+}
+
+impl StartCommand {
+    /// Run it.
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let service = self.service.clone();
+        one_service(
+            &self.file,
+            &self.service,
+            term,
+            Request::Start { service },
+            "started and ready",
+        )
+    }
+}
+
+/// Send a request about one service to the running ecosystem and say how it went.
+fn one_service(
+    file: &Path,
+    service: &str,
+    term: &Term,
+    request: Request,
+    done: &str,
+) -> anyhow::Result<ExitStatus> {
+    let eco = super::load(file, term)?.ecosystem;
+    if !eco.services.contains_key(service) {
+        let names = eco.services.keys().map(String::as_str);
+        let hint = crate::spec::diagnostic::did_you_mean(service, names)
+            .map(|s| format!("did you mean `{s}`?"));
+        return Err(user_error(
+            format!("no service `{service}` in {}", eco.name),
+            hint.as_deref(),
+        ));
+    }
+    let state = state_of(&eco);
+    if !state.is_running() {
+        return Err(user_error(
+            format!("{} is not running", eco.name),
+            Some("start it with `pactown up`"),
+        ));
+    }
+    match state.request(&request, None)? {
+        Reply::Restarted { .. } | Reply::Service { .. } => {
+            term.success(&format!("`{service}` {done}"));
+            Ok(ExitStatus::Success)
         }
-        let state = state_of(&eco);
-        if !state.is_running() {
-            return Err(user_error(
-                format!("{} is not running", eco.name),
-                Some("start it with `pactown up`"),
-            ));
-        }
-        let reply = state.request(
-            &Request::Restart {
-                service: self.service.clone(),
-            },
-            None,
-        )?;
-        match reply {
-            Reply::Restarted { .. } => {
-                term.success(&format!("`{}` restarted and ready", self.service));
-                Ok(ExitStatus::Success)
+        Reply::Error { error, tail } => {
+            term.error(&error);
+            for l in tail {
+                term.note(&l);
             }
-            Reply::Error { error, tail } => {
-                term.error(&error);
-                for l in tail {
-                    term.note(&l);
-                }
-                Ok(ExitStatus::Failure)
-            }
-            other => anyhow::bail!("the running pactown answered {other:?} to `restart`"),
+            Ok(ExitStatus::Failure)
         }
+        other => anyhow::bail!("the running pactown answered {other:?} to {request:?}"),
     }
 }
 

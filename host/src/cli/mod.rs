@@ -81,6 +81,10 @@ pub enum Command {
     Logs(control_cmds::LogsCommand),
     /// Restart a service of a running ecosystem
     Restart(control_cmds::RestartCommand),
+    /// Stop one service of a running ecosystem
+    Stop(control_cmds::StopCommand),
+    /// Start a stopped service of a running ecosystem again
+    Start(control_cmds::StartCommand),
     /// Run durable, reversible jobs over the services (`builtin: job-control`) and look at them
     Job(job::JobCommand),
     /// Publish the ecosystem's services to a registry
@@ -169,6 +173,8 @@ pub fn main() -> ExitCode {
         Command::Status(c) => c.run(&term),
         Command::Logs(c) => c.run(&term),
         Command::Restart(c) => c.run(&term),
+        Command::Stop(c) => c.run(&term),
+        Command::Start(c) => c.run(&term),
         Command::Job(c) => c.run(&term),
         Command::Publish(c) => c.run(&term),
         Command::Pull(c) => c.run(&term),

@@ -95,6 +95,8 @@ pub(crate) struct UpHow {
     pub once: bool,
     /// Start in dependency waves instead of all at once.
     pub waves: bool,
+    /// Restart buttons on the dashboard.
+    pub dashboard_actions: bool,
 }
 
 /// Bring `eco` up; with `once`, run its checks when it is ready and stop, else keep it running
@@ -108,6 +110,7 @@ pub(crate) async fn up(eco: Ecosystem, term: Term, how: UpHow) -> anyhow::Result
         bind,
         once,
         waves,
+        dashboard_actions,
     } = how;
     let name = eco.name.clone();
     let reporter = Arc::new(CliReporter {
@@ -121,6 +124,7 @@ pub(crate) async fn up(eco: Ecosystem, term: Term, how: UpHow) -> anyhow::Result
         bind: bind.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
         mode: if once { Mode::Check } else { Mode::Serve },
         waves,
+        dashboard_actions,
     };
     match session::run(eco, opts, reporter).await {
         Ok(Ended::Stopped) => Ok(ExitStatus::Success),

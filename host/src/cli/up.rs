@@ -50,6 +50,10 @@ pub struct UpCommand {
     /// until it is ready).
     #[arg(long)]
     pub waves: bool,
+    /// Let the dashboard (at the `--listen` address) restart services; it is read-only
+    /// without this.
+    #[arg(long)]
+    pub dashboard_actions: bool,
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
 }
@@ -164,6 +168,10 @@ impl UpCommand {
             );
             args.extend(self.bind.map(|b| format!("--bind={b}")));
             args.extend(self.waves.then(|| "--waves".to_string()));
+            args.extend(
+                self.dashboard_actions
+                    .then(|| "--dashboard-actions".to_string()),
+            );
             return detach(&self.file, &eco, term, &args);
         }
         let ready = self.ready_fd.map(|fd| {
@@ -184,6 +192,7 @@ impl UpCommand {
                 bind: self.bind,
                 once: false,
                 waves: self.waves,
+                dashboard_actions: self.dashboard_actions,
             },
         ))
     }

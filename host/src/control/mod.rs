@@ -42,6 +42,16 @@ pub enum Request {
         /// The service.
         service: String,
     },
+    /// Stop one service (its address answers 503 until it is started again).
+    Stop {
+        /// The service.
+        service: String,
+    },
+    /// Start a stopped service again, and wait until it is ready.
+    Start {
+        /// The service.
+        service: String,
+    },
     /// Stop everything and exit.
     Down,
 }
@@ -57,6 +67,11 @@ pub enum Reply {
     },
     /// A service restarted and is ready again.
     Restarted {
+        /// Its status now.
+        service: status::ServiceStatus,
+    },
+    /// A service was stopped, or started and is ready.
+    Service {
         /// Its status now.
         service: status::ServiceStatus,
     },

@@ -109,6 +109,8 @@ pub struct Orchestrator {
     stats: std::sync::Mutex<BuildStats>,
     /// This run's secret: it proves a caller header pactown set (see the router).
     proof: Arc<str>,
+    /// Its `builtin: job-control` services (the dashboard shows their jobs).
+    job_controls: Vec<String>,
 }
 
 impl Orchestrator {
@@ -218,6 +220,16 @@ impl Orchestrator {
             engine: std::sync::OnceLock::new(),
             stats: Default::default(),
             proof: crate::router::new_secret(),
+            job_controls: eco
+                .services
+                .values()
+                .filter(|s| {
+                    s.builtin
+                        .as_ref()
+                        .is_some_and(|(b, _)| *b == crate::spec::service::Builtin::JobControl)
+                })
+                .map(|s| s.name.clone())
+                .collect(),
         })
     }
 
@@ -242,7 +254,7 @@ impl Orchestrator {
 
     /// Serve every stable address (503 until a replica is ready), each native service's proxy,
     /// and the admin/gateway address.
-    pub fn serve_addresses(&mut self) -> anyhow::Result<()> {
+    pub fn serve_addresses(&mut self, dashboard_actions: bool) -> anyhow::Result<()> {
         let endpoints: IndexMap<String, Arc<Endpoint>> = self
             .services
             .iter()
@@ -276,12 +288,32 @@ impl Orchestrator {
             )));
         }
         if let Some(admin) = self.admin.take() {
-            let name: Arc<str> = self.plan.ecosystem.as_str().into();
+            let dashboard = Arc::new(crate::router::dashboard::Dashboard {
+                ecosystem: self.plan.ecosystem.clone(),
+                logs: self.state.path().join("logs"),
+                edges: self
+                    .plan
+                    .services
+                    .values()
+                    .map(|s| (s.name.clone(), s.depends_on.clone()))
+                    .collect(),
+                jobs: self
+                    .plan
+                    .services
+                    .values()
+                    .filter(|s| self.job_controls.contains(&s.name))
+                    .filter_map(|s| Some((s.name.clone(), s.port?)))
+                    .collect(),
+                actions: dashboard_actions.then(|| {
+                    Arc::new(RestartFromDashboard(self.services.clone()))
+                        as Arc<dyn crate::router::dashboard::Actions>
+                }),
+            });
             self.tasks.push(tokio::spawn(router.clone().serve_with(
                 tokio_listener(admin)?,
                 move |r, req, peer| {
-                    let name = name.clone();
-                    async move { crate::router::admin::handle(r, req, peer, &name).await }
+                    let dashboard = dashboard.clone();
+                    async move { crate::router::admin::handle(r, req, peer, &dashboard).await }
                 },
             )));
         }
@@ -563,6 +595,36 @@ impl Orchestrator {
                     }
                 }
             },
+            Ok(Request::Stop { service }) => match self.services.get(&service) {
+                None => Reply::error(crate::plan::calls::unknown(&service)),
+                Some(rt) => {
+                    rt.log.event(&service, "stop requested");
+                    rt.stop().await;
+                    Reply::Service {
+                        service: rt.status(),
+                    }
+                }
+            },
+            Ok(Request::Start { service }) => match self.services.get(&service) {
+                None => Reply::error(crate::plan::calls::unknown(&service)),
+                Some(rt) => {
+                    rt.log.event(&service, "start requested");
+                    match rt.resume() {
+                        Err(e) => Reply::error(e),
+                        Ok(()) => {
+                            match rt.wait_ready(Instant::now() + rt.plan.health.timeout).await {
+                                Ok(()) => Reply::Service {
+                                    service: rt.status(),
+                                },
+                                Err(e) => Reply::Error {
+                                    error: format!("`{service}` did not come back: {e:?}"),
+                                    tail: rt.log.tail(15),
+                                },
+                            }
+                        }
+                    }
+                }
+            },
         };
         let _ = write.write_all(reply.line().as_bytes()).await;
     }
@@ -680,4 +742,23 @@ fn router_bind(
 ) -> std::io::Result<(std::net::TcpListener, bool)> {
     let reserved: Vec<u16> = taken.iter().copied().filter(|p| *p != want).collect();
     crate::router::bind(host, want, base, &reserved)
+}
+
+/// The dashboard's restart button (`up --dashboard-actions`): a rolling restart, as
+/// `pactown restart` does.
+struct RestartFromDashboard(IndexMap<String, Arc<ServiceRuntime>>);
+
+impl crate::router::dashboard::Actions for RestartFromDashboard {
+    fn restart(
+        &self,
+        service: String,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        let rt = self.0.get(&service).cloned();
+        Box::pin(async move {
+            let rt = rt.ok_or_else(|| format!("no service `{service}`"))?;
+            rt.restart()
+                .await
+                .map_err(|why| format!("`{service}` did not come back: {why:?}"))
+        })
+    }
 }

@@ -68,6 +68,8 @@ pub struct SessionOptions {
     pub mode: Mode,
     /// Start in dependency waves (else all at once, requests to a service still starting held).
     pub waves: bool,
+    /// The dashboard may restart services.
+    pub dashboard_actions: bool,
 }
 
 /// How a session ended (its failures are errors: [`AlreadyRunning`], or a start that failed,
@@ -146,9 +148,9 @@ pub async fn run(
             .map(|(n, s)| (n.clone(), s.port))
             .collect(),
     })?;
-    orch.serve_addresses()?;
+    orch.serve_addresses(opts.dashboard_actions)?;
     reporter.say(&format!(
-        "Serving HTTP on http://{}/ (status at /_pactown/services, metrics at /_pactown/metrics, services at http://<name>.localhost:{}/)",
+        "Serving HTTP on http://{}/ (the dashboard; status at /_pactown/services, metrics at /_pactown/metrics, services at http://<name>.localhost:{}/)",
         orch.gateway,
         orch.gateway.port()
     ));

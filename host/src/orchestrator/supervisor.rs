@@ -122,6 +122,8 @@ pub struct ServiceRuntime {
     stopping: std::sync::atomic::AtomicBool,
     /// `start` was called (before, requests to it are held: it is about to start).
     launched: std::sync::atomic::AtomicBool,
+    /// How it was started (to start it again after a stop).
+    launch: Mutex<Option<Arc<Launch>>>,
     /// Its native replicas run in their own namespaces (the shim's child is their init).
     isolated: bool,
 }
@@ -152,15 +154,37 @@ impl ServiceRuntime {
             next: AtomicUsize::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
             launched: std::sync::atomic::AtomicBool::new(false),
+            launch: Mutex::new(None),
             isolated: plan.sandbox.kind == crate::spec::RuntimeKind::Native
                 && plan.sandbox.layer_on(crate::plan::LayerName::Namespaces),
             plan,
         })
     }
 
+    /// Start a stopped service again, as it was first started.
+    pub fn resume(self: &Arc<Self>) -> Result<(), String> {
+        if !self.stopping.load(Ordering::Relaxed) {
+            return Err(format!("`{}` is not stopped", self.plan.name));
+        }
+        let launch = self
+            .launch
+            .lock()
+            .expect("launch")
+            .clone()
+            .ok_or_else(|| format!("`{}` was never started", self.plan.name))?;
+        for d in &self.desired {
+            // No receiver is left after a stop, so `send` would not store it.
+            d.send_replace(Desired::Running(0));
+        }
+        self.stopping.store(false, Ordering::Relaxed);
+        self.start(launch);
+        Ok(())
+    }
+
     /// Start every replica. Must be called from an async task on a runtime worker thread:
     /// the kernel's parent-death signal is tied to the thread that forks.
     pub fn start(self: &Arc<Self>, launch: Arc<Launch>) {
+        *self.launch.lock().expect("launch") = Some(launch.clone());
         if let Backend::WasmHttp(svc) = &launch.backend {
             // Loaded and pre-instantiated: ready now; instances are made per request.
             let _ = self.http.set(svc.clone());

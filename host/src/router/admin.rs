@@ -1,5 +1,6 @@
-//! The host's own address (`up --listen`, default 127.0.0.1:7100): the live status at
-//! `/_pactown/services`, Prometheus metrics at `/_pactown/metrics`, and every service reachable
+//! The host's own address (`up --listen`, default 127.0.0.1:7100): the dashboard at `/`
+//! ([`super::dashboard`]), the live status at `/_pactown/services`, Prometheus metrics at
+//! `/_pactown/metrics`, and every service reachable
 //! from a browser as `http://<service>.localhost:<port>/` (browsers resolve `*.localhost` to the
 //! loopback address).
 
@@ -16,8 +17,9 @@ pub async fn handle(
     router: Router,
     req: Request<Incoming>,
     peer: SocketAddr,
-    ecosystem: &str,
+    dashboard: &super::dashboard::Dashboard,
 ) -> Response<Body> {
+    let ecosystem = dashboard.ecosystem.as_str();
     let host = req
         .headers()
         .get(header::HOST)
@@ -33,6 +35,9 @@ pub async fn handle(
                 &serde_json::json!({"error": format!("no service `{service}` in {ecosystem}"), "services": router.endpoints.keys().collect::<Vec<_>>()}),
             ),
         };
+    }
+    if let Some(answer) = dashboard.handle(&router, &req).await {
+        return answer;
     }
     match req.uri().path() {
         "/_pactown/services" => json_response(
@@ -69,36 +74,9 @@ pub async fn handle(
             );
             r
         }
-        "/" => {
-            let port = host.rsplit_once(':').map_or("", |(_, p)| p);
-            let rows: String = router
-                .endpoints
-                .iter()
-                .map(|(name, ep)| {
-                    let st = ep.service.status();
-                    format!(
-                        "<tr><td><a href=\"http://{name}.localhost:{port}/\">{name}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        st.kind.as_str(),
-                        st.state.as_str(),
-                        st.port.map_or("-".into(), |p| p.to_string())
-                    )
-                })
-                .collect();
-            let page = format!(
-                "<!doctype html><title>{ecosystem}</title><h1>{ecosystem}</h1>\
-                 <table><tr><th>service</th><th>kind</th><th>state</th><th>port</th></tr>{rows}</table>\
-                 <p><a href=\"/_pactown/services\">services</a> · <a href=\"/_pactown/metrics\">metrics</a></p>"
-            );
-            let mut r = Response::new(full(page));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            r
-        }
         other => json_response(
             StatusCode::NOT_FOUND,
-            &serde_json::json!({"error": format!("no `{other}` here"), "try": ["/_pactown/services", "/_pactown/metrics", "http://<service>.localhost:<port>/"]}),
+            &serde_json::json!({"error": format!("no `{other}` here"), "try": ["/", "/_pactown/services", "/_pactown/metrics", "http://<service>.localhost:<port>/"]}),
         ),
     }
 }

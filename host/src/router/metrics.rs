@@ -48,6 +48,18 @@ impl Metrics {
     pub fn errors(&self) -> u64 {
         self.by_class[4].load(Ordering::Relaxed)
     }
+
+    /// The counters now, as JSON: requests, 5xx, rate-limited, latency sum (µs) and the
+    /// count per bucket of [`BUCKETS`] (the last: over the largest).
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requests": self.total(),
+            "errors": self.errors(),
+            "rate_limited": self.rate_limited.load(Ordering::Relaxed),
+            "latency_sum_us": self.sum_micros.load(Ordering::Relaxed),
+            "buckets": self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect::<Vec<_>>(),
+        })
+    }
 }
 
 /// One service's figures for rendering.

@@ -31,6 +31,7 @@ use crate::control::status::ServiceStatus;
 use crate::spec::ecosystem::RateLimit;
 
 pub mod admin;
+pub mod dashboard;
 pub mod limit;
 pub mod metrics;
 pub mod proxy;
