@@ -171,3 +171,176 @@ impl Drop for Down<'_> {
         let _ = self.0.run_up(&["down", "h.pactown.yaml"]);
     }
 }
+
+const WASM_V: &str = r#"# wasm
+
+```rust markpact:file path=src/main.rs
+use pactown_guest::http::{Body, Request, Response, Result};
+
+#[wstd::http_server]
+async fn main(_req: Request<Body>) -> Result<Response<Body>> {
+    Ok(pactown_guest::text(200, "wasm VERSION"))
+}
+```
+"#;
+
+const NATIVE_V: &str = r#"# native
+
+```python markpact:file path=server.py
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        data = f"native VERSION {os.environ.get('GREETING', '')}".encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+```
+
+```bash markpact:run
+exec python3 server.py
+```
+"#;
+
+fn watched() -> TestEnv {
+    let env = TestEnv::new();
+    env.write("wasm/README.md", &WASM_V.replace("VERSION", "v1"))
+        .write("native/README.md", &NATIVE_V.replace("VERSION", "v1"))
+        .write("dep/README.md", &NATIVE_V.replace("VERSION", "dep"))
+        .write("w.pactown.yaml", &eco_yaml(""));
+    env
+}
+
+fn eco_yaml(dep_env: &str) -> String {
+    format!(
+        "name: w\nbase_port: 0\nservices:\n  wasm: {{}}\n  native: {{health_check: /}}\n  \
+         dep: {{health_check: /, depends_on: [native]{dep_env}}}\n"
+    )
+}
+
+/// GETs a stable address over and over until stopped: every answer it saw.
+struct Poller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::thread::JoinHandle<Vec<(u16, String)>>,
+}
+
+impl Poller {
+    fn start(port: u16) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let seen = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                seen.push(http_get(port, "/").unwrap_or((0, "no answer".into())));
+            }
+            seen
+        });
+        Self { stop, seen }
+    }
+
+    fn stop(self) -> Vec<(u16, String)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.seen.join().unwrap()
+    }
+}
+
+fn main_pid(up: &crate::support_up::Up, name: &str) -> i64 {
+    up.service(name)["replicas"][0]["main_pid"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn with_watch_an_edited_readme_rebuilds_and_rolls_that_service_alone_with_no_error_at_its_address()
+{
+    let env = watched();
+    let started = env.run_up(&[
+        "up",
+        "-d",
+        "w.pactown.yaml",
+        "--listen",
+        "127.0.0.1:0",
+        "--watch",
+    ]);
+    let up = crate::support_up::Up {
+        env: &env,
+        file: "w.pactown.yaml".into(),
+        started,
+    };
+    up.started.ok();
+    let (wasm, native) = (up.port("wasm"), up.port("native"));
+    assert_eq!(http_get(wasm, "/").unwrap(), (200, "wasm v1".into()));
+    let (native_pid, dep_pid) = (main_pid(&up, "native"), main_pid(&up, "dep"));
+    let log = || env.read(".pactown/w/logs/pactown.log");
+    wait_until(30, "the watch to start", || log().contains("watching"));
+
+    // A wasm README: its component rebuilt and swapped; nothing else restarts.
+    let polling = Poller::start(wasm);
+    env.write("wasm/README.md", &WASM_V.replace("VERSION", "v2"));
+    wait_until(300, "the new wasm version to answer", || {
+        http_get(wasm, "/").is_ok_and(|r| r.1 == "wasm v2")
+    });
+    let seen = polling.stop();
+    assert!(
+        seen.iter().all(|(code, _)| *code == 200),
+        "{:?}",
+        seen.iter().filter(|s| s.0 != 200).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (main_pid(&up, "native"), main_pid(&up, "dep")),
+        (native_pid, dep_pid)
+    );
+    wait_until(30, "the reload's line", || {
+        log().contains("`wasm` rebuilt and rolled")
+    });
+
+    // A native README: its process restarted with the new files, requests held meanwhile;
+    // its dependent's environment did not change, so it keeps running.
+    let polling = Poller::start(native);
+    env.write("native/README.md", &NATIVE_V.replace("VERSION", "v2"));
+    wait_until(120, "the new native version to answer", || {
+        http_get(native, "/").is_ok_and(|r| r.1.starts_with("native v2"))
+    });
+    let seen = polling.stop();
+    assert!(
+        seen.iter().all(|(code, _)| *code == 200),
+        "{:?}",
+        seen.iter().filter(|s| s.0 != 200).collect::<Vec<_>>()
+    );
+    assert_ne!(main_pid(&up, "native"), native_pid);
+    assert_eq!(
+        main_pid(&up, "dep"),
+        dep_pid,
+        "the dependent restarted though its environment did not change"
+    );
+
+    // A broken edit keeps the running version and names the line.
+    env.write(
+        "native/README.md",
+        &NATIVE_V
+            .replace("VERSION", "v3")
+            .replace("path=server.py", "path=../server.py"),
+    );
+    wait_until(60, "the diagnostic", || {
+        log().contains("the running version stays") && log().contains("native/README.md:3:")
+    });
+    assert!(http_get(native, "/").unwrap().1.starts_with("native v2"));
+
+    // The ecosystem file: the dependent's environment changed, so it alone restarts.
+    env.write("native/README.md", &NATIVE_V.replace("VERSION", "v2"));
+    let native_pid = main_pid(&up, "native");
+    env.write("w.pactown.yaml", &eco_yaml(", env: {GREETING: hello}"));
+    let dep = up.port("dep");
+    wait_until(120, "the dependent's new environment", || {
+        http_get(dep, "/").is_ok_and(|r| r.1 == "native dep hello")
+    });
+    assert_ne!(main_pid(&up, "dep"), dep_pid);
+    assert_eq!(main_pid(&up, "native"), native_pid);
+}

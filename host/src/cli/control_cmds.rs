@@ -226,6 +226,71 @@ impl StartCommand {
     }
 }
 
+/// Watch a running ecosystem's files and reload it on each change (as `up --watch` does).
+#[derive(Debug, clap::Args)]
+pub struct WatchCommand {
+    /// The ecosystem file.
+    pub file: PathBuf,
+    /// Restart the dependents of a changed service too.
+    #[arg(long)]
+    pub cascade: bool,
+}
+
+impl WatchCommand {
+    /// Run it (until interrupted).
+    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+        let eco = super::load(&self.file, term)?.ecosystem;
+        let state = state_of(&eco);
+        if !state.is_running() {
+            return Err(user_error(
+                format!("{} is not running", eco.name),
+                Some(&format!(
+                    "start it with `pactown up --watch {}`, or `up -d` and then watch",
+                    self.file.display()
+                )),
+            ));
+        }
+        let files = crate::orchestrator::watch::sources(&eco);
+        term.info(&format!(
+            "pactown: watching {} files of {} for changes (Ctrl+C to stop)",
+            files.len(),
+            eco.name
+        ));
+        let (cascade, path, term2) = (self.cascade, eco.source.path.clone(), term.clone());
+        super::session::block_on(crate::orchestrator::watch::watch(
+            files.clone(),
+            move || {
+                let (state, path, term, previous) =
+                    (state.clone(), path.clone(), term2.clone(), files.clone());
+                async move {
+                    let reply = tokio::task::spawn_blocking(move || {
+                        state.request(&Request::Reload { cascade }, None)
+                    })
+                    .await;
+                    match reply {
+                        Ok(Ok(Reply::Reloaded { summary })) => {
+                            term.info(&format!("pactown: {summary}"))
+                        }
+                        Ok(Ok(Reply::Error { error, .. })) => term.error(&error),
+                        Ok(Ok(other)) => term.error(&format!(
+                            "the running pactown answered {other:?} to `reload`"
+                        )),
+                        Ok(Err(e)) => {
+                            term.error(&format!("the running pactown did not answer: {e:#}"))
+                        }
+                        Err(e) => term.error(&format!("{e}")),
+                    }
+                    let env = |k: &str| std::env::var(k).ok();
+                    crate::spec::load(&path, &env).map_or(previous, |l| {
+                        crate::orchestrator::watch::sources(&l.ecosystem)
+                    })
+                }
+            },
+        ))?;
+        Ok(ExitStatus::Success)
+    }
+}
+
 /// Send a request about one service to the running ecosystem and say how it went.
 fn one_service(
     file: &Path,

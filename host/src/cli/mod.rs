@@ -83,6 +83,8 @@ pub enum Command {
     Restart(control_cmds::RestartCommand),
     /// Stop one service of a running ecosystem
     Stop(control_cmds::StopCommand),
+    /// Watch a running ecosystem's files; rebuild and roll what changed
+    Watch(control_cmds::WatchCommand),
     /// Start a stopped service of a running ecosystem again
     Start(control_cmds::StartCommand),
     /// Run durable, reversible jobs over the services (`builtin: job-control`) and look at them
@@ -174,6 +176,7 @@ pub fn main() -> ExitCode {
         Command::Logs(c) => c.run(&term),
         Command::Restart(c) => c.run(&term),
         Command::Stop(c) => c.run(&term),
+        Command::Watch(c) => c.run(&term),
         Command::Start(c) => c.run(&term),
         Command::Job(c) => c.run(&term),
         Command::Publish(c) => c.run(&term),

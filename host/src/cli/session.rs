@@ -97,6 +97,8 @@ pub(crate) struct UpHow {
     pub waves: bool,
     /// Restart buttons on the dashboard.
     pub dashboard_actions: bool,
+    /// Watch and reload (`Some(cascade)`).
+    pub watch: Option<bool>,
 }
 
 /// Bring `eco` up; with `once`, run its checks when it is ready and stop, else keep it running
@@ -111,6 +113,7 @@ pub(crate) async fn up(eco: Ecosystem, term: Term, how: UpHow) -> anyhow::Result
         once,
         waves,
         dashboard_actions,
+        watch,
     } = how;
     let name = eco.name.clone();
     let reporter = Arc::new(CliReporter {
@@ -125,6 +128,7 @@ pub(crate) async fn up(eco: Ecosystem, term: Term, how: UpHow) -> anyhow::Result
         mode: if once { Mode::Check } else { Mode::Serve },
         waves,
         dashboard_actions,
+        watch,
     };
     match session::run(eco, opts, reporter).await {
         Ok(Ended::Stopped) => Ok(ExitStatus::Success),

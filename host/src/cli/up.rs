@@ -54,6 +54,14 @@ pub struct UpCommand {
     /// without this.
     #[arg(long)]
     pub dashboard_actions: bool,
+    /// Watch the ecosystem file, every README and its includes; rebuild and roll what changed
+    /// (see `pactown watch`).
+    #[arg(long)]
+    pub watch: bool,
+    /// With `--watch`: restart the dependents of a changed service too (by default only those
+    /// whose environment changed).
+    #[arg(long, requires = "watch")]
+    pub cascade: bool,
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
 }
@@ -168,6 +176,8 @@ impl UpCommand {
             );
             args.extend(self.bind.map(|b| format!("--bind={b}")));
             args.extend(self.waves.then(|| "--waves".to_string()));
+            args.extend(self.watch.then(|| "--watch".to_string()));
+            args.extend(self.cascade.then(|| "--cascade".to_string()));
             args.extend(
                 self.dashboard_actions
                     .then(|| "--dashboard-actions".to_string()),
@@ -193,6 +203,7 @@ impl UpCommand {
                 once: false,
                 waves: self.waves,
                 dashboard_actions: self.dashboard_actions,
+                watch: self.watch.then_some(self.cascade),
             },
         ))
     }

@@ -52,6 +52,12 @@ pub enum Request {
         /// The service.
         service: String,
     },
+    /// Read the ecosystem file and the READMEs again and apply what changed.
+    Reload {
+        /// Restart the dependents of what changed too.
+        #[serde(default)]
+        cascade: bool,
+    },
     /// Stop everything and exit.
     Down,
 }
@@ -74,6 +80,11 @@ pub enum Reply {
     Service {
         /// Its status now.
         service: status::ServiceStatus,
+    },
+    /// What a reload changed, in one line.
+    Reloaded {
+        /// What changed, what was rebuilt and restarted, how long it took.
+        summary: String,
     },
     /// Everything is being stopped.
     Stopping,

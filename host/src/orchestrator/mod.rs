@@ -5,9 +5,12 @@
 pub mod checks;
 pub mod health;
 pub mod logs;
+mod reload;
+mod roll;
 pub mod session;
 pub mod supervisor;
 mod wasm_backend;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::build::{self, Built, Cache};
 use crate::control::status::{EcosystemStatus, State};
 use crate::control::{Reply, Request, StateDir};
-use crate::plan::Plan;
+use crate::plan::{Plan, ServicePlan};
 use crate::router::{Endpoint, RequestLog, Router};
 use crate::spec::graph::DependencyGraph;
 use crate::spec::{Ecosystem, PortSpec};
@@ -111,6 +114,12 @@ pub struct Orchestrator {
     proof: Arc<str>,
     /// Its `builtin: job-control` services (the dashboard shows their jobs).
     job_controls: Vec<String>,
+    /// The ecosystem as last loaded (a reload compares with it).
+    loaded: std::sync::Mutex<Option<Ecosystem>>,
+    /// Each service's plan as it runs now.
+    applied: std::sync::Mutex<IndexMap<String, ServicePlan>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Orchestrator {
@@ -199,6 +208,7 @@ impl Orchestrator {
             .with_context(|| format!("cannot open the log of `{name}`"))?;
             services.insert(name.clone(), ServiceRuntime::new(sp.clone(), Arc::new(log)));
         }
+        let applied = plan.services.clone();
         Ok(Self {
             plan,
             services,
@@ -220,6 +230,9 @@ impl Orchestrator {
             engine: std::sync::OnceLock::new(),
             stats: Default::default(),
             proof: crate::router::new_secret(),
+            loaded: std::sync::Mutex::new(None),
+            applied: std::sync::Mutex::new(applied),
+            reloading: tokio::sync::Mutex::new(()),
             job_controls: eco
                 .services
                 .values()
@@ -360,7 +373,8 @@ impl Orchestrator {
                 Built::Component(component) => {
                     self.stats.lock().expect("stats").toolchain_builds +=
                         u64::from(component.built);
-                    self.wasm_backend(&name, &component, cache).await?
+                    self.wasm_backend(&self.plan.services[name.as_str()], &component, cache)
+                        .await?
                 }
                 Built::Builtin => self.builtin_backend(&name, eco)?,
             };
@@ -442,43 +456,7 @@ impl Orchestrator {
                     rt.log.event(name, "no run block: nothing to start");
                     continue;
                 }
-                let (env, sandbox) = match p.backend {
-                    Backend::Native => {
-                        let proxy = self.proxy_addrs.get(name.as_str()).copied();
-                        let env = rt.plan.process_env(crate::plan::Added {
-                            path_prefix: &p.native.path_prefix,
-                            build: &p.native.env,
-                            proxy,
-                        });
-                        let path = env
-                            .iter()
-                            .rev()
-                            .find(|(k, _)| k == "PATH")
-                            .map(|(_, v)| v.clone());
-                        let sandbox = crate::build::confine::service_sandbox(
-                            &self.plan,
-                            &rt.plan,
-                            &p.native,
-                            proxy.map(|a| a.port()),
-                            path.as_deref(),
-                        );
-                        (env, Some(sandbox))
-                    }
-                    _ => (
-                        rt.plan
-                            .env
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                        None,
-                    ),
-                };
-                let launch = Arc::new(Launch {
-                    exe: exe.clone(),
-                    env,
-                    sandbox,
-                    backend: p.backend.clone(),
-                });
+                let launch = Arc::new(self.launch_of(&rt.plan, p, &exe));
                 rt.start(launch);
                 waiting.push((name, rt.clone(), Instant::now() + rt.plan.health.timeout));
             }
@@ -497,6 +475,50 @@ impl Orchestrator {
             }
         }
         Ok(())
+    }
+
+    /// How a service of `sp` is started from what was prepared for it: a native process's
+    /// whole environment and confinement, a component's variables.
+    pub(crate) fn launch_of(
+        &self,
+        sp: &ServicePlan,
+        p: &PreparedService,
+        exe: &std::path::Path,
+    ) -> Launch {
+        let (env, sandbox) = match p.backend {
+            Backend::Native => {
+                let proxy = self.proxy_addrs.get(sp.name.as_str()).copied();
+                let env = sp.process_env(crate::plan::Added {
+                    path_prefix: &p.native.path_prefix,
+                    build: &p.native.env,
+                    proxy,
+                });
+                let path = env
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == "PATH")
+                    .map(|(_, v)| v.clone());
+                let sandbox = crate::build::confine::service_sandbox(
+                    &self.plan,
+                    sp,
+                    &p.native,
+                    proxy.map(|a| a.port()),
+                    path.as_deref(),
+                );
+                (env, Some(sandbox))
+            }
+            _ => (
+                sp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                None,
+            ),
+        };
+        Launch {
+            exe: exe.to_path_buf(),
+            env,
+            sandbox,
+            run: sp.run.clone(),
+            backend: p.backend.clone(),
+        }
     }
 
     /// Why `name` did not start, with its last log lines.
@@ -594,6 +616,10 @@ impl Orchestrator {
                         },
                     }
                 }
+            },
+            Ok(Request::Reload { cascade }) => match self.reload(cascade).await {
+                Ok(summary) => Reply::Reloaded { summary },
+                Err(e) => Reply::error(e),
             },
             Ok(Request::Stop { service }) => match self.services.get(&service) {
                 None => Reply::error(crate::plan::calls::unknown(&service)),

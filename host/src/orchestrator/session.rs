@@ -70,6 +70,8 @@ pub struct SessionOptions {
     pub waves: bool,
     /// The dashboard may restart services.
     pub dashboard_actions: bool,
+    /// Watch the files and reload on change (`Some(cascade)`).
+    pub watch: Option<bool>,
 }
 
 /// How a session ended (its failures are errors: [`AlreadyRunning`], or a start that failed,
@@ -132,6 +134,7 @@ pub async fn run(
         bind: opts.bind,
     };
     let mut orch = Orchestrator::bind(&eco, &facts, state.clone(), &up_opts, say)?;
+    orch.keep_ecosystem(&eco);
     for w in warnings(&orch, &eco) {
         reporter.warn(&w);
     }
@@ -219,7 +222,24 @@ pub async fn run(
         Mode::Serve => {
             let control = orch.take_control().expect("control listener");
             let orch = Arc::new(orch);
+            let watching = opts.watch.map(|cascade| {
+                let (o, r) = (orch.clone(), reporter.clone());
+                reporter.say(&format!("watching {} files for changes", o.sources().len()));
+                tokio::spawn(super::watch::watch(o.sources(), move || {
+                    let (o, r) = (o.clone(), r.clone());
+                    async move {
+                        match o.reload(cascade).await {
+                            Ok(line) => r.say(&line),
+                            Err(e) => r.warn(&e),
+                        }
+                        o.sources()
+                    }
+                }))
+            });
             let run = orch.run_until_stopped(control, stop_rx).await;
+            if let Some(w) = watching {
+                w.abort();
+            }
             reporter.say("stopping");
             orch.shutdown().await;
             signals.abort();

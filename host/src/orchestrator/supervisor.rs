@@ -26,7 +26,7 @@ const LIVENESS_FAILURES: u32 = 3;
 
 /// What a replica should be doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Desired {
+pub(super) enum Desired {
     /// Running; a new generation means "restart now".
     Running(u64),
     /// Stopped.
@@ -42,6 +42,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Confinement of native processes (`None`: unconfined).
     pub sandbox: Option<crate::build::confine::NativeSandbox>,
+    /// The run command of a native service (given to `sh -c`).
+    pub run: Option<String>,
     /// What runs.
     pub backend: Backend,
 }
@@ -67,21 +69,21 @@ pub enum Backend {
 }
 
 /// A running replica: a process or a component instance.
-enum Running {
+pub(super) enum Running {
     Native(Box<NativeChild>),
     Wasm(CommandInstance),
     Builtin(JoinHandle<()>),
 }
 
 impl Running {
-    fn pid(&self) -> i32 {
+    pub(super) fn pid(&self) -> i32 {
         match self {
             Running::Native(c) => c.pid(),
             Running::Wasm(_) | Running::Builtin(_) => std::process::id() as i32,
         }
     }
 
-    async fn wait(&mut self) -> i32 {
+    pub(super) async fn wait(&mut self) -> i32 {
         match self {
             Running::Native(c) => c.wait().await.unwrap_or(1),
             Running::Wasm(i) => i.wait().await,
@@ -90,7 +92,7 @@ impl Running {
         }
     }
 
-    async fn stop(&mut self, grace: Duration) -> i32 {
+    pub(super) async fn stop(&mut self, grace: Duration) -> i32 {
         match self {
             Running::Native(c) => c.stop(grace).await.unwrap_or(1),
             // A component has no signal handlers: its instance is dropped.
@@ -113,17 +115,17 @@ pub struct ServiceRuntime {
     pub plan: ServicePlan,
     /// Its logs.
     pub log: Arc<ServiceLog>,
-    replicas: Mutex<Vec<ReplicaStatus>>,
-    changed: watch::Sender<u64>,
-    desired: Vec<watch::Sender<Desired>>,
+    pub(super) replicas: Mutex<Vec<ReplicaStatus>>,
+    pub(super) changed: watch::Sender<u64>,
+    pub(super) desired: Vec<watch::Sender<Desired>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    http: std::sync::OnceLock<Arc<HttpService>>,
+    pub(super) http: std::sync::RwLock<Option<Arc<HttpService>>>,
     next: AtomicUsize,
-    stopping: std::sync::atomic::AtomicBool,
+    pub(super) stopping: std::sync::atomic::AtomicBool,
     /// `start` was called (before, requests to it are held: it is about to start).
     launched: std::sync::atomic::AtomicBool,
     /// How it was started (to start it again after a stop).
-    launch: Mutex<Option<Arc<Launch>>>,
+    pub(super) launch: Mutex<Option<Arc<Launch>>>,
     /// Its native replicas run in their own namespaces (the shim's child is their init).
     isolated: bool,
 }
@@ -150,7 +152,7 @@ impl ServiceRuntime {
                 .map(|_| watch::channel(Desired::Running(0)).0)
                 .collect(),
             tasks: Mutex::new(Vec::new()),
-            http: std::sync::OnceLock::new(),
+            http: std::sync::RwLock::new(None),
             next: AtomicUsize::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
             launched: std::sync::atomic::AtomicBool::new(false),
@@ -161,33 +163,13 @@ impl ServiceRuntime {
         })
     }
 
-    /// Start a stopped service again, as it was first started.
-    pub fn resume(self: &Arc<Self>) -> Result<(), String> {
-        if !self.stopping.load(Ordering::Relaxed) {
-            return Err(format!("`{}` is not stopped", self.plan.name));
-        }
-        let launch = self
-            .launch
-            .lock()
-            .expect("launch")
-            .clone()
-            .ok_or_else(|| format!("`{}` was never started", self.plan.name))?;
-        for d in &self.desired {
-            // No receiver is left after a stop, so `send` would not store it.
-            d.send_replace(Desired::Running(0));
-        }
-        self.stopping.store(false, Ordering::Relaxed);
-        self.start(launch);
-        Ok(())
-    }
-
     /// Start every replica. Must be called from an async task on a runtime worker thread:
     /// the kernel's parent-death signal is tied to the thread that forks.
     pub fn start(self: &Arc<Self>, launch: Arc<Launch>) {
         *self.launch.lock().expect("launch") = Some(launch.clone());
         if let Backend::WasmHttp(svc) = &launch.backend {
             // Loaded and pre-instantiated: ready now; instances are made per request.
-            let _ = self.http.set(svc.clone());
+            *self.http.write().expect("http") = Some(svc.clone());
             self.update(0, |r| {
                 r.state = State::Ready;
                 r.pid = Some(std::process::id() as i32);
@@ -239,7 +221,7 @@ impl ServiceRuntime {
         if self.stopping.load(Ordering::Relaxed) {
             return None;
         }
-        self.http.get().cloned()
+        self.http.read().expect("http").clone()
     }
 
     /// Internal ports of ready replicas, starting at the next one in round-robin order.
@@ -321,7 +303,7 @@ impl ServiceRuntime {
     /// Stop every replica (SIGTERM, grace period, then kill) and wait for them.
     pub async fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
-        if self.http.get().is_some() {
+        if self.http.read().expect("http").is_some() {
             self.update(0, |r| {
                 r.state = State::Stopped;
                 r.pid = None;
@@ -336,7 +318,7 @@ impl ServiceRuntime {
         }
     }
 
-    fn update(&self, i: usize, f: impl FnOnce(&mut ReplicaStatus)) {
+    pub(super) fn update(&self, i: usize, f: impl FnOnce(&mut ReplicaStatus)) {
         {
             let mut r = self.replicas.lock().expect("replicas");
             f(&mut r[i]);
@@ -372,6 +354,13 @@ impl ServiceRuntime {
                 self.update(i, |r| r.restarts += 1);
             }
             first = false;
+            // The newest launch: a reload may have rebuilt the service since.
+            let launch = self
+                .launch
+                .lock()
+                .expect("launch")
+                .clone()
+                .unwrap_or_else(|| launch.clone());
             let outcome = self.run_once(i, &label, &launch, &mut desired).await;
             let code = match outcome {
                 Outcome::Stopped => {
@@ -494,6 +483,25 @@ impl ServiceRuntime {
         outcome
     }
 
+    /// Send a started process's output and sandbox reports to the service's log.
+    pub(super) fn attach_output(&self, child: &mut Running, label: &str) {
+        if let Running::Native(c) = child {
+            if let Some(reports) = c.take_reports() {
+                let log = self.log.clone();
+                tokio::spawn(async move { log.drain_reports(reports).await });
+            }
+            let (out, err) = c.take_output();
+            if let Some(out) = out {
+                let (log, l) = (self.log.clone(), label.to_string());
+                tokio::spawn(async move { log.drain(l, out).await });
+            }
+            if let Some(err) = err {
+                let (log, l) = (self.log.clone(), label.to_string());
+                tokio::spawn(async move { log.drain(l, err).await });
+            }
+        }
+    }
+
     /// Watch one started replica until it exits, fails, or is told to stop or restart.
     async fn supervise(
         &self,
@@ -504,23 +512,7 @@ impl ServiceRuntime {
         port: Option<u16>,
         desired: &mut watch::Receiver<Desired>,
     ) -> Outcome {
-        if let Running::Native(c) = child {
-            if let Some(reports) = c.take_reports() {
-                let log = self.log.clone();
-                tokio::spawn(async move { log.drain_reports(reports).await });
-            }
-            let (out, err) = c.take_output();
-            if let Some(out) = out {
-                let log = self.log.clone();
-                let l = label.to_string();
-                tokio::spawn(async move { log.drain(l, out).await });
-            }
-            if let Some(err) = err {
-                let log = self.log.clone();
-                let l = label.to_string();
-                tokio::spawn(async move { log.drain(l, err).await });
-            }
-        }
+        self.attach_output(child, label);
         let path = self.plan.health.check.as_deref();
         let grace = self.plan.stop_grace_period;
 
@@ -544,7 +536,7 @@ impl ServiceRuntime {
                 });
             }
             _ = desired.changed() => {
-                return self.stop_child(child, desired, grace, label).await;
+                return self.stop_child(i, child, desired, grace, label).await;
             }
         }
         let ready_at = Instant::now();
@@ -607,12 +599,12 @@ impl ServiceRuntime {
                 self.update(i, |r| r.last_exit = Some(code));
                 Outcome::Exited { code: code.max(1), healthy_for: ready_at.elapsed() }
             }
-            _ = desired.changed() => self.stop_child(child, desired, grace, label).await,
+            _ = desired.changed() => self.stop_child(i, child, desired, grace, label).await,
         }
     }
 
     /// Start replica `i`: a process through the shim, or a component instance.
-    fn launch(
+    pub(super) fn launch(
         &self,
         i: usize,
         label: &str,
@@ -653,7 +645,7 @@ impl ServiceRuntime {
                     argv: vec![
                         "/bin/sh".into(),
                         "-c".into(),
-                        self.plan.run.clone().unwrap_or_default(),
+                        launch.run.clone().unwrap_or_default(),
                     ],
                     cwd: self.plan.sandbox.dir.clone(),
                     env,
@@ -695,12 +687,18 @@ impl ServiceRuntime {
 
     async fn stop_child(
         &self,
+        i: usize,
         child: &mut Running,
         desired: &watch::Receiver<Desired>,
         grace: Duration,
         label: &str,
     ) -> Outcome {
         let stopping = *desired.borrow() == Desired::Stopped;
+        if !stopping {
+            // Out of the rotation before it stops: new requests go to the other replicas, or
+            // wait at the stable address for this one to be back.
+            self.update(i, |r| r.state = State::Starting);
+        }
         let code = child.stop(grace).await;
         self.log
             .event(label, &format!("stopped (exit code {code})"));

@@ -32,13 +32,13 @@ impl Orchestrator {
     /// Load a built component and make the service's backend.
     pub(super) async fn wasm_backend(
         &self,
-        name: &str,
+        sp: &crate::plan::ServicePlan,
         artifact: &build::Component,
         cache: &Cache,
     ) -> anyhow::Result<Backend> {
+        let name = sp.name.as_str();
         let engine = self.engine(cache)?;
         let rt = self.services[name].clone();
-        let sp = &rt.plan;
         let (e, wasm_path, key) = (
             engine.clone(),
             artifact.wasm.clone(),
@@ -64,7 +64,7 @@ impl Orchestrator {
                 sp.sandbox.kind.as_str()
             );
         }
-        let caps = self.capabilities(&rt)?;
+        let caps = self.capabilities(sp, &rt)?;
         let hooks = wasm::OutgoingHooks::new(name, Some(self.resolver(name)))
             .with_proof(self.proof.clone());
         Ok(match want {
@@ -98,8 +98,11 @@ impl Orchestrator {
 
     /// Deny by default: the plan's variables, the granted directories, its dependencies'
     /// addresses, its limits; output and refusals go to its log.
-    fn capabilities(&self, rt: &Arc<ServiceRuntime>) -> anyhow::Result<Capabilities> {
-        let sp = &rt.plan;
+    fn capabilities(
+        &self,
+        sp: &crate::plan::ServicePlan,
+        rt: &Arc<ServiceRuntime>,
+    ) -> anyhow::Result<Capabilities> {
         let mut caps = Capabilities::new();
         caps.env = sp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for d in &sp.dirs {
