@@ -43,19 +43,24 @@ orphans() { # dir → kill and count processes whose working directory is below 
   done
   echo $n
 }
-run() { # who label [env...]
+run() { # who label [env...]   (who: ours, waves (ours with --waves), ref)
   local who=$1 label=$2; shift 2
-  local cmd timeout=600
-  if [ "$who" = ours ]; then cmd="$PACTOWN up $FILE"; else cmd="$REF up $FILE"; timeout=$REF_TIMEOUT; fi
+  local cmd timeout=600 dir=$who results="$WORK/up-results.jsonl"
+  case "$who" in
+    ours) cmd="$PACTOWN up $FILE" ;;
+    waves) cmd="$PACTOWN up --waves $FILE"; dir=ours; results="$WORK/up-waves.jsonl" ;;
+    *) cmd="$REF up $FILE"; timeout=$REF_TIMEOUT ;;
+  esac
   local envs=(--env PIP_NO_CACHE_DIR=1)
   for e in "$@"; do envs+=(--env "$e"); done
-  python3 "$BENCH_DIR/measure.py" --cmd "$cmd" --cwd "$WORK/up-$who" --ports $PORTS "${envs[@]}" \
-    --log "$WORK/up-$who-$label.log" --timeout "$timeout" | tee -a "$WORK/up-results.jsonl" | sed "s/^/$who $label: /" || true
+  python3 "$BENCH_DIR/measure.py" --cmd "$cmd" --cwd "$WORK/up-$dir" --ports $PORTS "${envs[@]}" \
+    --log "$WORK/up-$who-$label.log" --timeout "$timeout" | tee -a "$results" | sed "s/^/$who $label: /" || true
   local left
-  left=$(orphans "$WORK/up-$who")
+  left=$(orphans "$WORK/up-$dir")
   [ "$left" = 0 ] || echo "$who $label: left $left processes running after it was stopped (killed now)"
 }
 : > "$WORK/up-results.jsonl"
+: > "$WORK/up-waves.jsonl"
 OURS_CACHE="$WORK/up-ours-cache"
 # cold: empty caches (ours: its cache dir, uv and the toolchains included; the reference: its
 # sandbox root, which holds its venv cache)
@@ -64,12 +69,14 @@ run ours cold PACTOWN_CACHE_DIR="$OURS_CACHE"
 run ref cold
 for i in $(seq 1 "$RUNS"); do
   run ours "warm$i" PACTOWN_CACHE_DIR="$OURS_CACHE"
+  run waves "warm$i" PACTOWN_CACHE_DIR="$OURS_CACHE"
   run ref "warm$i"
 done
-python3 - "$WORK/up-results.jsonl" "$WORK/up-ref-cold.log" <<'PY'
+python3 - "$WORK/up-results.jsonl" "$WORK/up-ref-cold.log" "$WORK/up-waves.jsonl" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 ours, ref = rows[0::2], rows[1::2]
+waves = [json.loads(l) for l in open(sys.argv[3])]
 def med(rs, k):
     ok = [r[k] for r in rs if k in r]
     return statistics.median(ok) if ok else None
@@ -78,7 +85,7 @@ def show(v, unit=1):
 def ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:6.3f}"
 print("\n                     ours        reference   ours/reference")
-for label, o, r in [("cold ready (s)", ours[:1], ref[:1]), ("warm ready (s)", ours[1:], ref[1:])]:
+for label, o, r in [("cold ready (s)", ours[:1], ref[:1]), ("warm ready (s)", ours[1:], ref[1:]), ("warm, --waves (s)", waves, ref[1:])]:
     a, b = med(o, "ready_s"), med(r, "ready_s")
     print(f"{label:18} {show(a):>10}  {show(b):>10}      {ratio(a, b)}")
 for label, key, unit in [("orchestrator MiB", "orchestrator_pss_kb", 1024), ("services MiB", "services_pss_kb", 1024), ("stop (s)", "stop_s", 1)]:

@@ -405,6 +405,15 @@ pub fn at_path(path: &str, value: serde_json::Value) -> serde_json::Value {
         .fold(value, |v, key| serde_json::json!({ key: v }))
 }
 
+/// Does `input` read the job's document (a `$fromState` anywhere in it)?
+pub fn reads_state(input: &serde_json::Value) -> bool {
+    match input {
+        serde_json::Value::Object(m) => m.contains_key("$fromState") || m.values().any(reads_state),
+        serde_json::Value::Array(a) => a.iter().any(reads_state),
+        _ => false,
+    }
+}
+
 /// `input` with every `{"$fromState": "path"}` replaced by that value of `doc`; the first
 /// missing path is an error.
 pub fn resolve(

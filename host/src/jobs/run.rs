@@ -208,8 +208,12 @@ impl JobControl {
 
     /// One task, with its retries; its result stored where it says.
     async fn task(&self, row: &JobRow, step: &str, t: &Task) -> Result<(), String> {
-        let doc = self.document(&row.state).await?;
-        let input = super::model::resolve(&t.input, &doc)?;
+        // The document is read only when the input reads it.
+        let input = if super::model::reads_state(&t.input) {
+            super::model::resolve(&t.input, &self.document(&row.state).await?)?
+        } else {
+            t.input.clone()
+        };
         let (method, path, body) = match &t.command {
             Some(c) => (
                 Method::POST,

@@ -1,6 +1,7 @@
 //! The stable address of every service. The host binds each service's port itself and proxies
-//! HTTP to the replicas that are ready, round-robin; while none is, it answers 503 with a JSON
-//! body. A replica that refuses the connection (it just died) costs an idempotent request one
+//! HTTP to the replicas that are ready, round-robin; while the service is starting, a request
+//! is held until it is ready (or fails: then a 503 naming it), and while none is ready otherwise
+//! it answers 503 with a JSON body. A replica that refuses the connection (it just died) costs an idempotent request one
 //! retry on the next replica, not an error. A restarted replica never changes the address its
 //! dependents use.
 //!
