@@ -343,4 +343,37 @@ fn with_watch_an_edited_readme_rebuilds_and_rolls_that_service_alone_with_no_err
     });
     assert_ne!(main_pid(&up, "dep"), dep_pid);
     assert_eq!(main_pid(&up, "native"), native_pid);
+
+    // A service added to the ecosystem file comes up at an address of its own; removed, it stops.
+    env.write("extra/README.md", &NATIVE_V.replace("VERSION", "extra"));
+    env.write(
+        "w.pactown.yaml",
+        &(eco_yaml(", env: {GREETING: hello}") + "  extra: {health_check: /}\n"),
+    );
+    wait_until(120, "the added service in the status", || {
+        up.status()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "extra" && s["state"] == "ready")
+    });
+    let extra = up.port("extra");
+    assert_eq!(http_get(extra, "/").unwrap(), (200, "native extra ".into()));
+    assert_eq!(
+        main_pid(&up, "native"),
+        native_pid,
+        "adding a service restarted another"
+    );
+    env.write("w.pactown.yaml", &eco_yaml(", env: {GREETING: hello}"));
+    wait_until(60, "the removed service gone", || {
+        !up.status()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "extra")
+    });
+    assert_eq!(http_get(extra, "/").unwrap().0, 503);
+    wait_until(30, "the reload lines", || {
+        log().contains("`extra` added and started") && log().contains("`extra` removed")
+    });
 }

@@ -288,9 +288,14 @@ fn metrics_count_what_the_test_sent_and_the_gateway_routes_by_host() {
     let services: serde_json::Value = serde_json::from_str(&services).unwrap();
     assert_eq!(services["services"][0]["name"], "api");
     assert_eq!(services["services"][1]["kind"], "wasm-http");
+    // The dashboard, and the graph it draws the services from.
     let (code, body) = http_request(gport, "GET", "/", None).unwrap();
     assert_eq!(code, 200);
-    assert!(body.contains("api.localhost"), "{body}");
+    assert!(body.contains("/_pactown/ui/app.js"), "{body}");
+    let (code, graph) = http_get(gport, "/_pactown/graph").unwrap();
+    assert_eq!(code, 200);
+    let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    assert_eq!(graph["services"][0]["name"], "api", "{graph}");
 }
 
 /// `up --only NAME` runs one service and reaches the others where they run, by name (as each

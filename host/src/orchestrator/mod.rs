@@ -4,6 +4,7 @@
 
 pub mod checks;
 pub mod health;
+mod launch;
 pub mod logs;
 mod reload;
 mod roll;
@@ -28,7 +29,7 @@ use crate::router::{Endpoint, RequestLog, Router};
 use crate::spec::graph::DependencyGraph;
 use crate::spec::{Ecosystem, PortSpec};
 use logs::{ConsoleLine, ServiceLog};
-use supervisor::{Backend, Launch, NotReady, ServiceRuntime};
+use supervisor::{Backend, NotReady, ServiceRuntime};
 
 use pactown_runtime::wasm::{HttpService, WasmEngine};
 
@@ -94,13 +95,20 @@ impl std::error::Error for StartFailure {}
 pub struct Orchestrator {
     /// The plan, with the ports actually bound.
     pub plan: Plan,
-    services: IndexMap<String, Arc<ServiceRuntime>>,
+    services: Arc<std::sync::RwLock<IndexMap<String, Arc<ServiceRuntime>>>>,
+    /// The router, once the addresses are served (a reload adds services to it).
+    router: std::sync::OnceLock<Router>,
     state: StateDir,
     socket: std::path::PathBuf,
     control: Option<tokio::net::UnixListener>,
     listeners: IndexMap<String, std::net::TcpListener>,
     proxies: IndexMap<String, std::net::TcpListener>,
-    proxy_addrs: IndexMap<String, SocketAddr>,
+    proxy_addrs: std::sync::RwLock<IndexMap<String, SocketAddr>>,
+    /// Where stable addresses are bound, the console and the anomaly log (a reload that adds
+    /// a service needs them).
+    bind_ip: std::net::IpAddr,
+    console_tx: Option<mpsc::Sender<ConsoleLine>>,
+    anomalies: crate::jsonlog::JsonLog,
     admin: Option<std::net::TcpListener>,
     /// The admin/gateway address.
     pub gateway: SocketAddr,
@@ -211,15 +219,21 @@ impl Orchestrator {
         let applied = plan.services.clone();
         Ok(Self {
             plan,
-            services,
+            services: Arc::new(std::sync::RwLock::new(services)),
+            router: std::sync::OnceLock::new(),
             state,
             socket,
             control: Some(control),
             listeners,
-            proxy_addrs: proxies
-                .iter()
-                .filter_map(|(n, l)| Some((n.clone(), l.local_addr().ok()?)))
-                .collect(),
+            proxy_addrs: std::sync::RwLock::new(
+                proxies
+                    .iter()
+                    .filter_map(|(n, l)| Some((n.clone(), l.local_addr().ok()?)))
+                    .collect(),
+            ),
+            bind_ip: opts.bind,
+            console_tx: opts.console.then(|| tx.clone()),
+            anomalies: anomalies.clone(),
             proxies,
             admin: Some(admin),
             gateway,
@@ -246,6 +260,16 @@ impl Orchestrator {
         })
     }
 
+    /// A service's runtime.
+    pub(crate) fn rt(&self, name: &str) -> Option<Arc<ServiceRuntime>> {
+        self.services.read().expect("services").get(name).cloned()
+    }
+
+    /// Every service's runtime now, in file order (then those a reload added).
+    pub(crate) fn runtimes(&self) -> IndexMap<String, Arc<ServiceRuntime>> {
+        self.services.read().expect("services").clone()
+    }
+
     /// Take the control socket's listener (to serve it with [`Self::run_until_stopped`]).
     pub fn take_control(&mut self) -> Option<tokio::net::UnixListener> {
         self.control.take()
@@ -261,7 +285,7 @@ impl Orchestrator {
         EcosystemStatus::live(
             &self.plan.ecosystem,
             Some(self.gateway),
-            self.services.values().map(|s| s.status()).collect(),
+            self.runtimes().values().map(|s| s.status()).collect(),
         )
     }
 
@@ -269,7 +293,7 @@ impl Orchestrator {
     /// and the admin/gateway address.
     pub fn serve_addresses(&mut self, dashboard_actions: bool) -> anyhow::Result<()> {
         let endpoints: IndexMap<String, Arc<Endpoint>> = self
-            .services
+            .runtimes()
             .iter()
             .map(|(n, s)| {
                 (
@@ -280,12 +304,13 @@ impl Orchestrator {
             .collect();
         let log = RequestLog::open(&self.state.path().join("logs").join("requests.log"))?;
         let router = Router::new(endpoints, log, self.proof.clone());
+        let _ = self.router.set(router.clone());
         let tokio_listener = |l: std::net::TcpListener| -> anyhow::Result<tokio::net::TcpListener> {
             l.set_nonblocking(true)?;
             Ok(tokio::net::TcpListener::from_std(l)?)
         };
         for (name, listener) in self.listeners.drain(..) {
-            let ep = router.endpoints[name.as_str()].clone();
+            let ep = router.endpoint(&name).expect("an endpoint per listener");
             self.tasks.push(tokio::spawn(
                 router.clone().serve(tokio_listener(listener)?, ep),
             ));
@@ -376,7 +401,7 @@ impl Orchestrator {
                     self.wasm_backend(&self.plan.services[name.as_str()], &component, cache)
                         .await?
                 }
-                Built::Builtin => self.builtin_backend(&name, eco)?,
+                Built::Builtin => self.builtin_backend(&self.plan, &name, eco)?,
             };
             out.insert(
                 name,
@@ -400,41 +425,6 @@ impl Orchestrator {
         Ok(out)
     }
 
-    /// A built-in service's handler, its database in the state dir.
-    fn builtin_backend(&self, name: &str, eco: &Ecosystem) -> anyhow::Result<Backend> {
-        let Some((kind, _)) = eco.services[name].builtin else {
-            anyhow::bail!("`{name}` is planned as built-in but names no `builtin:`");
-        };
-        let services = self
-            .plan
-            .services
-            .values()
-            .map(|s| crate::jobs::Known {
-                name: s.name.clone(),
-                port: s.port,
-                health: s.health.check.clone(),
-                kind: eco.services[s.name.as_str()]
-                    .builtin
-                    .as_ref()
-                    .map_or(s.sandbox.kind.as_str(), |(b, _)| b.as_str())
-                    .to_string(),
-            })
-            .collect();
-        let ctx = crate::jobs::Context {
-            name: name.to_string(),
-            db: self
-                .state
-                .path()
-                .join("builtin")
-                .join(format!("{name}.sqlite3")),
-            calls: self.plan.services[name].calls.clone(),
-            services,
-        };
-        let handler = crate::jobs::open(kind, ctx)
-            .with_context(|| format!("cannot open the built-in service `{name}`"))?;
-        Ok(Backend::Builtin(handler))
-    }
-
     /// Start the services wave by wave; each wave waits for the previous to be ready. On a
     /// failure, the error carries the failing service's last log lines.
     pub async fn start(
@@ -450,7 +440,7 @@ impl Orchestrator {
         let mut waiting = Vec::new();
         for wave in &self.plan.waves {
             for name in wave {
-                let rt = &self.services[name.as_str()];
+                let rt = &self.rt(name).expect("a planned service");
                 let p = &prepared[name.as_str()];
                 if matches!(p.backend, Backend::Native) && rt.plan.run.is_none() {
                     rt.log.event(name, "no run block: nothing to start");
@@ -475,50 +465,6 @@ impl Orchestrator {
             }
         }
         Ok(())
-    }
-
-    /// How a service of `sp` is started from what was prepared for it: a native process's
-    /// whole environment and confinement, a component's variables.
-    pub(crate) fn launch_of(
-        &self,
-        sp: &ServicePlan,
-        p: &PreparedService,
-        exe: &std::path::Path,
-    ) -> Launch {
-        let (env, sandbox) = match p.backend {
-            Backend::Native => {
-                let proxy = self.proxy_addrs.get(sp.name.as_str()).copied();
-                let env = sp.process_env(crate::plan::Added {
-                    path_prefix: &p.native.path_prefix,
-                    build: &p.native.env,
-                    proxy,
-                });
-                let path = env
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == "PATH")
-                    .map(|(_, v)| v.clone());
-                let sandbox = crate::build::confine::service_sandbox(
-                    &self.plan,
-                    sp,
-                    &p.native,
-                    proxy.map(|a| a.port()),
-                    path.as_deref(),
-                );
-                (env, Some(sandbox))
-            }
-            _ => (
-                sp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                None,
-            ),
-        };
-        Launch {
-            exe: exe.to_path_buf(),
-            env,
-            sandbox,
-            run: sp.run.clone(),
-            backend: p.backend.clone(),
-        }
     }
 
     /// Why `name` did not start, with its last log lines.
@@ -602,7 +548,7 @@ impl Orchestrator {
                 let _ = down.try_send(());
                 Reply::Stopping
             }
-            Ok(Request::Restart { service }) => match self.services.get(&service) {
+            Ok(Request::Restart { service }) => match self.rt(&service) {
                 None => Reply::error(crate::plan::calls::unknown(&service)),
                 Some(rt) => {
                     rt.log.event(&service, "restart requested");
@@ -621,7 +567,7 @@ impl Orchestrator {
                 Ok(summary) => Reply::Reloaded { summary },
                 Err(e) => Reply::error(e),
             },
-            Ok(Request::Stop { service }) => match self.services.get(&service) {
+            Ok(Request::Stop { service }) => match self.rt(&service) {
                 None => Reply::error(crate::plan::calls::unknown(&service)),
                 Some(rt) => {
                     rt.log.event(&service, "stop requested");
@@ -631,7 +577,7 @@ impl Orchestrator {
                     }
                 }
             },
-            Ok(Request::Start { service }) => match self.services.get(&service) {
+            Ok(Request::Start { service }) => match self.rt(&service) {
                 None => Reply::error(crate::plan::calls::unknown(&service)),
                 Some(rt) => {
                     rt.log.event(&service, "start requested");
@@ -661,8 +607,9 @@ impl Orchestrator {
         waves.reverse();
         for wave in waves {
             let stops = wave.iter().map(|name| {
-                let rt = self.services[name.as_str()].clone();
+                let rt = self.rt(name);
                 async move {
+                    let Some(rt) = rt else { return };
                     if rt.status().state != State::Stopped {
                         rt.stop().await;
                     }
@@ -680,7 +627,7 @@ impl Orchestrator {
 
     /// Lines the console dropped, per service.
     pub fn dropped_console_lines(&self) -> Vec<(String, u64)> {
-        self.services
+        self.runtimes()
             .iter()
             .filter(|(_, s)| s.log.dropped() > 0)
             .map(|(n, s)| (n.clone(), s.log.dropped()))
@@ -689,7 +636,7 @@ impl Orchestrator {
 
     /// Let the console print what it has, then stop it.
     pub async fn close_console(&mut self) {
-        self.services.clear();
+        self.services.write().expect("services").clear();
         if let Some(done) = self.console_done.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
         }
@@ -772,14 +719,14 @@ fn router_bind(
 
 /// The dashboard's restart button (`up --dashboard-actions`): a rolling restart, as
 /// `pactown restart` does.
-struct RestartFromDashboard(IndexMap<String, Arc<ServiceRuntime>>);
+struct RestartFromDashboard(Arc<std::sync::RwLock<IndexMap<String, Arc<ServiceRuntime>>>>);
 
 impl crate::router::dashboard::Actions for RestartFromDashboard {
     fn restart(
         &self,
         service: String,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
-        let rt = self.0.get(&service).cloned();
+        let rt = self.0.read().expect("services").get(&service).cloned();
         Box::pin(async move {
             let rt = rt.ok_or_else(|| format!("no service `{service}`"))?;
             rt.restart()

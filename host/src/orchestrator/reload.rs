@@ -9,8 +9,10 @@
 //!   so it answers no error for a change that builds and starts.
 //! - A service whose environment changed (a dependency's address, its `env:`) is restarted;
 //!   its dependents are not, unless `cascade` (process-compose's word) asks for it.
-//! - What cannot change under a running ecosystem (services added or removed, ports, replicas,
-//!   `depends_on`, limits) is named, and left until the next `up`.
+//! - A service added to the ecosystem file gets its address, is built and started; one removed
+//!   is stopped (its address answers 503 until the next `up`).
+//! - What cannot change under a running ecosystem (ports, replicas, `depends_on`, limits, health
+//!   checks) is named, and left until the next `up`.
 //! - A change that does not load or build changes nothing: the running version stays, and the
 //!   error names the file, line and column.
 
@@ -18,10 +20,14 @@ use std::time::Instant;
 
 use indexmap::IndexMap;
 
-use super::supervisor::Backend;
+use std::sync::Arc;
+
+use super::logs::ServiceLog;
+use super::supervisor::{Backend, ServiceRuntime};
 use super::{Orchestrator, PreparedService};
 use crate::build::{self, Built, Cache};
 use crate::plan::{Plan, ServicePlan};
+use crate::router::Endpoint;
 use crate::spec::Ecosystem;
 
 /// What a reload changes in one service.
@@ -33,6 +39,8 @@ enum Change {
     Env,
     /// Restarted because a dependency changed (`cascade`).
     Cascade,
+    /// New in the ecosystem file: started.
+    Added,
 }
 
 /// The parts of a plan that are code.
@@ -98,31 +106,40 @@ impl Orchestrator {
             })?
             .ecosystem;
         let mut notes = Vec::new();
-        let added: Vec<&String> = eco
+        let running = self.runtimes();
+        let added: Vec<String> = eco
             .services
             .keys()
-            .filter(|n| !self.services.contains_key(*n))
+            .filter(|n| !running.contains_key(*n))
+            .cloned()
             .collect();
-        let removed: Vec<&String> = self
-            .services
+        let removed: Vec<String> = running
             .keys()
             .filter(|n| !eco.services.contains_key(*n))
+            .cloned()
             .collect();
-        for (what, names) in [("added", &added), ("removed", &removed)] {
-            if !names.is_empty() {
-                notes.push(format!(
-                    "{} {what}: restart `up` to apply",
-                    list(names.iter().map(|n| n.as_str()))
-                ));
-            }
-        }
         let graph = crate::spec::graph::DependencyGraph::from_ecosystem(&eco)
             .map_err(|e| format!("the change was not applied: {e}"))?;
-        let ports: IndexMap<String, Option<u16>> = eco
-            .services
-            .keys()
-            .map(|n| (n.clone(), self.plan.services.get(n).and_then(|s| s.port)))
-            .collect();
+        // The services that run keep their addresses; an added one gets its own now.
+        let mut ports: IndexMap<String, Option<u16>> = {
+            let applied = self.applied.lock().expect("applied");
+            eco.services
+                .keys()
+                .map(|n| (n.clone(), applied.get(n).and_then(|s| s.port)))
+                .collect()
+        };
+        let preferred = crate::spec::ecosystem::assign_ports(&eco);
+        let mut listeners = IndexMap::new();
+        for name in &added {
+            let Some(want) = preferred.get(name).copied().flatten() else {
+                continue;
+            };
+            let taken: Vec<u16> = ports.values().flatten().copied().collect();
+            let (listener, _) = crate::router::bind(self.bind_ip, want, eco.base_port, &taken)
+                .map_err(|e| format!("the change was not applied: no port for `{name}`: {e}"))?;
+            ports.insert(name.clone(), listener.local_addr().ok().map(|a| a.port()));
+            listeners.insert(name.clone(), listener);
+        }
         let facts = crate::facts::HostFacts::for_ecosystem(&eco);
         let plan = Plan::build(&eco, &graph, &ports, &facts);
 
@@ -156,6 +173,9 @@ impl Orchestrator {
                 }
             }
         }
+        for name in &added {
+            changes.insert(name.clone(), Change::Added);
+        }
         if cascade {
             let changed: Vec<String> = changes.keys().cloned().collect();
             for (name, sp) in &plan.services {
@@ -172,7 +192,7 @@ impl Orchestrator {
                 *c = Change::Code;
             }
         }
-        if changes.is_empty() {
+        if changes.is_empty() && removed.is_empty() {
             let what = if notes.is_empty() {
                 "nothing to apply".to_string()
             } else {
@@ -186,7 +206,8 @@ impl Orchestrator {
         let mut sub = plan.clone();
         sub.services.retain(|n, sp| {
             changes.get(n).is_some_and(|c| {
-                *c == Change::Code || sp.sandbox.kind == crate::spec::RuntimeKind::Native
+                matches!(c, Change::Code | Change::Added)
+                    || sp.sandbox.kind == crate::spec::RuntimeKind::Native
             })
         });
         let (cache, say, eco2) = (Cache::locate(), self.say.clone(), eco.clone());
@@ -199,6 +220,10 @@ impl Orchestrator {
         .map_err(|e| format!("the change was not applied; the running version stays:\n{e:#}"))?;
         let cache = Cache::locate();
         let exe = pactown_runtime::native::launcher::self_exe().map_err(|e| format!("{e:#}"))?;
+        for name in &added {
+            self.add_service(&plan.services[name.as_str()], listeners.shift_remove(name))
+                .map_err(|e| format!("`{name}` cannot be added: {e:#}"))?;
+        }
         let mut prepared: IndexMap<String, PreparedService> = IndexMap::new();
         for (name, b) in built {
             let backend = match b {
@@ -216,6 +241,9 @@ impl Orchestrator {
                     .wasm_backend(&plan.services[name.as_str()], &c, &cache)
                     .await
                     .map_err(|e| format!("{e:#}"))?,
+                Built::Builtin if added.contains(&name) => self
+                    .builtin_backend(&plan, &name, &eco)
+                    .map_err(|e| format!("{e:#}"))?,
                 Built::Builtin => continue,
             };
             prepared.insert(
@@ -229,9 +257,17 @@ impl Orchestrator {
 
         let mut done = Vec::new();
         for (name, change) in &changes {
-            let rt = self.services[name.as_str()].clone();
+            let rt = self
+                .rt(name)
+                .ok_or_else(|| format!("`{name}` has no runtime"))?;
             let sp = &plan.services[name.as_str()];
             match prepared.get(name) {
+                Some(p) if *change == Change::Added => {
+                    rt.start(std::sync::Arc::new(self.launch_of(sp, p, &exe)));
+                    rt.wait_ready(Instant::now() + sp.health.timeout)
+                        .await
+                        .map_err(|e| format!("`{name}` was added but did not start: {e:?}"))?;
+                }
                 Some(p) => {
                     rt.roll(std::sync::Arc::new(self.launch_of(sp, p, &exe)))
                         .await?
@@ -251,6 +287,10 @@ impl Orchestrator {
                 .event(name, &format!("reloaded ({})", describe(*change)));
             done.push(format!("`{name}` {}", describe(*change)));
         }
+        for name in &removed {
+            self.remove_service(name).await;
+            done.push(format!("`{name}` removed"));
+        }
         *self.loaded.lock().expect("loaded") = Some(eco);
         notes.insert(0, done.join(", "));
         Ok(format!(
@@ -261,17 +301,79 @@ impl Orchestrator {
     }
 }
 
+impl Orchestrator {
+    /// A service new in the ecosystem file: its runtime, its stable address (already bound:
+    /// `listener`) and, for a process, its proxy. It starts once built.
+    fn add_service(
+        &self,
+        sp: &ServicePlan,
+        listener: Option<std::net::TcpListener>,
+    ) -> anyhow::Result<()> {
+        let name = sp.name.as_str();
+        let index = self.runtimes().len();
+        let log = ServiceLog::open(
+            self.state.path(),
+            name,
+            index,
+            self.console_tx.clone(),
+            self.anomalies.clone(),
+        )?;
+        let rt = ServiceRuntime::new(sp.clone(), Arc::new(log));
+        self.services
+            .write()
+            .expect("services")
+            .insert(name.to_string(), rt.clone());
+        let Some(router) = self.router.get() else {
+            return Ok(());
+        };
+        let tokio_listener = |l: std::net::TcpListener| -> anyhow::Result<tokio::net::TcpListener> {
+            l.set_nonblocking(true)?;
+            Ok(tokio::net::TcpListener::from_std(l)?)
+        };
+        let endpoint = Endpoint::new(rt as Arc<dyn crate::router::Upstream>);
+        router.add_endpoint(name, endpoint.clone());
+        if let Some(l) = listener {
+            tokio::spawn(router.clone().serve(tokio_listener(l)?, endpoint));
+        }
+        if sp.sandbox.kind == crate::spec::RuntimeKind::Native {
+            let proxy = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+            self.proxy_addrs
+                .write()
+                .expect("proxies")
+                .insert(name.to_string(), proxy.local_addr()?);
+            let policy = Arc::new(sp.calls.clone());
+            tokio::spawn(
+                router
+                    .clone()
+                    .serve_with(tokio_listener(proxy)?, move |r, req, peer| {
+                        let policy = policy.clone();
+                        async move { crate::router::proxy::handle(r, req, peer, policy).await }
+                    }),
+            );
+        }
+        Ok(())
+    }
+
+    /// A service gone from the ecosystem file: stopped, and out of the router (its address
+    /// answers 503 until the next `up`).
+    async fn remove_service(&self, name: &str) {
+        let rt = self.services.write().expect("services").shift_remove(name);
+        if let Some(rt) = rt {
+            rt.log.event(name, "removed from the ecosystem file");
+            rt.stop().await;
+        }
+        if let Some(router) = self.router.get() {
+            router.remove_endpoint(name);
+        }
+        self.applied.lock().expect("applied").shift_remove(name);
+    }
+}
+
 fn describe(c: Change) -> &'static str {
     match c {
         Change::Code => "rebuilt and rolled",
         Change::Env => "restarted (its environment changed)",
         Change::Cascade => "restarted (a dependency changed)",
+        Change::Added => "added and started",
     }
-}
-
-fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    names
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

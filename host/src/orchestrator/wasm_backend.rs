@@ -38,7 +38,7 @@ impl Orchestrator {
     ) -> anyhow::Result<Backend> {
         let name = sp.name.as_str();
         let engine = self.engine(cache)?;
-        let rt = self.services[name].clone();
+        let rt = self.rt(name).context("a service without a runtime")?;
         let (e, wasm_path, key) = (
             engine.clone(),
             artifact.wasm.clone(),
@@ -65,8 +65,8 @@ impl Orchestrator {
             );
         }
         let caps = self.capabilities(sp, &rt)?;
-        let hooks = wasm::OutgoingHooks::new(name, Some(self.resolver(name)))
-            .with_proof(self.proof.clone());
+        let hooks =
+            wasm::OutgoingHooks::new(name, Some(self.resolver(sp))).with_proof(self.proof.clone());
         Ok(match want {
             ComponentKind::Http => {
                 let svc = Arc::new(HttpService::new(
@@ -138,10 +138,14 @@ impl Orchestrator {
     /// wasm-http one in-process, else at its stable address), an outside host of its
     /// `allowed_hosts` (once its addresses are checked), or a refusal the guest can read, which
     /// is also logged.
-    fn resolver(&self, caller: &str) -> Resolver {
-        let policy = self.plan.services[caller].calls.clone();
+    fn resolver(&self, sp: &crate::plan::ServicePlan) -> Resolver {
+        let caller = sp.name.as_str();
+        let policy = sp.calls.clone();
         let registry = self.http_registry.clone();
-        let log = self.services[caller].log.clone();
+        let log = self
+            .rt(caller)
+            .map(|r| r.log.clone())
+            .expect("a service's runtime");
         Arc::new(move |t: &wasm::Target<'_>| {
             let refused = |status: u16, message: String| {
                 log.denied(

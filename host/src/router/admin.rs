@@ -28,11 +28,11 @@ pub async fn handle(
         .to_string();
     let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
     if let Some(service) = hostname.strip_suffix(".localhost") {
-        return match router.endpoints.get(service) {
-            Some(ep) => router.dispatch(req, ep, peer, Some("gateway")).await,
+        return match router.endpoint(service) {
+            Some(ep) => router.dispatch(req, &ep, peer, Some("gateway")).await,
             None => json_response(
                 StatusCode::NOT_FOUND,
-                &serde_json::json!({"error": format!("no service `{service}` in {ecosystem}"), "services": router.endpoints.keys().collect::<Vec<_>>()}),
+                &serde_json::json!({"error": format!("no service `{service}` in {ecosystem}"), "services": router.endpoints().keys().cloned().collect::<Vec<_>>()}),
             ),
         };
     }
@@ -45,8 +45,8 @@ pub async fn handle(
             &serde_json::to_value(status(&router, ecosystem)).unwrap_or_default(),
         ),
         "/_pactown/metrics" => {
-            let samples: Vec<metrics::Sample<'_>> = router
-                .endpoints
+            let endpoints = router.endpoints();
+            let samples: Vec<metrics::Sample<'_>> = endpoints
                 .iter()
                 .map(|(name, ep)| {
                     let st = ep.service.status();
@@ -87,7 +87,7 @@ pub fn status(router: &Router, ecosystem: &str) -> EcosystemStatus {
         ecosystem,
         None,
         router
-            .endpoints
+            .endpoints()
             .values()
             .map(|e| e.service.status())
             .collect(),

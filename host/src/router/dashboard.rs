@@ -143,7 +143,7 @@ impl Dashboard {
                 &serde_json::json!({"error": "actions come from the dashboard's own page"}),
             );
         }
-        if !router.endpoints.contains_key(&service) {
+        if router.endpoint(&service).is_none() {
             return json_response(
                 StatusCode::NOT_FOUND,
                 &serde_json::json!({"error": format!("no service `{service}`")}),
@@ -206,7 +206,7 @@ impl Dashboard {
                     .into_owned()
             });
         let services: Vec<String> = router
-            .endpoints
+            .endpoints()
             .keys()
             .filter(|n| only.as_ref().is_none_or(|o| o == *n))
             .cloned()
@@ -284,7 +284,7 @@ impl Dashboard {
 /// Every service's counters.
 fn stats(router: &Router) -> serde_json::Value {
     let services: Vec<serde_json::Value> = router
-        .endpoints
+        .endpoints()
         .iter()
         .map(|(name, ep)| {
             let mut v = ep.metrics.snapshot();

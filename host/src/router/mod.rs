@@ -167,13 +167,16 @@ impl Endpoint {
     }
 }
 
+/// Every service's endpoint by name, in file order.
+pub type Endpoints = IndexMap<String, Arc<Endpoint>>;
+
 /// The proxy shared by all listeners.
 #[derive(Clone)]
 pub struct Router {
     client: Client<HttpConnector, Incoming>,
     retry_client: Client<HttpConnector, Empty<Bytes>>,
-    /// Every service's endpoint, in file order.
-    pub endpoints: Arc<IndexMap<String, Arc<Endpoint>>>,
+    /// Every service's endpoint, in file order (a new map when a reload adds or removes one).
+    endpoints: Arc<std::sync::RwLock<Arc<Endpoints>>>,
     requests: RequestLog,
     /// The secret that proves a forwarded request's caller header was set by pactown.
     proof: Arc<str>,
@@ -205,10 +208,36 @@ impl Router {
         Self {
             client,
             retry_client,
-            endpoints: Arc::new(endpoints),
+            endpoints: Arc::new(std::sync::RwLock::new(Arc::new(endpoints))),
             requests,
             proof,
         }
+    }
+
+    /// Every service's endpoint now, in file order.
+    pub fn endpoints(&self) -> Arc<Endpoints> {
+        self.endpoints.read().expect("endpoints").clone()
+    }
+
+    /// A service's endpoint.
+    pub fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
+        self.endpoints.read().expect("endpoints").get(name).cloned()
+    }
+
+    /// A service added while running (a reload).
+    pub fn add_endpoint(&self, name: &str, endpoint: Arc<Endpoint>) {
+        let mut guard = self.endpoints.write().expect("endpoints");
+        let mut map = (**guard).clone();
+        map.insert(name.to_string(), endpoint);
+        *guard = Arc::new(map);
+    }
+
+    /// A service removed while running (a reload).
+    pub fn remove_endpoint(&self, name: &str) {
+        let mut guard = self.endpoints.write().expect("endpoints");
+        let mut map = (**guard).clone();
+        map.shift_remove(name);
+        *guard = Arc::new(map);
     }
 
     /// Serve a service's stable address until the task is dropped.
@@ -385,7 +414,7 @@ impl Router {
             header::HeaderValue::from_str(&peer.ip().to_string()).expect("ip is a header value"),
         );
         // Keep a copy for a retry only when one is possible.
-        let keep = (retryable && ports.len() > 1).then(|| parts.clone());
+        let keep = retryable.then(|| parts.clone());
         parts.uri = format!("http://127.0.0.1:{first}{path}")
             .parse()
             .expect("valid uri");
@@ -396,10 +425,17 @@ impl Router {
             },
             Ok(resp) => relay(resp),
             // The replica is gone (refused, or a pooled connection it closed as it died): an
-            // idempotent request without a body is safe to send once more, to another replica.
+            // idempotent request without a body is safe to send again, to a replica ready now.
             Err(e) if keep.is_some() => {
                 let keep = keep.expect("checked");
-                for &port in &ports[1..] {
+                // The replicas ready now (a rolling restart may have replaced some since), the
+                // one that failed last; none yet while it restarts: held until one is.
+                let mut again: Vec<u16> = service.ready_ports();
+                if again.is_empty() && hold(service).await.is_ok() {
+                    again = service.ready_ports();
+                }
+                again.sort_by_key(|p| *p == first);
+                for port in again {
                     let mut p = keep.clone();
                     p.uri = format!("http://127.0.0.1:{port}{path}")
                         .parse()

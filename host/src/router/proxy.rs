@@ -58,7 +58,7 @@ pub async fn handle(
     let shown = port.map_or(host.clone(), |p| format!("{host}:{p}"));
     let caller = policy.caller.as_str();
     let refuse = |status: u16, message: String| {
-        if let Some(me) = router.endpoints.get(caller) {
+        if let Some(me) = router.endpoint(caller) {
             let action = if connect {
                 "proxy connect"
             } else {
@@ -90,7 +90,7 @@ pub async fn handle(
                     router.pass_through(req).await
                 };
             }
-            let Some(ep) = router.endpoints.get(&name).cloned() else {
+            let Some(ep) = router.endpoint(&name) else {
                 return refuse(502, crate::plan::calls::unknown(&name));
             };
             if connect {
