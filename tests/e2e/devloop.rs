@@ -157,7 +157,10 @@ fn a_dependency_that_fails_releases_its_held_requests_with_a_503_naming_it() {
     let _ = http_get(gated, "/fail");
     let (code, body) = held.join().unwrap();
     assert_eq!(code, 503, "{body}");
-    assert!(body.contains("service `gated` failed to start"), "{body}");
+    assert!(
+        body.contains("service `gated` has no ready instance (it failed)"),
+        "{body}"
+    );
     let up = Run::from(child.wait_with_output().unwrap());
     let _down = Down(&env);
     up.code(1).stderr_has("`gated`");

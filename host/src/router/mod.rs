@@ -367,11 +367,16 @@ impl Router {
         peer: SocketAddr,
     ) -> Response<Body> {
         let name = service.name();
-        if service.http_handler().is_none()
-            && service.ready_ports().is_empty()
-            && let Err(refused) = hold(service).await
-        {
-            return refused;
+        // Read once: each read of the ready ports moves the round robin on.
+        let mut ports = Vec::new();
+        if service.http_handler().is_none() {
+            ports = service.ready_ports();
+            if ports.is_empty() {
+                if let Err(refused) = hold(service).await {
+                    return refused;
+                }
+                ports = service.ready_ports();
+            }
         }
         if let Some(handler) = service.http_handler() {
             // In-process: a fresh instance for this request. The guest sees its own name as
@@ -386,7 +391,6 @@ impl Router {
             }
             return handler.handle(req).await;
         }
-        let ports = service.ready_ports();
         let Some(&first) = ports.first() else {
             return unavailable(service);
         };
@@ -593,8 +597,8 @@ fn body_is_empty(req: &Request<Incoming>) -> bool {
 fn unavailable(service: &dyn Upstream) -> Response<Body> {
     let status = service.status();
     let why = match status.state {
-        crate::control::status::State::Failed => "failed to start",
-        crate::control::status::State::Starting => "is still starting",
+        crate::control::status::State::Failed => "has no ready instance (it failed)",
+        crate::control::status::State::Starting => "has no ready instance (it is still starting)",
         _ => "has no ready instance",
     };
     let mut r = json_response(
