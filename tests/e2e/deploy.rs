@@ -154,7 +154,8 @@ fn podman() {
             .status
             .success()
     };
-    if !(have("podman") && have("podman-compose") && have("runc")) {
+    // netavark, podman's network backend, programs the firewall with iptables.
+    if !(have("podman") && have("podman-compose") && have("runc") && have("iptables")) {
         let out = Command::new("apt-get")
             .args([
                 "install",
@@ -165,6 +166,7 @@ fn podman() {
                 "runc",
                 "netavark",
                 "aardvark-dns",
+                "iptables",
             ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .output()
