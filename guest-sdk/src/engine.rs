@@ -141,29 +141,33 @@ impl Engine {
 
     /// Handle `command` (it must be in the design).
     pub fn on(
-        mut self,
+        self,
         command: &str,
         f: impl Fn(&Call<'_>) -> Result<Value, Failure> + 'static,
     ) -> Self {
-        assert!(
-            self.design.commands.contains_key(command),
-            "`{command}` is not a command of design.json"
-        );
-        self.execute.insert(command.to_string(), Box::new(f));
-        self
+        self.with(command, false, Box::new(f))
     }
 
     /// Undo `command`.
     pub fn on_revert(
-        mut self,
+        self,
         command: &str,
         f: impl Fn(&Call<'_>) -> Result<Value, Failure> + 'static,
     ) -> Self {
+        self.with(command, true, Box::new(f))
+    }
+
+    fn with(mut self, command: &str, revert: bool, f: Handler) -> Self {
         assert!(
             self.design.commands.contains_key(command),
             "`{command}` is not a command of design.json"
         );
-        self.revert.insert(command.to_string(), Box::new(f));
+        let handlers = if revert {
+            &mut self.revert
+        } else {
+            &mut self.execute
+        };
+        handlers.insert(command.to_string(), f);
         self
     }
 

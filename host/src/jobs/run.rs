@@ -19,6 +19,17 @@ enum Failure {
     Retry(String),
 }
 
+/// The journal entries of a task's attempts, or of its revert's; a revert retries even a
+/// failure that is final for a task.
+#[derive(Clone, Copy)]
+struct Kinds<'a> {
+    step: Option<&'a str>,
+    started: &'static str,
+    done: &'static str,
+    failed: &'static str,
+    retry_final: bool,
+}
+
 /// A call a task (or its revert) makes.
 struct Outgoing<'a> {
     method: Method,
@@ -226,72 +237,85 @@ impl JobControl {
                 input.clone(),
             ),
         };
-        let backoff = t.backoff();
         let key = format!("{}/{}", row.id, t.name);
+        let out = Outgoing {
+            method,
+            path: &path,
+            body: &body,
+            key: &key,
+        };
+        let kinds = Kinds {
+            step: Some(step),
+            started: "task-started",
+            done: "task-succeeded",
+            failed: "task-failed",
+            retry_final: false,
+        };
+        let result = self
+            .attempts(row, t, &t.name, kinds, out, t.backoff())
+            .await?;
+        if let Some(at) = &t.store_result_at {
+            self.patch(&row.state, super::model::at_path(at, result))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Call as a task (or its revert) says, each attempt journaled before and after, retried
+    /// with `backoff`: the answer, or the last failure.
+    async fn attempts(
+        &self,
+        row: &JobRow,
+        t: &Task,
+        name: &str,
+        kinds: Kinds<'_>,
+        out: Outgoing<'_>,
+        backoff: super::model::Backoff,
+    ) -> Result<serde_json::Value, String> {
+        let entry = |attempt: u32, ms: Option<f64>, detail: serde_json::Value| Entry {
+            step: kinds.step,
+            task: Some(name),
+            attempt: Some(attempt),
+            ms,
+            detail,
+        };
+        let sent = serde_json::json!({"service": t.service, "method": out.method.as_str(), "path": out.path, "body": out.body});
         for attempt in 1..=backoff.attempts {
-            let _ = self.journal.append(&row.id, "task-started", Entry {
-                step: Some(step),
-                task: Some(&t.name),
-                attempt: Some(attempt),
-                detail: serde_json::json!({"service": t.service, "method": method.as_str(), "path": path, "body": body}),
-                ..Default::default()
-            });
+            let _ = self
+                .journal
+                .append(&row.id, kinds.started, entry(attempt, None, sent.clone()));
             let began = Instant::now();
-            let result = self
-                .call(
-                    &row.id,
-                    &t.service,
-                    Outgoing {
-                        method: method.clone(),
-                        path: &path,
-                        body: &body,
-                        key: &key,
-                    },
-                    t.timeout(),
-                )
-                .await;
+            let again = Outgoing {
+                method: out.method.clone(),
+                ..out
+            };
+            let result = self.call(&row.id, &t.service, again, t.timeout()).await;
             let ms = Some(began.elapsed().as_secs_f64() * 1000.0);
-            match result {
-                Ok(result) => {
+            let (msg, last) = match result {
+                Ok(answer) => {
                     let _ = self.journal.append(
                         &row.id,
-                        "task-succeeded",
-                        Entry {
-                            step: Some(step),
-                            task: Some(&t.name),
-                            attempt: Some(attempt),
-                            ms,
-                            detail: serde_json::json!({"result": result}),
-                        },
+                        kinds.done,
+                        entry(attempt, ms, serde_json::json!({"result": answer})),
                     );
-                    if let Some(at) = &t.store_result_at {
-                        self.patch(&row.state, super::model::at_path(at, result))
-                            .await?;
-                    }
-                    return Ok(());
+                    return Ok(answer);
                 }
-                Err(f) => {
-                    let (msg, last) = match f {
-                        Failure::Final(m) => (m, true),
-                        Failure::Retry(m) => (m, attempt == backoff.attempts),
-                    };
-                    let _ = self.journal.append(
-                        &row.id,
-                        "task-failed",
-                        Entry {
-                            step: Some(step),
-                            task: Some(&t.name),
-                            attempt: Some(attempt),
-                            ms,
-                            detail: serde_json::json!({"error": msg, "final": last}),
-                        },
-                    );
-                    if last {
-                        return Err(msg);
-                    }
-                    tokio::time::sleep(backoff.delay(attempt)).await;
-                }
+                Err(Failure::Final(m)) => (m, !kinds.retry_final || attempt == backoff.attempts),
+                Err(Failure::Retry(m)) => (m, attempt == backoff.attempts),
+            };
+            let _ = self.journal.append(
+                &row.id,
+                kinds.failed,
+                entry(
+                    attempt,
+                    ms,
+                    serde_json::json!({"error": msg, "final": last}),
+                ),
+            );
+            if last {
+                return Err(msg);
             }
+            tokio::time::sleep(backoff.delay(attempt)).await;
         }
         Err("no attempt was made".into())
     }
@@ -360,63 +384,23 @@ impl JobControl {
                 ..t.backoff()
             };
             let key = format!("{}/{}/revert", row.id, name);
-            let mut ok = false;
-            for attempt in 1..=backoff.attempts {
-                let _ = self.journal.append(&row.id, "revert-started", Entry {
-                    task: Some(&name),
-                    attempt: Some(attempt),
-                    detail: serde_json::json!({"service": t.service, "method": method.as_str(), "path": path, "body": body}),
-                    ..Default::default()
-                });
-                let began = Instant::now();
-                let r = self
-                    .call(
-                        &row.id,
-                        &t.service,
-                        Outgoing {
-                            method: method.clone(),
-                            path: &path,
-                            body: &body,
-                            key: &key,
-                        },
-                        t.timeout(),
-                    )
-                    .await;
-                let ms = Some(began.elapsed().as_secs_f64() * 1000.0);
-                match r {
-                    Ok(answer) => {
-                        let _ = self.journal.append(
-                            &row.id,
-                            "task-reverted",
-                            Entry {
-                                task: Some(&name),
-                                attempt: Some(attempt),
-                                ms,
-                                detail: serde_json::json!({"result": answer}),
-                                ..Default::default()
-                            },
-                        );
-                        ok = true;
-                        break;
-                    }
-                    Err(Failure::Final(m) | Failure::Retry(m)) => {
-                        let _ = self.journal.append(
-                            &row.id,
-                            "revert-failed",
-                            Entry {
-                                task: Some(&name),
-                                attempt: Some(attempt),
-                                ms,
-                                detail: serde_json::json!({"error": m}),
-                                ..Default::default()
-                            },
-                        );
-                        if attempt < backoff.attempts {
-                            tokio::time::sleep(backoff.delay(attempt)).await;
-                        }
-                    }
-                }
-            }
+            let out = Outgoing {
+                method,
+                path: &path,
+                body: &body,
+                key: &key,
+            };
+            let kinds = Kinds {
+                step: None,
+                started: "revert-started",
+                done: "task-reverted",
+                failed: "revert-failed",
+                retry_final: true,
+            };
+            let ok = self
+                .attempts(row, t, &name, kinds, out, backoff)
+                .await
+                .is_ok();
             if !ok {
                 failed.push(name);
             }
