@@ -60,7 +60,7 @@ trap '"$PACTOWN" down w.pactown.yaml >/dev/null 2>&1 || true' EXIT
 python3 - "$RUNS" <<'PY'
 import json, statistics, sys, time, urllib.request
 runs = int(sys.argv[1])
-state = json.load(open(".pactown/watchbench/state.json"))
+state = json.load(open(".pactown/w/state.json"))
 def get(port):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
@@ -87,4 +87,4 @@ for name, kind in [("rust", "Rust wasm"), ("worker", "JS wasm"), ("wsgi", "Pytho
     extra = f"  ({errors} answers neither old nor new)" if errors else ""
     print(f"{name:10} {kind:14} " + " ".join(f"{t:<8.3f}" for t in times) + f"  {statistics.median(times):.3f}{extra}")
 PY
-grep -c "reloaded in" .pactown/watchbench/logs/pactown.log | sed 's/^/reloads: /'
+grep -c "reloaded in" .pactown/w/logs/pactown.log | sed 's/^/reloads: /'

@@ -379,4 +379,24 @@ fn with_watch_an_edited_readme_rebuilds_and_rolls_that_service_alone_with_no_err
     wait_until(30, "the reload lines", || {
         log().contains("`extra` added and started") && log().contains("`extra` removed")
     });
+
+    // One added and left running stops with the rest.
+    env.write(
+        "w.pactown.yaml",
+        &(eco_yaml(", env: {GREETING: hello}") + "  extra: {health_check: /}\n"),
+    );
+    wait_until(120, "the added service again", || {
+        up.status()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "extra" && s["state"] == "ready")
+    });
+    let extra_pid = main_pid(&up, "extra") as i32;
+    assert!(extra_pid > 0 && crate::support_up::alive(extra_pid));
+    up.down().ok();
+    assert!(
+        !crate::support_up::alive(extra_pid),
+        "an added service outlived `down`"
+    );
 }

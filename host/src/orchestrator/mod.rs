@@ -603,6 +603,15 @@ impl Orchestrator {
 
     /// Stop everything in reverse dependency order (each wave's services together).
     pub async fn shutdown(&self) {
+        // Services a reload added are in no wave: they go first (nothing depended on them
+        // when the ecosystem started).
+        let added: Vec<Arc<ServiceRuntime>> = self
+            .runtimes()
+            .into_iter()
+            .filter(|(n, _)| !self.plan.services.contains_key(n))
+            .map(|(_, rt)| rt)
+            .collect();
+        futures_join_all(added.into_iter().map(|rt| async move { rt.stop().await })).await;
         let mut waves = self.plan.waves.clone();
         waves.reverse();
         for wave in waves {
@@ -636,7 +645,10 @@ impl Orchestrator {
 
     /// Let the console print what it has, then stop it.
     pub async fn close_console(&mut self) {
+        // The console ends once every sender is gone: the services' logs, and the one kept
+        // for services a reload adds.
         self.services.write().expect("services").clear();
+        self.console_tx = None;
         if let Some(done) = self.console_done.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
         }

@@ -238,7 +238,9 @@ pub async fn run(
             });
             let run = orch.run_until_stopped(control, stop_rx).await;
             if let Some(w) = watching {
+                // Aborted and gone, so the orchestrator is ours alone again below.
                 w.abort();
+                let _ = w.await;
             }
             reporter.say("stopping");
             orch.shutdown().await;
