@@ -567,6 +567,8 @@ fn the_reference_client_works_with_our_server_and_ours_with_the_reference_server
             "--storage",
         ])
         .arg(env.abs("their-store"))
+        // It ignores --storage (its defect 12) and writes `.pactown-registry/` where it runs.
+        .current_dir(env.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
