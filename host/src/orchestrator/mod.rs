@@ -649,6 +649,8 @@ impl Orchestrator {
         // for services a reload adds.
         self.services.write().expect("services").clear();
         self.console_tx = None;
+        // The router kept for reloads holds every service (and so its log) too.
+        self.router.take();
         if let Some(done) = self.console_done.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
         }
