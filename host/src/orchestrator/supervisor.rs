@@ -122,9 +122,8 @@ pub struct ServiceRuntime {
     pub(super) http: std::sync::RwLock<Option<Arc<HttpService>>>,
     next: AtomicUsize,
     pub(super) stopping: std::sync::atomic::AtomicBool,
-    /// `start` was called (before, requests to it are held: it is about to start).
-    launched: std::sync::atomic::AtomicBool,
-    /// How it was started (to start it again after a stop).
+    /// How it was started (to start it again after a stop); none before `start`, when
+    /// requests to it are held: it is about to start.
     pub(super) launch: Mutex<Option<Arc<Launch>>>,
     /// Its native replicas run in their own namespaces (the shim's child is their init).
     isolated: bool,
@@ -155,7 +154,6 @@ impl ServiceRuntime {
             http: std::sync::RwLock::new(None),
             next: AtomicUsize::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
-            launched: std::sync::atomic::AtomicBool::new(false),
             launch: Mutex::new(None),
             isolated: plan.sandbox.kind == crate::spec::RuntimeKind::Native
                 && plan.sandbox.layer_on(crate::plan::LayerName::Namespaces),
@@ -166,7 +164,6 @@ impl ServiceRuntime {
     /// Start every replica. Must be called from an async task on a runtime worker thread:
     /// the kernel's parent-death signal is tied to the thread that forks.
     pub fn start(self: &Arc<Self>, launch: Arc<Launch>) {
-        *self.launch.lock().expect("launch") = Some(launch.clone());
         if let Backend::WasmHttp(svc) = &launch.backend {
             // Loaded and pre-instantiated: ready now; instances are made per request.
             *self.http.write().expect("http") = Some(svc.clone());
@@ -174,13 +171,14 @@ impl ServiceRuntime {
                 r.state = State::Ready;
                 r.pid = Some(std::process::id() as i32);
             });
-            self.launched.store(true, Ordering::Relaxed);
+            *self.launch.lock().expect("launch") = Some(launch);
             return;
         }
         for i in 0..self.desired.len() {
             self.update(i, |r| r.state = State::Starting);
         }
-        self.launched.store(true, Ordering::Relaxed);
+        // Stored once its replicas say they are starting: until then requests are held.
+        *self.launch.lock().expect("launch") = Some(launch.clone());
         let mut tasks = self.tasks.lock().expect("tasks");
         for (i, desired) in self.desired.iter().enumerate() {
             let rt = self.clone();
@@ -740,7 +738,7 @@ impl crate::router::Upstream for ServiceRuntime {
             return None;
         }
         let state = ServiceStatus::aggregate(&self.replicas.lock().expect("replicas"));
-        let waiting = !self.launched.load(Ordering::Relaxed) || state == State::Starting;
+        let waiting = self.launch.lock().expect("launch").is_none() || state == State::Starting;
         waiting.then(|| (self.changed.subscribe(), self.plan.health.timeout))
     }
 }
