@@ -28,9 +28,10 @@ pub struct DownCommand {
     pub file: PathBuf,
 }
 
-/// Restart one service of a running ecosystem, one replica at a time.
+/// One service of a running ecosystem: `restart` (one replica at a time), `stop` (its address
+/// answers 503 until `start`), `start` (and wait until it is ready).
 #[derive(Debug, clap::Args)]
-pub struct RestartCommand {
+pub struct ServiceCommand {
     /// The ecosystem file.
     pub file: PathBuf,
     /// The service.
@@ -166,63 +167,27 @@ fn wait_exited(pid: u32, deadline: std::time::Instant) -> bool {
     }
 }
 
-impl RestartCommand {
+/// What a [`ServiceCommand`] asks.
+#[derive(Debug, Clone, Copy)]
+pub enum ServiceAction {
+    /// A rolling restart.
+    Restart,
+    /// Stop it.
+    Stop,
+    /// Start it again.
+    Start,
+}
+
+impl ServiceCommand {
     /// Run it.
-    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
+    pub fn run(self, action: ServiceAction, term: &Term) -> anyhow::Result<ExitStatus> {
         let service = self.service.clone();
-        one_service(
-            &self.file,
-            &self.service,
-            term,
-            Request::Restart { service },
-            "restarted and ready",
-        )
-    }
-}
-
-/// Stop one service of a running ecosystem; its address answers 503 until `pactown start`.
-#[derive(Debug, clap::Args)]
-pub struct StopCommand {
-    /// The ecosystem file.
-    pub file: PathBuf,
-    /// The service.
-    pub service: String,
-}
-
-/// Start a service that `pactown stop` stopped, and wait until it is ready.
-#[derive(Debug, clap::Args)]
-pub struct StartCommand {
-    /// The ecosystem file.
-    pub file: PathBuf,
-    /// The service.
-    pub service: String,
-}
-
-impl StopCommand {
-    /// Run it.
-    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
-        let service = self.service.clone();
-        one_service(
-            &self.file,
-            &self.service,
-            term,
-            Request::Stop { service },
-            "stopped",
-        )
-    }
-}
-
-impl StartCommand {
-    /// Run it.
-    pub fn run(self, term: &Term) -> anyhow::Result<ExitStatus> {
-        let service = self.service.clone();
-        one_service(
-            &self.file,
-            &self.service,
-            term,
-            Request::Start { service },
-            "started and ready",
-        )
+        let (request, done) = match action {
+            ServiceAction::Restart => (Request::Restart { service }, "restarted and ready"),
+            ServiceAction::Stop => (Request::Stop { service }, "stopped"),
+            ServiceAction::Start => (Request::Start { service }, "started and ready"),
+        };
+        one_service(&self.file, &self.service, term, request, done)
     }
 }
 

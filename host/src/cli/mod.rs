@@ -80,13 +80,13 @@ pub enum Command {
     /// Show service logs
     Logs(control_cmds::LogsCommand),
     /// Restart a service of a running ecosystem
-    Restart(control_cmds::RestartCommand),
+    Restart(control_cmds::ServiceCommand),
     /// Stop one service of a running ecosystem
-    Stop(control_cmds::StopCommand),
+    Stop(control_cmds::ServiceCommand),
     /// Watch a running ecosystem's files; rebuild and roll what changed
     Watch(control_cmds::WatchCommand),
     /// Start a stopped service of a running ecosystem again
-    Start(control_cmds::StartCommand),
+    Start(control_cmds::ServiceCommand),
     /// Run durable, reversible jobs over the services (`builtin: job-control`) and look at them
     Job(job::JobCommand),
     /// Publish the ecosystem's services to a registry
@@ -174,10 +174,10 @@ pub fn main() -> ExitCode {
         Command::Down(c) => c.run(&term),
         Command::Status(c) => c.run(&term),
         Command::Logs(c) => c.run(&term),
-        Command::Restart(c) => c.run(&term),
-        Command::Stop(c) => c.run(&term),
+        Command::Restart(c) => c.run(control_cmds::ServiceAction::Restart, &term),
+        Command::Stop(c) => c.run(control_cmds::ServiceAction::Stop, &term),
         Command::Watch(c) => c.run(&term),
-        Command::Start(c) => c.run(&term),
+        Command::Start(c) => c.run(control_cmds::ServiceAction::Start, &term),
         Command::Job(c) => c.run(&term),
         Command::Publish(c) => c.run(&term),
         Command::Pull(c) => c.run(&term),
