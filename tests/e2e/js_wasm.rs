@@ -165,3 +165,55 @@ fn a_worker_with_npm_packages_has_them_bundled_into_its_component() {
         .ok()
         .stdout_has("`better-sqlite3` (n/README.md:4:1) has compiled parts");
 }
+
+/// A service worker (`addEventListener("fetch", …)`), its module-level counter kept between the
+/// requests an instance serves.
+const SERVICE_WORKER: &str = r#"# a service worker
+
+```javascript markpact:file path=index.js
+let count = 0;
+addEventListener("fetch", (event) => {
+  count += 1;
+  if (new URL(event.request.url).pathname === "/boom") throw new Error("boom");
+  event.respondWith(Response.json({ count }));
+});
+```
+"#;
+
+/// `instance_reuse: 3` on both Worker shapes: one request at a time, an instance serves three and
+/// keeps its module state between them, then a fresh one takes over; a Worker's exception is
+/// answered 500 and the instance goes on.
+#[test]
+fn instance_reuse_keeps_a_workers_module_state_for_n_requests() {
+    let env = TestEnv::new();
+    env.write("worker/README.md", WORKER)
+        .write("sw/README.md", SERVICE_WORKER)
+        .write("api/README.md", &py_service("", ""))
+        .write(
+            "r.pactown.yaml",
+            "base_port: 0\nservices:\n  api: {health_check: /health}\n  \
+             worker: {depends_on: [api], env: {GREETING: hi}, instance_reuse: 3}\n  \
+             sw: {instance_reuse: 3}\n",
+        );
+    let up = Up::start(&env, "r.pactown.yaml");
+    for name in ["worker", "sw"] {
+        let port = up.port(name);
+        let count = || {
+            let (code, body) = http_get(port, "/").unwrap();
+            assert_eq!(code, 200, "{name}: {body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        };
+        let seen: Vec<u64> = (0..7).map(|_| count()).collect();
+        assert_eq!(seen, [1, 2, 3, 1, 2, 3, 1], "{name}");
+        assert_eq!(http_get(port, "/boom").unwrap().0, 500, "{name}");
+        assert_eq!(count(), 3, "{name}");
+        assert_eq!(count(), 1, "{name}");
+    }
+    // The reused Worker still reaches its dependency through its binding, every time.
+    for _ in 0..4 {
+        let (code, body) = http_get(up.port("worker"), "/bound").unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+}

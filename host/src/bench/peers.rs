@@ -116,7 +116,6 @@ pub fn setup(
 ) -> anyhow::Result<Setup> {
     let sp = target.service_plan();
     let service = &target.eco.services[target.service.as_str()];
-    let language = crate::spec::language::language(service);
     let component = match &target.built[target.service.as_str()] {
         Built::Component(c) => Some(c.wasm.clone()),
         Built::Native(_) | Built::Builtin => None,
@@ -148,11 +147,6 @@ pub fn setup(
                     target.service,
                     sp.sandbox.kind.as_str()
                 )));
-            }
-            if language == Language::Node {
-                return Ok(Setup::Unavailable(
-                    "a componentize-js Worker answers one request per instance, so it cannot be reused".into(),
-                ));
             }
             let (readme, dir, name) = (
                 std::path::absolute(&service.readme)?,

@@ -3,7 +3,8 @@
 //! A JavaScript service whose files hold a Worker (`export default { fetch(request, env, ctx) }`,
 //! as Cloudflare Workers are written, or `addEventListener("fetch", …)`) and that has no run
 //! block becomes a component exporting `wasi:http/incoming-handler`, a fresh instance per
-//! request. pactown's Worker host (`guest/pactown_worker.js`, carried in the binary) imports the
+//! request or, with `instance_reuse`, several one after another. pactown's Worker host
+//! (`guest/pactown_worker.js`, carried in the binary) implements the handler itself, imports the
 //! module unchanged and gives `fetch` an `env` of the service's variables and a binding per
 //! dependency (`env.API.fetch(…)`, by name through the host). componentize-js evaluates the
 //! module while it builds (a snapshot), so an instance starts ready; a syntax or evaluation error
@@ -38,6 +39,8 @@ use crate::spec::{Diagnostic, Diagnostics, RuntimeKind, Service};
 
 /// pactown's Worker host, carried in the binary.
 const HOST: &str = include_str!("guest/pactown_worker.js");
+/// What the host imports before the service's module: it keeps a service worker's listeners.
+const PRELUDE: &str = include_str!("guest/pactown_prelude.js");
 /// The WASI version componentize-js's engine is built against.
 const ENGINE_WASI: &str = "0.2.10";
 /// The world a Worker component is built for: wasi:http's proxy, and the environment.
@@ -103,11 +106,12 @@ impl<'a> Sources<'a> {
         };
         let key = digest(
             [
-                b"js-wasm-v1".as_slice(),
+                b"js-wasm-v2".as_slice(),
                 COMPONENTIZE_JS_VERSION.as_bytes(),
                 WASI_HTTP_WIT.version.as_bytes(),
                 WORLD.as_bytes(),
                 host.as_bytes(),
+                PRELUDE.as_bytes(),
                 packages.as_bytes(),
             ]
             .into_iter()
@@ -207,6 +211,7 @@ pub fn build(
 fn write_sources(dir: &Path, src: &Sources<'_>) -> anyhow::Result<()> {
     let root = write_files(dir, src.files.iter().copied())?;
     root.write("pactown_worker.js", &src.host)?;
+    root.write("pactown_prelude.js", PRELUDE)?;
     Ok(())
 }
 

@@ -271,33 +271,28 @@ fn check_runtime(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
     check_memory(s, src, diags);
 }
 
-/// `instance_reuse` above 1 only where instances serve requests, and only for shapes that keep
-/// working when an instance serves several (a componentize-js Worker answers once per instance).
+/// `instance_reuse` above 1 only where instances serve requests: every `wasm-http` shape (a WSGI
+/// app, a Worker module or service worker, a Rust handler) serves any number in turn.
 fn check_reuse(s: &Service, src: &Arc<SourceFile>, diags: &mut Diagnostics) {
     let (n, Some(span)) = &s.instance_reuse else {
         return;
     };
-    if *n <= 1 {
+    let (kind, _) = super::language::runtime_kind(s);
+    if *n <= 1 || kind == super::service::RuntimeKind::WasmHttp {
         return;
     }
-    let (kind, _) = super::language::runtime_kind(s);
-    let why = if kind != super::service::RuntimeKind::WasmHttp {
-        format!(
-            "`{}` runs as `{}`: `instance_reuse` applies to `wasm-http` services, which get an instance per request",
-            s.name,
-            kind.as_str()
-        )
-    } else if super::language::language(s) == super::language::Language::Node {
-        format!(
-            "`{}` is a JavaScript Worker: a componentize-js instance answers one request (a second `respondWith` fails), so it cannot be reused",
-            s.name
-        )
-    } else {
-        return;
-    };
     diags.push(
-        Diagnostic::error("yaml::instance-reuse", why, src, span.clone())
-            .with_help("remove `instance_reuse` (a fresh instance per request)"),
+        Diagnostic::error(
+            "yaml::instance-reuse",
+            format!(
+                "`{}` runs as `{}`: `instance_reuse` applies to `wasm-http` services, which get an instance per request",
+                s.name,
+                kind.as_str()
+            ),
+            src,
+            span.clone(),
+        )
+        .with_help("remove `instance_reuse` (a fresh instance per request)"),
     );
 }
 
