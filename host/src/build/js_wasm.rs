@@ -3,10 +3,10 @@
 //! A JavaScript service whose files hold a Worker (`export default { fetch(request, env, ctx) }`,
 //! as Cloudflare Workers are written, or `addEventListener("fetch", …)`) and that has no run
 //! block becomes a component exporting `wasi:http/incoming-handler`, a fresh instance per
-//! request or, with `instance_reuse`, several one after another. pactown's Worker host
-//! (`guest/pactown_worker.js`, carried in the binary) implements the handler itself, imports the
-//! module unchanged and gives `fetch` an `env` of the service's variables and a binding per
-//! dependency (`env.API.fetch(…)`, by name through the host). componentize-js evaluates the
+//! request (the engine's fetch event) or, with `instance_reuse`, several one after another (then
+//! `guest/pactown_worker_reuse.js` implements the handler itself). pactown's Worker host, carried
+//! in the binary, imports the module unchanged and gives `fetch` an `env` of the service's
+//! variables and a binding per dependency (`env.API.fetch(…)`, by name through the host). componentize-js evaluates the
 //! module while it builds (a snapshot), so an instance starts ready; a syntax or evaluation error
 //! is reported at the README line.
 //!
@@ -37,9 +37,15 @@ use crate::spec::language::{
 use crate::spec::service::FileBlock;
 use crate::spec::{Diagnostic, Diagnostics, RuntimeKind, Service};
 
-/// pactown's Worker host, carried in the binary.
+/// pactown's Worker host for a fresh instance per request, carried in the binary: the engine's
+/// own fetch event (answers once per instance; the fastest to a first answer).
 const HOST: &str = include_str!("guest/pactown_worker.js");
-/// What the host imports before the service's module: it keeps a service worker's listeners.
+/// The host for `instance_reuse` above 1: it implements `wasi:http/incoming-handler` itself, so
+/// an instance answers any number of requests in turn (≈0.45 ms more per fresh instance, measured
+/// under `wasmtime serve`, which is why a fresh-per-request service keeps the other).
+const HOST_REUSE: &str = include_str!("guest/pactown_worker_reuse.js");
+/// What the reusing host imports before the service's module: it keeps a service worker's
+/// listeners.
 const PRELUDE: &str = include_str!("guest/pactown_prelude.js");
 /// The WASI version componentize-js's engine is built against.
 const ENGINE_WASI: &str = "0.2.10";
@@ -80,6 +86,8 @@ impl Toolchain for JsComponent {
 /// What a Worker component is built from, and the key they give.
 struct Sources<'a> {
     host: String,
+    /// The reusing host's prelude, or empty.
+    prelude: &'static str,
     files: Vec<&'a FileBlock>,
     key: String,
 }
@@ -92,7 +100,12 @@ impl<'a> Sources<'a> {
             .iter()
             .map(|d| [env_prefix(&d.name), d.name.clone()])
             .collect();
-        let host = HOST.replace("__PACTOWN_ENTRY__", entry).replace(
+        let (template, prelude) = if service.instance_reuse.0 > 1 {
+            (HOST_REUSE, PRELUDE)
+        } else {
+            (HOST, "")
+        };
+        let host = template.replace("__PACTOWN_ENTRY__", entry).replace(
             "__PACTOWN_BINDINGS__",
             &serde_json::to_string(&bindings).expect("strings"),
         );
@@ -111,7 +124,7 @@ impl<'a> Sources<'a> {
                 WASI_HTTP_WIT.version.as_bytes(),
                 WORLD.as_bytes(),
                 host.as_bytes(),
-                PRELUDE.as_bytes(),
+                prelude.as_bytes(),
                 packages.as_bytes(),
             ]
             .into_iter()
@@ -121,7 +134,12 @@ impl<'a> Sources<'a> {
                     .flat_map(|f| [f.path.as_str().as_bytes(), f.content.as_bytes()]),
             ),
         );
-        Self { host, files, key }
+        Self {
+            host,
+            prelude,
+            files,
+            key,
+        }
     }
 }
 
@@ -211,7 +229,9 @@ pub fn build(
 fn write_sources(dir: &Path, src: &Sources<'_>) -> anyhow::Result<()> {
     let root = write_files(dir, src.files.iter().copied())?;
     root.write("pactown_worker.js", &src.host)?;
-    root.write("pactown_prelude.js", PRELUDE)?;
+    if !src.prelude.is_empty() {
+        root.write("pactown_prelude.js", src.prelude)?;
+    }
     Ok(())
 }
 
