@@ -44,6 +44,8 @@ const HOST: &str = include_str!("guest/pactown_worker.js");
 /// an instance answers any number of requests in turn (≈0.45 ms more per fresh instance, measured
 /// under `wasmtime serve`, which is why a fresh-per-request service keeps the other).
 const HOST_REUSE: &str = include_str!("guest/pactown_worker_reuse.js");
+/// The service binding and the Worker check both hosts import.
+const BINDING: &str = include_str!("guest/pactown_binding.js");
 /// What the reusing host imports before the service's module: it keeps a service worker's
 /// listeners.
 const PRELUDE: &str = include_str!("guest/pactown_prelude.js");
@@ -124,6 +126,7 @@ impl<'a> Sources<'a> {
                 WASI_HTTP_WIT.version.as_bytes(),
                 WORLD.as_bytes(),
                 host.as_bytes(),
+                BINDING.as_bytes(),
                 prelude.as_bytes(),
                 packages.as_bytes(),
             ]
@@ -229,6 +232,7 @@ pub fn build(
 fn write_sources(dir: &Path, src: &Sources<'_>) -> anyhow::Result<()> {
     let root = write_files(dir, src.files.iter().copied())?;
     root.write("pactown_worker.js", &src.host)?;
+    root.write("pactown_binding.js", BINDING)?;
     if !src.prelude.is_empty() {
         root.write("pactown_prelude.js", src.prelude)?;
     }

@@ -6,33 +6,13 @@
 // through the host, as a Workers service binding does: the URL's host is ignored). A service
 // worker (`addEventListener("fetch", …)`) registered itself when its module was imported.
 import * as service from "./__PACTOWN_ENTRY__";
+import { binding, workerOf } from "./pactown_binding.js";
 import { getEnvironment } from "wasi:cli/environment@0.2.10";
 
 // Filled in by pactown: [binding name, service name] for each `depends_on`.
 const BINDINGS = __PACTOWN_BINDINGS__;
 
-function binding(name) {
-  return {
-    fetch(input, init) {
-      // A Request, an absolute URL, or a path (`/users`): all reach `name`.
-      const req = input instanceof Request
-        ? new Request(input, init)
-        : new Request(new URL(String(input), `http://${name}/`).toString(), init);
-      const url = new URL(req.url);
-      url.host = name;
-      url.protocol = "http:";
-      return fetch(new Request(url.toString(), req));
-    },
-  };
-}
-
-const worker = service.default;
-if (worker !== undefined && (worker === null || typeof worker.fetch !== "function")) {
-  throw new TypeError(
-    "__PACTOWN_ENTRY__: the default export has no fetch(request, env, ctx) method; " +
-      "export a Worker (`export default { async fetch(request, env, ctx) { … } }`) or an app with one",
-  );
-}
+const worker = workerOf(service, "__PACTOWN_ENTRY__");
 if (worker) {
   addEventListener("fetch", (event) => {
     const env = {};

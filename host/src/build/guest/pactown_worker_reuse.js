@@ -13,6 +13,7 @@
 // so one instance can serve any number of requests one after another (`instance_reuse`).
 import { fetchListeners } from "./pactown_prelude.js";
 import * as service from "./__PACTOWN_ENTRY__";
+import { binding, workerOf } from "./pactown_binding.js";
 import { getEnvironment } from "wasi:cli/environment@0.2.10";
 import { Fields, OutgoingBody, OutgoingResponse, ResponseOutparam } from "wasi:http/types@0.2.10";
 
@@ -38,28 +39,7 @@ function env() {
   return workerEnv;
 }
 
-function binding(name) {
-  return {
-    fetch(input, init) {
-      // A Request, an absolute URL, or a path (`/users`): all reach `name`.
-      const req = input instanceof Request
-        ? new Request(input, init)
-        : new Request(new URL(String(input), `http://${name}/`).toString(), init);
-      const url = new URL(req.url);
-      url.host = name;
-      url.protocol = "http:";
-      return fetch(new Request(url.toString(), req));
-    },
-  };
-}
-
-const worker = service.default;
-if (worker !== undefined && (worker === null || typeof worker.fetch !== "function")) {
-  throw new TypeError(
-    "__PACTOWN_ENTRY__: the default export has no fetch(request, env, ctx) method; " +
-      "export a Worker (`export default { async fetch(request, env, ctx) { … } }`) or an app with one",
-  );
-}
+const worker = workerOf(service, "__PACTOWN_ENTRY__");
 
 const latin1 = new TextDecoder("latin1");
 const utf8 = new TextEncoder();
