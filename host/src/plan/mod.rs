@@ -177,7 +177,8 @@ pub struct ServicePlan {
 
 impl Plan {
     /// How many wasm instances may exist at once in this ecosystem: what its wasm services may
-    /// run concurrently (their `limits.instances`), within the engine's pool of at most
+    /// run concurrently (their `limits.instances`, and the one instance a fresh-per-request
+    /// service makes ahead for its next request), within the engine's pool of at most
     /// [`MAX_POOL_INSTANCES`]. A pool slot costs set-up at start (guard pages, stacks), so a
     /// small ecosystem gets a small pool.
     pub fn wasm_instances(&self) -> u32 {
@@ -185,7 +186,10 @@ impl Plan {
             .services
             .values()
             .filter(|s| s.sandbox.kind.is_wasm())
-            .map(|s| u64::from(s.limits.instances.max(1)))
+            .map(|s| {
+                let ahead = s.sandbox.kind == RuntimeKind::WasmHttp && s.limits.instance_reuse <= 1;
+                u64::from(s.limits.instances.max(1)) + u64::from(ahead)
+            })
             .sum();
         wanted.clamp(u64::from(MIN_POOL_INSTANCES), u64::from(MAX_POOL_INSTANCES)) as u32
     }

@@ -86,6 +86,8 @@ pub struct HttpService {
     engine: Arc<WasmEngine>,
     pre: ProxyPre<HostState>,
     permits: Arc<Semaphore>,
+    /// The next request's instance, made ahead (a fresh instance per request only).
+    spare: Arc<Spare>,
     /// Requests handled.
     pub requests: AtomicU64,
     /// Requests that failed inside the guest.
@@ -101,6 +103,107 @@ struct Warm {
     store: Store<HostState>,
     proxy: Proxy,
     served: u32,
+}
+
+/// A fresh instance made before its request arrives, for a component whose instantiation is
+/// slow (an interpreter's: a Python component links 14 core modules and fills a table of
+/// thousands of functions, ~0.5 ms). It is made on a thread of the blocking pool, so on
+/// whichever core is free, while the previous request runs or the service is idle, and a
+/// request finds its instance ready. It has served nothing: each request still gets an instance
+/// of its own. The first request makes its instance inline and measures it; a component that
+/// instantiates in microseconds (Rust, JavaScript) never gets a spare, since handing the work
+/// to another thread would cost more than it saves.
+struct Spare {
+    pre: ProxyPre<HostState>,
+    engine: Arc<WasmEngine>,
+    caps: Capabilities,
+    hooks: OutgoingHooks,
+    ready: std::sync::Mutex<Option<(Store<HostState>, Proxy)>>,
+    /// A thread is making one now.
+    making: std::sync::atomic::AtomicBool,
+    /// How long the last instantiation took, in nanoseconds (0: not measured yet).
+    instantiation_ns: AtomicU64,
+}
+
+/// Instantiation slower than this is made ahead (see [`Spare`]).
+const SPARE_ABOVE: Duration = Duration::from_micros(100);
+
+impl Spare {
+    /// The ready instance, if there is one.
+    fn take(&self) -> Option<(Store<HostState>, Proxy)> {
+        self.ready.lock().expect("spare").take()
+    }
+
+    /// What an instantiation took.
+    fn record(&self, took: Duration) {
+        self.instantiation_ns
+            .store(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Start making the next one, if instantiating is slow enough to be worth it and none is
+    /// ready or being made.
+    fn refill(self: &Arc<Self>) {
+        if self.instantiation_ns.load(Ordering::Relaxed) < SPARE_ABOVE.as_nanos() as u64
+            || self.ready.lock().expect("spare").is_some()
+            || self.making.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let me = self.clone();
+        let runtime = tokio::runtime::Handle::current();
+        // Not `tokio::spawn`: a task spawned from a worker waits in that worker's LIFO slot,
+        // which no other worker steals, until the request running there is done.
+        tokio::task::spawn_blocking(move || {
+            let made = runtime.block_on(async {
+                let mut store = new_store(&me.engine, &me.caps, &me.hooks, 0)?;
+                let began = std::time::Instant::now();
+                let proxy = me
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+                me.record(began.elapsed());
+                anyhow::Ok((store, proxy))
+            });
+            // A failure is left to the request that would have used it: it instantiates
+            // inline, and reports what goes wrong.
+            if let Ok(instance) = made {
+                *me.ready.lock().expect("spare") = Some(instance);
+            }
+            me.making.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// A store for one instance of a service: its own WASI context, its limits, and a first CPU
+/// deadline (a request sets its own again: see [`arm`]).
+fn new_store(
+    engine: &WasmEngine,
+    caps: &Capabilities,
+    hooks: &OutgoingHooks,
+    hops: u32,
+) -> anyhow::Result<Store<HostState>> {
+    let state = HostState::new(caps, hooks.with_hops(hops))?;
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|s| &mut s.limits);
+    arm(&mut store, caps.limits.cpu_time);
+    Ok(store)
+}
+
+/// Set the store's CPU deadline from now: its budget, or, without one, a yield to other tasks
+/// every 10 ticks (the first deadline is set too, or it would yield at its first check: a
+/// store's deadline starts at 0).
+fn arm(store: &mut Store<HostState>, cpu_time: Option<Duration>) {
+    match cpu_time {
+        Some(budget) => {
+            store.set_epoch_deadline(super::engine::ticks(budget));
+            store.epoch_deadline_trap();
+        }
+        None => {
+            store.set_epoch_deadline(10);
+            store.epoch_deadline_async_yield_and_update(10);
+        }
+    }
 }
 
 impl HttpService {
@@ -120,6 +223,15 @@ impl HttpService {
         .map_err(anyhow::Error::from)?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(settings.max_instances.max(1))),
+            spare: Arc::new(Spare {
+                pre: pre.clone(),
+                engine: engine.clone(),
+                caps: settings.caps.clone(),
+                hooks: settings.hooks.clone(),
+                ready: Default::default(),
+                making: Default::default(),
+                instantiation_ns: Default::default(),
+            }),
             settings,
             engine,
             pre,
@@ -185,40 +297,27 @@ impl HttpService {
             .unwrap_or(0);
         let caps = &self.settings.caps;
         let reuse = self.settings.reuse;
-        let warm = if reuse > 1 {
-            self.warm.lock().expect("warm instances").pop()
+        let made_ahead = if reuse > 1 {
+            let warm = self.warm.lock().expect("warm instances").pop();
+            warm.map(|w| (w.store, w.proxy, w.served))
         } else {
-            None
+            let spare = self.spare.take().map(|(store, proxy)| (store, proxy, 0));
+            // The next request's instance is made while this one runs.
+            self.spare.refill();
+            spare
         };
-        let (mut store, proxy, served) = match warm {
-            Some(Warm {
-                mut store,
-                proxy,
-                served,
-            }) => {
+        let (mut store, proxy, served) = match made_ahead {
+            Some((mut store, proxy, served)) => {
                 store.data_mut().hooks = self.settings.hooks.with_hops(hops);
+                arm(&mut store, caps.limits.cpu_time);
                 (store, Some(proxy), served)
             }
             None => {
-                let state = HostState::new(caps, self.settings.hooks.with_hops(hops))
+                let store = new_store(&self.engine, caps, &self.settings.hooks, hops)
                     .map_err(|e| (Failure::Other, format!("{e:#}")))?;
-                let mut store = Store::new(self.engine.engine(), state);
-                store.limiter(|s| &mut s.limits);
                 (store, None, 0)
             }
         };
-        match caps.limits.cpu_time {
-            Some(budget) => {
-                store.set_epoch_deadline(super::engine::ticks(budget));
-                store.epoch_deadline_trap();
-            }
-            // Without a budget it yields to other tasks every 10 ticks; the first deadline is
-            // set too, or it would yield at its first check (a store's deadline starts at 0).
-            None => {
-                store.set_epoch_deadline(10);
-                store.epoch_deadline_async_yield_and_update(10);
-            }
-        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let incoming = store
             .data_mut()
@@ -231,6 +330,7 @@ impl HttpService {
             .new_response_outparam(tx)
             .map_err(|e| (Failure::Other, format!("{e:#}")))?;
         let pre = self.pre.clone();
+        let spare = self.spare.clone();
         let memory = caps.limits.memory;
         let cpu = caps.limits.cpu_time;
         let errors = self.settings.errors.clone();
@@ -241,7 +341,12 @@ impl HttpService {
             let _alive = guard;
             let proxy = match proxy {
                 Some(p) => p,
-                None => pre.instantiate_async(&mut store).await?,
+                None => {
+                    let began = std::time::Instant::now();
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    spare.record(began.elapsed());
+                    proxy
+                }
             };
             proxy
                 .wasi_http_incoming_handler()
