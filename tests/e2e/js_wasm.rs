@@ -3,7 +3,7 @@
 //! installed by pactown), a fresh instance per request, with the same rules as every component.
 
 use crate::support::TestEnv;
-use crate::support_up::{Up, http_get, py_service};
+use crate::support_up::{Up, http_get, http_request, http_request_with, py_service};
 
 /// A Worker as one deploys it with wrangler: a module-level counter, `env` values and a
 /// service binding, a plain `fetch` by name, an exception on `/boom`.
@@ -30,6 +30,8 @@ export default {
       return new Response(await r.text(), { status: r.status });
     }
     if (url.pathname === "/boom") throw new Error("boom");
+    if (url.pathname === "/header") return new Response(request.headers.get("x-probe"));
+    if (url.pathname === "/empty") return new Response(null, { status: 204 });
     if (request.method === "POST") {
       return Response.json({ echo: await request.text() });
     }
@@ -215,5 +217,17 @@ fn instance_reuse_keeps_a_workers_module_state_for_n_requests() {
     for _ in 0..4 {
         let (code, body) = http_get(up.port("worker"), "/bound").unwrap();
         assert_eq!(code, 200, "{body}");
+    }
+    // Every request an instance serves gets its own body, headers and status.
+    let port = up.port("worker");
+    for i in 0..4 {
+        let sent = format!("body {i}");
+        let (code, body) = http_request(port, "POST", "/", Some(&sent)).unwrap();
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body, format!(r#"{{"echo":"{sent}"}}"#));
+        let probe = format!("probe {i}");
+        let got = http_request_with(port, "GET", "/header", &[("X-Probe", &probe)], None).unwrap();
+        assert_eq!(got, (200, probe));
+        assert_eq!(http_get(port, "/empty").unwrap(), (204, String::new()));
     }
 }

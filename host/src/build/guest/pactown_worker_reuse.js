@@ -80,19 +80,23 @@ function readAll(incoming) {
   return all;
 }
 
+// Each call into the host goes through componentize-js's bindings, ~10 µs apiece: a request is
+// read and answered with as few as it takes.
 function toRequest(incoming) {
   const m = incoming.method();
   const method = m.tag === "other" ? m.val : m.tag.toUpperCase();
-  const s = incoming.scheme();
-  const scheme = !s ? "http" : s.tag === "other" ? s.val : s.tag.toLowerCase();
-  const url = `${scheme}://${incoming.authority() ?? "localhost"}${incoming.pathWithQuery() ?? "/"}`;
+  // pactown hands every request to a component as `http` (TLS, if any, ends before it).
+  const url = `http://${incoming.authority() ?? "localhost"}${incoming.pathWithQuery() ?? "/"}`;
   const fields = incoming.headers();
-  const headers = new Headers();
-  for (const [k, v] of fields.entries()) headers.append(k, latin1.decode(v));
+  const headers = fields.entries().map(([k, v]) => [k, latin1.decode(v)]);
   fields[Symbol.dispose]();
-  const body = readAll(incoming);
   const init = { method, headers };
-  if (body.length && method !== "GET" && method !== "HEAD") init.body = body;
+  // A GET or HEAD carries no body a Request could hold: it is not read.
+  if (method !== "GET" && method !== "HEAD") {
+    const body = readAll(incoming);
+    if (body.length) init.body = body;
+  }
+  incoming[Symbol.dispose]();
   return new Request(url, init);
 }
 
@@ -125,16 +129,18 @@ async function send(response, out) {
   for (const [k, v] of response.headers) {
     if (!HOP_BY_HOP.has(k)) entries.push([k, utf8.encode(v)]);
   }
-  const bytes = response.body ? new Uint8Array(await response.arrayBuffer()) : new Uint8Array();
+  const bytes = response.body ? new Uint8Array(await response.arrayBuffer()) : undefined;
   const reply = new OutgoingResponse(Fields.fromList(entries));
-  reply.setStatusCode(response.status);
+  if (response.status !== 200) reply.setStatusCode(response.status);
   const body = reply.body();
   ResponseOutparam.set(out, { tag: "ok", val: reply });
-  const stream = body.write();
-  for (let at = 0; at < bytes.length; at += CHUNK) {
-    stream.blockingWriteAndFlush(bytes.subarray(at, at + CHUNK));
+  if (bytes && bytes.length) {
+    const stream = body.write();
+    for (let at = 0; at < bytes.length; at += CHUNK) {
+      stream.blockingWriteAndFlush(bytes.subarray(at, at + CHUNK));
+    }
+    stream[Symbol.dispose]();
   }
-  stream[Symbol.dispose]();
   OutgoingBody.finish(body, undefined);
 }
 
