@@ -117,6 +117,8 @@ pub struct Orchestrator {
     say: Arc<dyn Fn(&str) + Send + Sync>,
     http_registry: HttpRegistry,
     engine: std::sync::OnceLock<Arc<WasmEngine>>,
+    /// The engine while [`Self::start_engine`] makes it.
+    engine_start: std::sync::Mutex<Option<wasm_backend::EngineStart>>,
     stats: std::sync::Mutex<BuildStats>,
     /// This run's secret: it proves a caller header pactown set (see the router).
     proof: Arc<str>,
@@ -242,6 +244,7 @@ impl Orchestrator {
             say,
             http_registry: Default::default(),
             engine: std::sync::OnceLock::new(),
+            engine_start: Default::default(),
             stats: Default::default(),
             proof: crate::router::new_secret(),
             loaded: std::sync::Mutex::new(None),
@@ -382,18 +385,18 @@ impl Orchestrator {
         })
         .await
         .context("the build task panicked")??;
-        let mut out = IndexMap::new();
-        for (name, b) in built {
+        // Components are loaded all at once (each on a thread of the blocking pool): a large
+        // one (JavaScript, Python) takes milliseconds to map and check.
+        let prepared = built.into_iter().map(|(name, b)| async move {
             let backend = match b {
                 Built::Native(p) => {
-                    out.insert(
+                    return anyhow::Ok((
                         name,
                         PreparedService {
                             native: p,
                             backend: Backend::Native,
                         },
-                    );
-                    continue;
+                    ));
                 }
                 Built::Component(component) => {
                     self.stats.lock().expect("stats").toolchain_builds +=
@@ -403,13 +406,18 @@ impl Orchestrator {
                 }
                 Built::Builtin => self.builtin_backend(&self.plan, &name, eco)?,
             };
-            out.insert(
+            Ok((
                 name,
                 PreparedService {
                     native: build::Prepared::default(),
                     backend,
                 },
-            );
+            ))
+        });
+        let mut out = IndexMap::new();
+        for r in futures_util::future::join_all(prepared).await {
+            let (name, service) = r?;
+            out.insert(name, service);
         }
         let stats = self.engine.get().map(|e| {
             (

@@ -134,6 +134,8 @@ pub async fn run(
         bind: opts.bind,
     };
     let mut orch = Orchestrator::bind(&eco, &facts, state.clone(), &up_opts, say)?;
+    let cache = Cache::locate();
+    orch.start_engine(&cache);
     orch.keep_ecosystem(&eco);
     for w in warnings(&orch, &eco) {
         reporter.warn(&w);
@@ -163,7 +165,6 @@ pub async fn run(
         wait_for_signal().await;
         let _ = stop_tx.send(());
     });
-    let cache = Cache::locate();
     let startup = async {
         let prepared = orch.prepare(&eco, &cache).await?;
         orch.start(&prepared, opts.waves).await

@@ -14,18 +14,49 @@ use super::supervisor::{Backend, ServiceRuntime, failure_sink};
 use crate::build::{self, Cache};
 use crate::plan::Call;
 
+/// The engine being made on a thread of its own, from the moment the plan says it is needed.
+pub(super) type EngineStart = std::thread::JoinHandle<anyhow::Result<Arc<WasmEngine>>>;
+
 impl Orchestrator {
+    /// Start making the engine now, on another thread, if some service runs as wasm: its pool,
+    /// its linker of every WASI interface and its epoch thread (~0.6 ms) are then ready by the
+    /// time the first component is loaded, instead of before it.
+    pub fn start_engine(&self, cache: &Cache) {
+        if !self
+            .plan
+            .services
+            .values()
+            .any(|s| s.sandbox.kind.is_wasm())
+        {
+            return;
+        }
+        let (config, dir) = (self.engine_config(), cache.path(&["wasm", "compiled"]));
+        let started = std::thread::Builder::new()
+            .name("pactown-engine".into())
+            .spawn(move || WasmEngine::new(&config, dir));
+        if let Ok(handle) = started {
+            *self.engine_start.lock().expect("engine start") = Some(handle);
+        }
+    }
+
+    fn engine_config(&self) -> wasm::EngineConfig {
+        wasm::EngineConfig {
+            total_instances: self.plan.wasm_instances(),
+            ..Default::default()
+        }
+    }
+
     fn engine(&self, cache: &Cache) -> anyhow::Result<Arc<WasmEngine>> {
         if let Some(e) = self.engine.get() {
             return Ok(e.clone());
         }
-        let e = WasmEngine::new(
-            &wasm::EngineConfig {
-                total_instances: self.plan.wasm_instances(),
-                ..Default::default()
-            },
-            cache.path(&["wasm", "compiled"]),
-        )?;
+        let started = self.engine_start.lock().expect("engine start").take();
+        let e = match started {
+            Some(handle) => handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("making the wasm engine panicked"))??,
+            None => WasmEngine::new(&self.engine_config(), cache.path(&["wasm", "compiled"]))?,
+        };
         Ok(self.engine.get_or_init(|| e).clone())
     }
 
