@@ -153,14 +153,10 @@ pub fn build(
     say: &dyn Fn(&str),
 ) -> Result<Component, BuildError> {
     let src = Sources::of(service);
-    let wasm = cache.path(&["wasm", "artifacts", &format!("{}.wasm", &src.key[..32])]);
-    if wasm.is_file() {
-        return Ok(Component {
-            wasm,
-            key: src.key,
-            built: false,
-        });
+    if let Some(found) = Component::cached(cache, &src.key) {
+        return Ok(found);
     }
+    let wasm = Component::path(cache, &src.key);
     let cli = super::tools::componentize_js(cache, say)?;
     let node = super::tools::node(cache, say)?;
     let wit = super::tools::wasi_http_wit(cache)?;

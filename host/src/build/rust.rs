@@ -141,14 +141,10 @@ pub fn build(
     } = Sources::of(service);
     let sdk_dir = cache.path(&["rust", &format!("pactown-guest-{}", &sdk_key[..12])]);
     let manifest = manifest(service, &name, &sdk_dir);
-    let wasm = cache.path(&["wasm", "artifacts", &format!("{}.wasm", &key[..32])]);
-    if wasm.is_file() {
-        return Ok(Component {
-            wasm,
-            key,
-            built: false,
-        });
+    if let Some(found) = Component::cached(cache, &key) {
+        return Ok(found);
     }
+    let wasm = Component::path(cache, &key);
     let cargo = super::tools::which("cargo")
         .context("Rust services need `cargo`; install Rust from https://rustup.rs")?;
     ensure_target(cache, say)?;

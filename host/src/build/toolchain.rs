@@ -32,6 +32,23 @@ pub struct Component {
     pub built: bool,
 }
 
+impl Component {
+    /// Where the component of content key `key` is kept in the cache.
+    pub fn path(cache: &Cache, key: &str) -> PathBuf {
+        cache.path(&["wasm", "artifacts", &format!("{}.wasm", &key[..32])])
+    }
+
+    /// The component of `key`, if the cache has it.
+    pub fn cached(cache: &Cache, key: &str) -> Option<Self> {
+        let wasm = Self::path(cache, key);
+        wasm.is_file().then(|| Self {
+            wasm,
+            key: key.to_string(),
+            built: false,
+        })
+    }
+}
+
 /// Why a build failed: the user's code (diagnostics at README lines), or something else.
 #[derive(Debug)]
 pub enum BuildError {

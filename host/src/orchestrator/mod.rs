@@ -11,6 +11,7 @@ mod roll;
 pub mod session;
 pub mod supervisor;
 mod wasm_backend;
+pub use wasm_backend::EngineStart;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -117,8 +118,8 @@ pub struct Orchestrator {
     say: Arc<dyn Fn(&str) + Send + Sync>,
     http_registry: HttpRegistry,
     engine: std::sync::OnceLock<Arc<WasmEngine>>,
-    /// The engine while [`Self::start_engine`] makes it.
-    engine_start: std::sync::Mutex<Option<wasm_backend::EngineStart>>,
+    /// The engine while it is made (see [`EngineStart`]).
+    engine_start: std::sync::Mutex<Option<EngineStart>>,
     stats: std::sync::Mutex<BuildStats>,
     /// This run's secret: it proves a caller header pactown set (see the router).
     proof: Arc<str>,
@@ -374,17 +375,23 @@ impl Orchestrator {
         eco: &Ecosystem,
         cache: &Cache,
     ) -> anyhow::Result<IndexMap<String, PreparedService>> {
-        let (plan, eco2, cache2, say) = (
-            self.plan.clone(),
-            eco.clone(),
-            cache.clone(),
-            self.say.clone(),
-        );
-        let built = tokio::task::spawn_blocking(move || {
-            build::build_all(&plan, &eco2, &cache2, &|m: &str| say(m))
-        })
-        .await
-        .context("the build task panicked")??;
+        // A warm start has nothing to build: no thread for it.
+        let built = match build::all_cached(&self.plan, eco, cache) {
+            Some(built) => built,
+            None => {
+                let (plan, eco2, cache2, say) = (
+                    self.plan.clone(),
+                    eco.clone(),
+                    cache.clone(),
+                    self.say.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    build::build_all(&plan, &eco2, &cache2, &|m: &str| say(m))
+                })
+                .await
+                .context("the build task panicked")??
+            }
+        };
         // Components are loaded all at once (each on a thread of the blocking pool): a large
         // one (JavaScript, Python) takes milliseconds to map and check.
         let prepared = built.into_iter().map(|(name, b)| async move {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::checks::{self, CheckResult, Tally};
-use super::{BuildStats, Orchestrator, UpOptions};
+use super::{BuildStats, EngineStart, Orchestrator, UpOptions};
 use crate::build::Cache;
 use crate::control::status::EcosystemStatus;
 use crate::control::{StateDir, StateFile};
@@ -108,6 +108,9 @@ pub async fn run(
     reporter: Arc<dyn Reporter>,
 ) -> anyhow::Result<Ended> {
     let started = Instant::now();
+    let cache = Cache::locate();
+    // Made while everything before the first build happens (dropped if the lock is taken).
+    let engine = EngineStart::spawn(&eco, &cache);
     let state = StateDir::new(&eco.state_dir);
     let Some(lock) = state.try_lock()? else {
         let who = state
@@ -134,8 +137,7 @@ pub async fn run(
         bind: opts.bind,
     };
     let mut orch = Orchestrator::bind(&eco, &facts, state.clone(), &up_opts, say)?;
-    let cache = Cache::locate();
-    orch.start_engine(&cache);
+    orch.adopt_engine(engine);
     orch.keep_ecosystem(&eco);
     for w in warnings(&orch, &eco) {
         reporter.warn(&w);

@@ -182,16 +182,20 @@ impl Plan {
     /// [`MAX_POOL_INSTANCES`]. A pool slot costs set-up at start (guard pages, stacks), so a
     /// small ecosystem gets a small pool.
     pub fn wasm_instances(&self) -> u32 {
-        let wanted: u64 = self
-            .services
-            .values()
-            .filter(|s| s.sandbox.kind.is_wasm())
-            .map(|s| {
-                let ahead = s.sandbox.kind == RuntimeKind::WasmHttp && s.limits.instance_reuse <= 1;
-                u64::from(s.limits.instances.max(1)) + u64::from(ahead)
-            })
-            .sum();
-        wanted.clamp(u64::from(MIN_POOL_INSTANCES), u64::from(MAX_POOL_INSTANCES)) as u32
+        pool_size(
+            self.services
+                .values()
+                .map(|s| pool_slots(s.sandbox.kind, &s.limits)),
+        )
+    }
+
+    /// [`Self::wasm_instances`] of the plan `eco` will have, before it is made (no ports, no
+    /// facts needed): the engine can be started while they are found.
+    pub fn wasm_instances_of(eco: &Ecosystem) -> u32 {
+        pool_size(eco.services.values().map(|s| {
+            let kind = runtime_kind(s).0;
+            pool_slots(kind, &resolved_limits(eco, s, kind))
+        }))
     }
 
     /// Plan `eco` with the given stable ports (see [`crate::spec::ecosystem::assign_ports`]).
@@ -250,6 +254,43 @@ impl ServicePlan {
     }
 }
 
+/// A service's limits: its own, else its profile's, else the defaults for its kind.
+fn resolved_limits(eco: &Ecosystem, s: &Service, kind: RuntimeKind) -> LimitsPlan {
+    let profile = s.profile.as_ref().and_then(|(p, _)| eco.profiles.get(p));
+    let limits = profile.map_or_else(|| s.limits.clone(), |p| s.limits.or(&p.limits));
+    LimitsPlan {
+        memory: limits.memory.unwrap_or(if kind == RuntimeKind::Native {
+            DEFAULT_NATIVE_MEMORY
+        } else {
+            DEFAULT_WASM_MEMORY
+        }),
+        cpu: limits.cpu,
+        processes: limits.processes.unwrap_or(DEFAULT_PROCESSES),
+        open_files: limits.open_files.unwrap_or(DEFAULT_OPEN_FILES),
+        cpu_time: limits.cpu_time.unwrap_or(DEFAULT_CPU_TIME),
+        instances: limits.instances.unwrap_or(DEFAULT_INSTANCES),
+        request_timeout: limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+        instance_reuse: s.instance_reuse.0,
+    }
+}
+
+/// Pool slots a service may hold at once: none unless it runs as wasm; else its concurrent
+/// instances, and the one a fresh-per-request service makes ahead for its next request.
+fn pool_slots(kind: RuntimeKind, limits: &LimitsPlan) -> u64 {
+    if !kind.is_wasm() {
+        return 0;
+    }
+    let ahead = kind == RuntimeKind::WasmHttp && limits.instance_reuse <= 1;
+    u64::from(limits.instances.max(1)) + u64::from(ahead)
+}
+
+/// The engine's pool for services needing `slots`, within its bounds.
+fn pool_size(slots: impl Iterator<Item = u64>) -> u32 {
+    slots
+        .sum::<u64>()
+        .clamp(u64::from(MIN_POOL_INSTANCES), u64::from(MAX_POOL_INSTANCES)) as u32
+}
+
 fn service_plan(
     eco: &Ecosystem,
     s: &Service,
@@ -265,7 +306,6 @@ fn service_plan(
     let language = language(s);
     let (kind, reason) = runtime_kind(s);
     let profile = s.profile.as_ref().and_then(|(p, _)| eco.profiles.get(p));
-    let limits = profile.map_or_else(|| s.limits.clone(), |p| s.limits.or(&p.limits));
     let rate_limit = s.rate_limit.or(profile.and_then(|p| p.rate_limit));
     // A native service runs as the user `user:` names, else (when pactown is root and can give
     // it a root filesystem of its own, where the toolchains it needs are reachable by another
@@ -274,20 +314,7 @@ fn service_plan(
         (kind == RuntimeKind::Native && s.sandbox && facts.kernel.root && facts.kernel.namespaces)
             .then(|| service_uid(&eco.state_dir, &s.name))
     });
-    let limits = LimitsPlan {
-        memory: limits.memory.unwrap_or(if kind == RuntimeKind::Native {
-            DEFAULT_NATIVE_MEMORY
-        } else {
-            DEFAULT_WASM_MEMORY
-        }),
-        cpu: limits.cpu,
-        processes: limits.processes.unwrap_or(DEFAULT_PROCESSES),
-        open_files: limits.open_files.unwrap_or(DEFAULT_OPEN_FILES),
-        cpu_time: limits.cpu_time.unwrap_or(DEFAULT_CPU_TIME),
-        instances: limits.instances.unwrap_or(DEFAULT_INSTANCES),
-        request_timeout: limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
-        instance_reuse: s.instance_reuse.0,
-    };
+    let limits = resolved_limits(eco, s, kind);
     let (level, layers) = sandbox_layers(s, kind, &limits, user, &facts.kernel);
     let toolchains = crate::facts::tools_of(s, language)
         .into_iter()

@@ -230,8 +230,8 @@ impl WasmEngine {
     /// services run it), else from the precompiled cache when present, else compile it once and
     /// store the result. `key` identifies the component's bytes (e.g. their SHA-256).
     pub fn load(&self, wasm: &Path, key: &str) -> anyhow::Result<Component> {
-        if let Some(c) = self.loaded.lock().expect("loaded").get(key) {
-            return Ok(c.clone());
+        if let Some(c) = self.loaded(key) {
+            return Ok(c);
         }
         let c = self.load_uncached(wasm, key)?;
         self.loaded
@@ -239,6 +239,11 @@ impl WasmEngine {
             .expect("loaded")
             .insert(key.to_string(), c.clone());
         Ok(c)
+    }
+
+    /// The component `key`, if this engine has loaded it.
+    pub fn loaded(&self, key: &str) -> Option<Component> {
+        self.loaded.lock().expect("loaded").get(key).cloned()
     }
 
     fn load_uncached(&self, wasm: &Path, key: &str) -> anyhow::Result<Component> {
