@@ -121,7 +121,9 @@ struct Spare {
     ready: std::sync::Mutex<Option<(Store<HostState>, Proxy)>>,
     /// A thread is making one now.
     making: std::sync::atomic::AtomicBool,
-    /// How long the last instantiation took, in nanoseconds (0: not measured yet).
+    /// The fastest instantiation seen, in nanoseconds (`u64::MAX`: none yet). The fastest,
+    /// not the last: the first one, in a new process, is cold (pages mapped for the first
+    /// time), and one made beside a running request is slowed by it.
     instantiation_ns: AtomicU64,
 }
 
@@ -137,13 +139,16 @@ impl Spare {
     /// What an instantiation took.
     fn record(&self, took: Duration) {
         self.instantiation_ns
-            .store(took.as_nanos() as u64, Ordering::Relaxed);
+            .fetch_min(took.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// Start making the next one, if instantiating is slow enough to be worth it and none is
     /// ready or being made.
     fn refill(self: &Arc<Self>) {
-        if self.instantiation_ns.load(Ordering::Relaxed) < SPARE_ABOVE.as_nanos() as u64
+        let fastest = self.instantiation_ns.load(Ordering::Relaxed);
+        // After the first request only: its instantiation (inline) is the first measure.
+        if fastest == u64::MAX
+            || fastest < SPARE_ABOVE.as_nanos() as u64
             || self.ready.lock().expect("spare").is_some()
             || self.making.swap(true, Ordering::AcqRel)
         {
@@ -230,7 +235,7 @@ impl HttpService {
                 hooks: settings.hooks.clone(),
                 ready: Default::default(),
                 making: Default::default(),
-                instantiation_ns: Default::default(),
+                instantiation_ns: AtomicU64::new(u64::MAX),
             }),
             settings,
             engine,
