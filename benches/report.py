@@ -19,8 +19,9 @@ print(f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, {m['memory_mib']
 print("Every figure below comes from one run of `benches/report.sh`, which regenerates this page.\n")
 print("## Method\n")
 print(f"""- `pactown bench compare README` runs the same service on every peer, interleaved: each of
-  {method['rounds']} rounds starts every peer once, in turn, so no peer gets a quieter machine. Per peer and
-  round: process start → first answer (a process spawned, then `GET {method['path']}` polled every 250 µs);
+  {method['rounds']} rounds measures every peer once, in turn, so no peer gets a quieter machine. Per peer and
+  round: process start → first answer (a process spawned, then `GET {method['path']}` polled every 250 µs;
+  the median of {method.get('starts', 1)} starts in a row, one for a peer that takes over a second);
   {method['requests']} requests one after another on one keep-alive connection (after {method['warmup_requests']} not counted),
   which for a component is a fresh instance per request; then {method['connections']} connections in a closed
   loop for {method['duration_s']:.0f} s after a 1 s warm-up; memory is the PSS of the server's whole process tree

@@ -158,6 +158,10 @@ pub struct CompareCommand {
     /// Rounds: each starts and measures every peer once, in turn.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Process starts per peer and round (the round's figure is their median; a peer whose
+    /// first start takes over a second is started once).
+    #[arg(long, default_value_t = 5)]
+    starts: usize,
     /// Requests sent one after another, per round.
     #[arg(long, short = 'n', default_value_t = 300)]
     requests: u64,
@@ -184,6 +188,7 @@ impl CompareCommand {
                 self.peers
             },
             rounds: self.rounds,
+            starts: self.starts,
             requests: self.requests,
             connections: self.target.connections,
             duration: self.duration,
