@@ -159,22 +159,38 @@ pub fn setup(
                 .map(|(k, v)| (k.clone(), v.replace('$', "$$").into()))
                 .collect();
             let exe = super::pactown_exe()?;
+            let ecosystem = move |port: u16| {
+                super::write_ecosystem(
+                    &dir,
+                    &format!("reuse-{port}"),
+                    &serde_json::json!({
+                        "name": format!("bench-reuse-{port}"),
+                        "services": {name.clone(): {
+                            "readme": readme, "port": port,
+                            "instance_reuse": REUSE, "env": escaped,
+                        }},
+                    }),
+                )
+            };
+            // Built (and precompiled) now: a reusing Worker is a component of its own, whose
+            // build must not count as its first start.
+            let built = Command::new(&exe)
+                .args(["--color", "never", "build"])
+                .arg(ecosystem(0)?)
+                .output()
+                .context("cannot run `pactown build`")?;
+            if !built.status.success() {
+                bail!(
+                    "`pactown build` of the reusing variant failed:\n{}",
+                    crate::build::step::tail(&String::from_utf8_lossy(&built.stderr), 15)
+                );
+            }
             Peer {
                 kind,
                 version: pactown_version,
                 what: format!("instance_reuse: {REUSE} (module state kept between requests)"),
                 command: Box::new(move |port| {
-                    let file = super::write_ecosystem(
-                        &dir,
-                        &format!("reuse-{port}"),
-                        &serde_json::json!({
-                            "name": format!("bench-reuse-{port}"),
-                            "services": {name.clone(): {
-                                "readme": readme, "port": port,
-                                "instance_reuse": REUSE, "env": escaped,
-                            }},
-                        }),
-                    )?;
+                    let file = ecosystem(port)?;
                     let mut cmd = Command::new(&exe);
                     cmd.args(["--color", "never", "up"])
                         .arg(file)
