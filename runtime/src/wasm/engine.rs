@@ -39,10 +39,6 @@ const MEMORY_KEEP_RESIDENT: usize = 16 << 20;
 /// Bytes of each pooled table kept mapped between instances.
 const TABLE_KEEP_RESIDENT: usize = 1 << 20;
 
-/// Bytes of each async stack zeroed in place between instances rather than decommitted: what
-/// a handler typically uses, so it neither faults its stack in again nor shoots down TLBs.
-const STACK_KEEP_RESIDENT: usize = 64 << 10;
-
 /// Sizing of the engine's pool, and the CPU its code is compiled for.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -141,7 +137,6 @@ impl WasmEngine {
             // shootdown to every core running pactown, a VM exit each on a virtual machine).
             .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
             .table_keep_resident(TABLE_KEEP_RESIDENT)
-            .async_stack_keep_resident(STACK_KEEP_RESIDENT)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut c = Config::new();
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
