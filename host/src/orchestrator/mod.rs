@@ -3,6 +3,7 @@
 //! running, answers control requests, and stops everything in reverse order.
 
 pub mod checks;
+pub mod engine_start;
 pub mod health;
 mod launch;
 pub mod logs;
@@ -11,7 +12,6 @@ mod roll;
 pub mod session;
 pub mod supervisor;
 mod wasm_backend;
-pub use wasm_backend::EngineStart;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -119,7 +119,7 @@ pub struct Orchestrator {
     http_registry: HttpRegistry,
     engine: std::sync::OnceLock<Arc<WasmEngine>>,
     /// The engine while it is made (see [`EngineStart`]).
-    engine_start: std::sync::Mutex<Option<EngineStart>>,
+    engine_start: std::sync::Mutex<Option<engine_start::EngineStart>>,
     stats: std::sync::Mutex<BuildStats>,
     /// This run's secret: it proves a caller header pactown set (see the router).
     proof: Arc<str>,

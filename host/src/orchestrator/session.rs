@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::checks::{self, CheckResult, Tally};
-use super::{BuildStats, EngineStart, Orchestrator, UpOptions};
+use super::engine_start::EngineStart;
+use super::{BuildStats, Orchestrator, UpOptions};
 use crate::build::Cache;
 use crate::control::status::EcosystemStatus;
 use crate::control::{StateDir, StateFile};
