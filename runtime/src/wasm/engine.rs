@@ -29,11 +29,13 @@ pub const MAX_MEMORY: usize = 1 << 30;
 const MEMORY_RESERVATION: u64 = 1 << 32;
 
 /// Bytes of each pooled memory kept mapped between instances: the most a slot keeps of what
-/// its instances dirtied (each reset copies them back from the component's image). An
-/// interpreter's instance dirties pages all over its heap (a Python one ~1.5 MiB of a 14 MiB
-/// image); a slot that keeps them all takes no page fault and no TLB shootdown for them at the
-/// next instance, which is what makes a fresh interpreter instance per request affordable.
-/// Bounded in RSS by this times the warm slots kept (`max_unused_warm_slots`).
+/// its instances dirtied. An interpreter's instance dirties pages all over its heap (a Python
+/// one ~400 pages of a 14 MiB image); a slot that keeps them all takes no page fault and no TLB
+/// shootdown for them at the next instance, which is what makes a fresh interpreter instance
+/// per request affordable. The price: each reset copies every kept page back from the image
+/// (the kernel reports each private page present as written, whether this instance wrote it or
+/// an earlier one), a memcpy of the set kept; and RSS, bounded by this times the warm slots
+/// kept (`max_unused_warm_slots`).
 const MEMORY_KEEP_RESIDENT: usize = 16 << 20;
 
 /// Bytes of each pooled table kept mapped between instances.

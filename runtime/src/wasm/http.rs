@@ -111,8 +111,9 @@ struct Warm {
 /// whichever core is free, while the previous request runs or the service is idle, and a
 /// request finds its instance ready. It has served nothing: each request still gets an instance
 /// of its own. The first request makes its instance inline and measures it; a component that
-/// instantiates in microseconds (Rust, JavaScript) never gets a spare, since handing the work
-/// to another thread would cost more than it saves.
+/// instantiates in microseconds (Rust, JavaScript) gets no spare once that is measured (at most
+/// the one its cold first instantiation asked for), since handing the work to another thread
+/// would cost more than it saves.
 struct Spare {
     pre: ProxyPre<HostState>,
     engine: Arc<WasmEngine>,
