@@ -3,9 +3,9 @@
 //! a peer never gets a quieter machine than another. Per peer and round: process start → first
 //! answer (the median of several starts in a row: the first after another peer's run pays for
 //! caches that peer evicted), one request at a time (p50/p90/p99/max), sustained load at C
-//! connections, memory idle and under load. The report holds the median over rounds, each round's figures, and the
-//! ratio of each figure to pactown's; a table on stderr, a JSON file and an SVG chart next to
-//! it.
+//! connections, memory idle and under load. The report holds the median over rounds, each
+//! round's figures, and the ratio of each figure to pactown's; a table on stderr, a JSON file
+//! and an SVG chart next to it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -38,12 +38,15 @@ impl EngineStart {
             .spawn(move || {
                 let engine = WasmEngine::new(&config, cache.path(&["wasm", "compiled"]))?;
                 // Only what is compiled already (a component to compile is compiled when the
-                // services are prepared, all at once); several at once, each on a thread.
-                let ready: Vec<build::Component> = wasm
+                // services are prepared, all at once); each once however many services share
+                // it, several at once, each on a thread.
+                let mut ready: Vec<build::Component> = wasm
                     .iter()
                     .filter_map(|s| build::cached_component(s, &cache))
                     .filter(|c| engine.compiled_path(&c.key[..32]).is_file())
                     .collect();
+                ready.sort_by(|a, b| a.key.cmp(&b.key));
+                ready.dedup_by(|a, b| a.key == b.key);
                 std::thread::scope(|scope| {
                     for c in &ready {
                         let engine = &engine;

@@ -83,11 +83,9 @@ impl HttpSettings {
 /// A loaded wasm HTTP service.
 pub struct HttpService {
     settings: HttpSettings,
-    engine: Arc<WasmEngine>,
-    pre: ProxyPre<HostState>,
     permits: Arc<Semaphore>,
-    /// The next request's instance, made ahead (a fresh instance per request only).
-    spare: Arc<Spare>,
+    /// What makes its instances, and the next request's made ahead.
+    instances: Arc<Instances>,
     /// Requests handled.
     pub requests: AtomicU64,
     /// Requests that failed inside the guest.
@@ -105,21 +103,22 @@ struct Warm {
     served: u32,
 }
 
-/// A fresh instance made before its request arrives, for a component whose instantiation is
-/// slow (an interpreter's: a Python component links 14 core modules and fills a table of
-/// thousands of functions, ~0.5 ms). It is made on a thread of the blocking pool, so on
-/// whichever core is free, while the previous request runs or the service is idle, and a
-/// request finds its instance ready. It has served nothing: each request still gets an instance
-/// of its own. The first request makes its instance inline and measures it; a component that
-/// instantiates in microseconds (Rust, JavaScript) gets no spare once that is measured (at most
-/// the one its cold first instantiation asked for), since handing the work to another thread
-/// would cost more than it saves.
-struct Spare {
+/// What makes a service's instances (a store of its own each, then the component instantiated
+/// in it), and keeps a spare: a fresh instance made before its request arrives, for a component
+/// whose instantiation is slow (an interpreter's: a Python component links 14 core modules and
+/// fills a table of thousands of functions, ~0.5 ms). It is made on a thread of the blocking
+/// pool, so on whichever core is free, while the previous request runs or the service is idle,
+/// and a request finds its instance ready. It has served nothing: each request still gets an
+/// instance of its own. The first request makes its instance inline and measures it; a
+/// component that instantiates in microseconds (Rust, JavaScript) gets no spare once that is
+/// measured (at most the one its cold first instantiation asked for), since handing the work to
+/// another thread would cost more than it saves.
+struct Instances {
     pre: ProxyPre<HostState>,
     engine: Arc<WasmEngine>,
     caps: Capabilities,
     hooks: OutgoingHooks,
-    ready: std::sync::Mutex<Option<(Store<HostState>, Proxy)>>,
+    spare: std::sync::Mutex<Option<(Store<HostState>, Proxy)>>,
     /// A thread is making one now.
     making: std::sync::atomic::AtomicBool,
     /// The fastest instantiation seen, in nanoseconds (`u64::MAX`: none yet). The fastest,
@@ -128,19 +127,32 @@ struct Spare {
     instantiation_ns: AtomicU64,
 }
 
-/// Instantiation slower than this is made ahead (see [`Spare`]).
+/// Instantiation slower than this is made ahead (see [`Instances`]).
 const SPARE_ABOVE: Duration = Duration::from_micros(100);
 
-impl Spare {
-    /// The ready instance, if there is one.
-    fn take(&self) -> Option<(Store<HostState>, Proxy)> {
-        self.ready.lock().expect("spare").take()
+impl Instances {
+    /// A store for one instance: its own WASI context, its limits, and a first CPU deadline (a
+    /// request sets its own again: see [`arm`]).
+    fn store(&self, hops: u32) -> anyhow::Result<Store<HostState>> {
+        let state = HostState::new(&self.caps, self.hooks.with_hops(hops))?;
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        arm(&mut store, self.caps.limits.cpu_time);
+        Ok(store)
     }
 
-    /// What an instantiation took.
-    fn record(&self, took: Duration) {
+    /// Instantiate the component in `store`, and note how long that took.
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Proxy> {
+        let began = std::time::Instant::now();
+        let proxy = self.pre.instantiate_async(store).await?;
         self.instantiation_ns
-            .fetch_min(took.as_nanos() as u64, Ordering::Relaxed);
+            .fetch_min(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(proxy)
+    }
+
+    /// The spare, if one is ready.
+    fn take_spare(&self) -> Option<(Store<HostState>, Proxy)> {
+        self.spare.lock().expect("spare").take()
     }
 
     /// Start making the next one, if instantiating is slow enough to be worth it and none is
@@ -150,7 +162,7 @@ impl Spare {
         // After the first request only: its instantiation (inline) is the first measure.
         if fastest == u64::MAX
             || fastest < SPARE_ABOVE.as_nanos() as u64
-            || self.ready.lock().expect("spare").is_some()
+            || self.spare.lock().expect("spare").is_some()
             || self.making.swap(true, Ordering::AcqRel)
         {
             return;
@@ -161,39 +173,18 @@ impl Spare {
         // which no other worker steals, until the request running there is done.
         tokio::task::spawn_blocking(move || {
             let made = runtime.block_on(async {
-                let mut store = new_store(&me.engine, &me.caps, &me.hooks, 0)?;
-                let began = std::time::Instant::now();
-                let proxy = me
-                    .pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(anyhow::Error::from)?;
-                me.record(began.elapsed());
+                let mut store = me.store(0)?;
+                let proxy = me.instantiate(&mut store).await?;
                 anyhow::Ok((store, proxy))
             });
             // A failure is left to the request that would have used it: it instantiates
             // inline, and reports what goes wrong.
             if let Ok(instance) = made {
-                *me.ready.lock().expect("spare") = Some(instance);
+                *me.spare.lock().expect("spare") = Some(instance);
             }
             me.making.store(false, Ordering::Release);
         });
     }
-}
-
-/// A store for one instance of a service: its own WASI context, its limits, and a first CPU
-/// deadline (a request sets its own again: see [`arm`]).
-fn new_store(
-    engine: &WasmEngine,
-    caps: &Capabilities,
-    hooks: &OutgoingHooks,
-    hops: u32,
-) -> anyhow::Result<Store<HostState>> {
-    let state = HostState::new(caps, hooks.with_hops(hops))?;
-    let mut store = Store::new(engine.engine(), state);
-    store.limiter(|s| &mut s.limits);
-    arm(&mut store, caps.limits.cpu_time);
-    Ok(store)
 }
 
 /// Set the store's CPU deadline from now: its budget, or, without one, a yield to other tasks
@@ -229,18 +220,16 @@ impl HttpService {
         .map_err(anyhow::Error::from)?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(settings.max_instances.max(1))),
-            spare: Arc::new(Spare {
-                pre: pre.clone(),
-                engine: engine.clone(),
+            instances: Arc::new(Instances {
+                pre,
+                engine,
                 caps: settings.caps.clone(),
                 hooks: settings.hooks.clone(),
-                ready: Default::default(),
+                spare: Default::default(),
                 making: Default::default(),
                 instantiation_ns: AtomicU64::new(u64::MAX),
             }),
             settings,
-            engine,
-            pre,
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             active: Arc::new(AtomicU64::new(0)),
@@ -307,10 +296,10 @@ impl HttpService {
             let warm = self.warm.lock().expect("warm instances").pop();
             warm.map(|w| (w.store, w.proxy, w.served))
         } else {
-            let spare = self.spare.take().map(|(store, proxy)| (store, proxy, 0));
+            let spare = self.instances.take_spare();
             // The next request's instance is made while this one runs.
-            self.spare.refill();
-            spare
+            self.instances.refill();
+            spare.map(|(store, proxy)| (store, proxy, 0))
         };
         let (mut store, proxy, served) = match made_ahead {
             Some((mut store, proxy, served)) => {
@@ -319,7 +308,9 @@ impl HttpService {
                 (store, Some(proxy), served)
             }
             None => {
-                let store = new_store(&self.engine, caps, &self.settings.hooks, hops)
+                let store = self
+                    .instances
+                    .store(hops)
                     .map_err(|e| (Failure::Other, format!("{e:#}")))?;
                 (store, None, 0)
             }
@@ -335,8 +326,7 @@ impl HttpService {
             .http()
             .new_response_outparam(tx)
             .map_err(|e| (Failure::Other, format!("{e:#}")))?;
-        let pre = self.pre.clone();
-        let spare = self.spare.clone();
+        let instances = self.instances.clone();
         let memory = caps.limits.memory;
         let cpu = caps.limits.cpu_time;
         let errors = self.settings.errors.clone();
@@ -347,12 +337,7 @@ impl HttpService {
             let _alive = guard;
             let proxy = match proxy {
                 Some(p) => p,
-                None => {
-                    let began = std::time::Instant::now();
-                    let proxy = pre.instantiate_async(&mut store).await?;
-                    spare.record(began.elapsed());
-                    proxy
-                }
+                None => instances.instantiate(&mut store).await?,
             };
             proxy
                 .wasi_http_incoming_handler()
