@@ -111,8 +111,11 @@ pub struct WasmEngine {
     linker: Linker<HostState>,
     cache_dir: PathBuf,
     ticker_stop: Arc<AtomicBool>,
-    /// Components loaded by this engine, by key: services with the same component share it.
-    loaded: std::sync::Mutex<std::collections::HashMap<String, Component>>,
+    /// Components loaded by this engine, by key: services with the same component share it,
+    /// and the second of two loading it at once waits for the first.
+    loaded: std::sync::Mutex<
+        std::collections::HashMap<String, Arc<std::sync::Mutex<Option<Component>>>>,
+    >,
     /// Work counters.
     pub stats: EngineStats,
 }
@@ -227,20 +230,26 @@ impl WasmEngine {
     /// services run it), else from the precompiled cache when present, else compile it once and
     /// store the result. `key` identifies the component's bytes (e.g. their SHA-256).
     pub fn load(&self, wasm: &Path, key: &str) -> anyhow::Result<Component> {
-        if let Some(c) = self.loaded(key) {
-            return Ok(c);
-        }
-        let c = self.load_uncached(wasm, key)?;
-        self.loaded
+        let cell = self
+            .loaded
             .lock()
             .expect("loaded")
-            .insert(key.to_string(), c.clone());
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        let mut slot = cell.lock().expect("component");
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        let c = self.load_uncached(wasm, key)?;
+        *slot = Some(c.clone());
         Ok(c)
     }
 
-    /// The component `key`, if this engine has loaded it.
+    /// The component `key`, if this engine has loaded it (not while it is being loaded).
     pub fn loaded(&self, key: &str) -> Option<Component> {
-        self.loaded.lock().expect("loaded").get(key).cloned()
+        let cell = self.loaded.lock().expect("loaded").get(key)?.clone();
+        cell.try_lock().ok()?.clone()
     }
 
     fn load_uncached(&self, wasm: &Path, key: &str) -> anyhow::Result<Component> {
@@ -263,7 +272,10 @@ impl WasmEngine {
                 format!("`{}` is not a valid WebAssembly component", wasm.display())
             })?;
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);
-        let tmp = cwasm.with_extension(format!("tmp-{}", std::process::id()));
+        // A name no other writer has, in this process or another sharing the cache.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let tmp = cwasm.with_extension(format!("tmp-{}-{n}", std::process::id()));
         let stored = std::fs::create_dir_all(&self.cache_dir)
             .and_then(|()| std::fs::write(&tmp, &compiled))
             .and_then(|()| std::fs::rename(&tmp, &cwasm));
@@ -378,5 +390,33 @@ mod tests {
         // The next instance, in the same slot, sees none of the last one's writes.
         assert_eq!(run(true), 1);
         assert_eq!(run(false), 1);
+    }
+
+    /// Services that share a component load it at the same moment: it is compiled once, and
+    /// neither finds the other's half-written file.
+    #[test]
+    fn a_component_loaded_by_several_at_once_is_compiled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = WasmEngine::new(
+            &EngineConfig {
+                total_instances: 4,
+                cpu: CpuTarget::Native,
+            },
+            dir.path().join("compiled"),
+        )
+        .unwrap();
+        let wasm = dir.path().join("c.wasm");
+        // Text: the engine reads WAT as well.
+        std::fs::write(&wasm, "(component)").unwrap();
+        std::thread::scope(|scope| {
+            let loads: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| engine.load(&wasm, "k").map(|_| ())))
+                .collect();
+            for l in loads {
+                l.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(engine.stats.compiled.load(Ordering::Relaxed), 1);
+        assert!(engine.loaded("k").is_some());
     }
 }
