@@ -6,11 +6,13 @@ use crate::support::TestEnv;
 use crate::support_up::{Up, http_get, http_request, http_request_with, py_service};
 
 /// A Worker as one deploys it with wrangler: a module-level counter, `env` values and a
-/// service binding, a plain `fetch` by name, an exception on `/boom`.
+/// service binding, a plain `fetch` by name, an exception on `/boom`, work left to
+/// `ctx.waitUntil` on `/later` (what it found, on `/late`).
 const WORKER: &str = r#"# a Worker
 
 ```javascript markpact:file path=index.js
 let count = 0;
+let late = null;
 
 export default {
   async fetch(request, env, ctx) {
@@ -30,6 +32,11 @@ export default {
       return new Response(await r.text(), { status: r.status });
     }
     if (url.pathname === "/boom") throw new Error("boom");
+    if (url.pathname === "/later") {
+      ctx.waitUntil(env.API.fetch("/health").then((r) => { late = r.status; }));
+      return new Response("later");
+    }
+    if (url.pathname === "/late") return Response.json({ count, late });
     if (url.pathname === "/header") return new Response(request.headers.get("x-probe"));
     if (url.pathname === "/empty") return new Response(null, { status: 204 });
     if (request.method === "POST") {
@@ -191,11 +198,13 @@ fn instance_reuse_keeps_a_workers_module_state_for_n_requests() {
     env.write("worker/README.md", WORKER)
         .write("sw/README.md", SERVICE_WORKER)
         .write("api/README.md", &py_service("", ""))
+        .write("later/README.md", WORKER)
         .write(
             "r.pactown.yaml",
             "base_port: 0\nservices:\n  api: {health_check: /health}\n  \
              worker: {depends_on: [api], env: {GREETING: hi}, instance_reuse: 3}\n  \
-             sw: {instance_reuse: 3}\n",
+             sw: {instance_reuse: 3}\n  \
+             later: {depends_on: [api], instance_reuse: 2, limits: {instances: 1}}\n",
         );
     let up = Up::start(&env, "r.pactown.yaml");
     for name in ["worker", "sw"] {
@@ -229,5 +238,22 @@ fn instance_reuse_keeps_a_workers_module_state_for_n_requests() {
         let got = http_request_with(port, "GET", "/header", &[("X-Probe", &probe)], None).unwrap();
         assert_eq!(got, (200, probe));
         assert_eq!(http_get(port, "/empty").unwrap(), (204, String::new()));
+    }
+    // Work left to `ctx.waitUntil` is done before the instance serves its next request (one
+    // instance at a time: the next request waits for it).
+    let port = up.port("later");
+    for _ in 0..2 {
+        assert_eq!(
+            http_get(port, "/later").unwrap(),
+            (200, "later".to_string())
+        );
+        let (code, body) = http_get(port, "/late").unwrap();
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (v["count"].as_u64(), v["late"].as_u64()),
+            (Some(2), Some(200)),
+            "{body}"
+        );
     }
 }

@@ -3,8 +3,10 @@
 //! A JavaScript service whose files hold a Worker (`export default { fetch(request, env, ctx) }`,
 //! as Cloudflare Workers are written, or `addEventListener("fetch", …)`) and that has no run
 //! block becomes a component exporting `wasi:http/incoming-handler`, a fresh instance per
-//! request (the engine's fetch event) or, with `instance_reuse`, several one after another (then
-//! `guest/pactown_worker_reuse.js` implements the handler itself). pactown's Worker host, carried
+//! request (the engine's fetch event) or, with `instance_reuse`, one exporting pactown's
+//! `pactown:worker/handler` (`runtime/wit/worker.wit`: the whole exchange in one call each way,
+//! implemented by `guest/pactown_worker_reuse.js`), whose instances serve several requests one
+//! after another. pactown's Worker host, carried
 //! in the binary, imports the module unchanged and gives `fetch` an `env` of the service's
 //! variables and a binding per dependency (`env.API.fetch(…)`, by name through the host). componentize-js evaluates the
 //! module while it builds (a snapshot), so an instance starts ready; a syntax or evaluation error
@@ -40,9 +42,10 @@ use crate::spec::{Diagnostic, Diagnostics, RuntimeKind, Service};
 /// pactown's Worker host for a fresh instance per request, carried in the binary: the engine's
 /// own fetch event (answers once per instance; the fastest to a first answer).
 const HOST: &str = include_str!("guest/pactown_worker.js");
-/// The host for `instance_reuse` above 1: it implements `wasi:http/incoming-handler` itself, so
-/// an instance answers any number of requests in turn (≈0.45 ms more per fresh instance, measured
-/// under `wasmtime serve`, which is why a fresh-per-request service keeps the other).
+/// The host for `instance_reuse` above 1: it implements `pactown:worker/handler`, so an instance
+/// answers any number of requests in turn, each in one call in and one out (through wasi:http's
+/// resources a request took a dozen calls, ~10 µs each in componentize-js's bindings: 2.5x
+/// fewer requests per second).
 const HOST_REUSE: &str = include_str!("guest/pactown_worker_reuse.js");
 /// The service binding and the Worker check both hosts import.
 const BINDING: &str = include_str!("guest/pactown_binding.js");
@@ -51,8 +54,13 @@ const BINDING: &str = include_str!("guest/pactown_binding.js");
 const PRELUDE: &str = include_str!("guest/pactown_prelude.js");
 /// The WASI version componentize-js's engine is built against.
 const ENGINE_WASI: &str = "0.2.10";
-/// The world a Worker component is built for: wasi:http's proxy, and the environment.
-const WORLD: &str = "package pactown:worker;\n\nworld worker {\n  include wasi:http/proxy@0.2.10;\n  import wasi:cli/environment@0.2.10;\n}\n";
+/// The worlds a Worker component is built for: wasi:http's proxy and the environment (a fresh
+/// instance per request, served by the engine's fetch event); or, for `instance_reuse`,
+/// wasi:http's imports (a Worker's own `fetch`), the environment, and pactown's one-call
+/// handler.
+const WORLDS: &str = "package pactown:worker@0.1.0;\n\nworld worker {\n  include wasi:http/proxy@0.2.10;\n  import wasi:cli/environment@0.2.10;\n}\n\nworld reuse {\n  include wasi:http/imports@0.2.10;\n  import wasi:cli/environment@0.2.10;\n  export handler;\n}\n";
+/// The handler interface, as pactown serves it.
+const HANDLER_WIT: &str = pactown_runtime::wasm::worker::WIT;
 
 /// The JavaScript component toolchain.
 pub struct JsComponent;
@@ -90,6 +98,8 @@ struct Sources<'a> {
     host: String,
     /// The reusing host's prelude, or empty.
     prelude: &'static str,
+    /// The world it is built for (in [`WORLDS`]).
+    world: &'static str,
     files: Vec<&'a FileBlock>,
     key: String,
 }
@@ -102,10 +112,10 @@ impl<'a> Sources<'a> {
             .iter()
             .map(|d| [env_prefix(&d.name), d.name.clone()])
             .collect();
-        let (template, prelude) = if service.instance_reuse.0 > 1 {
-            (HOST_REUSE, PRELUDE)
+        let (template, prelude, world) = if service.instance_reuse.0 > 1 {
+            (HOST_REUSE, PRELUDE, "pactown:worker/reuse@0.1.0")
         } else {
-            (HOST, "")
+            (HOST, "", "pactown:worker/worker@0.1.0")
         };
         let host = template.replace("__PACTOWN_ENTRY__", entry).replace(
             "__PACTOWN_BINDINGS__",
@@ -124,10 +134,12 @@ impl<'a> Sources<'a> {
                 b"js-wasm-v2".as_slice(),
                 COMPONENTIZE_JS_VERSION.as_bytes(),
                 WASI_HTTP_WIT.version.as_bytes(),
-                WORLD.as_bytes(),
+                WORLDS.as_bytes(),
+                HANDLER_WIT.as_bytes(),
                 host.as_bytes(),
                 BINDING.as_bytes(),
                 prelude.as_bytes(),
+                world.as_bytes(),
                 packages.as_bytes(),
             ]
             .into_iter()
@@ -140,6 +152,7 @@ impl<'a> Sources<'a> {
         Self {
             host,
             prelude,
+            world,
             files,
             key,
         }
@@ -193,7 +206,7 @@ pub fn build(
     .arg("--wit")
     .arg(&engine_wit)
     .arg("-n")
-    .arg("pactown:worker/worker")
+    .arg(src.world)
     .arg("-o")
     .arg(&out)
     .read(&node)
@@ -482,7 +495,8 @@ fn write_engine_wit(from: &Path, to: &Path) -> anyhow::Result<()> {
         );
         std::fs::write(to.join("deps").join(e.file_name()), text)?;
     }
-    std::fs::write(to.join("worker.wit"), WORLD)?;
+    std::fs::write(to.join("worlds.wit"), WORLDS)?;
+    std::fs::write(to.join("handler.wit"), HANDLER_WIT)?;
     Ok(())
 }
 

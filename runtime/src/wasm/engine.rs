@@ -87,7 +87,7 @@ impl Default for EngineConfig {
 /// What a component exports, which decides how it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ComponentKind {
-    /// `wasi:http/incoming-handler`: a fresh instance per request.
+    /// `wasi:http/incoming-handler` (or `pactown:worker/handler`): an HTTP service.
     Http,
     /// `wasi:cli/run`: runs long.
     Command,
@@ -290,12 +290,20 @@ impl WasmEngine {
         unsafe { Component::deserialize_file(&self.engine, &cwasm) }.map_err(anyhow::Error::from)
     }
 
+    /// Whether a component exports `name` (e.g. `pactown:worker/handler@0.1.0`).
+    pub fn exports(&self, component: &Component, name: &str) -> bool {
+        component
+            .component_type()
+            .exports(&self.engine)
+            .any(|(n, _)| n == name)
+    }
+
     /// What a component exports.
     pub fn kind(&self, component: &Component) -> Option<ComponentKind> {
         let ty = component.component_type();
         let mut kind = None;
         for (name, _) in ty.exports(&self.engine) {
-            if name.starts_with("wasi:http/incoming-handler@") {
+            if name.starts_with("wasi:http/incoming-handler@") || name == super::worker::EXPORT {
                 return Some(ComponentKind::Http);
             }
             if name.starts_with("wasi:cli/run@") {

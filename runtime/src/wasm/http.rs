@@ -1,5 +1,7 @@
-//! `wasm-http` services: a component exporting `wasi:http/incoming-handler`, served with a
-//! fresh instance per request from a pre-instantiated `ProxyPre` and the pooling allocator.
+//! `wasm-http` services: a component exporting `wasi:http/incoming-handler` (or pactown's
+//! one-call `pactown:worker/handler`, see [`super::worker`]), served with a fresh instance per
+//! request from a pre-instantiated component and the pooling allocator, or with one instance for
+//! several requests in turn (`instance_reuse`).
 //!
 //! A guest that traps, runs out of memory or runs past its CPU deadline fails that request
 //! alone: the caller gets a 500 with the reason, the host logs it, the next request gets a new
@@ -22,6 +24,7 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use super::engine::WasmEngine;
 use super::outgoing::{HOPS_HEADER, OutgoingHooks};
 use super::state::{Capabilities, HostState};
+use super::worker;
 
 /// Boxed error of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -99,8 +102,22 @@ pub struct HttpService {
 /// An instance between two of the requests it serves.
 struct Warm {
     store: Store<HostState>,
-    proxy: Proxy,
+    guest: Guest,
     served: u32,
+}
+
+/// A component ready to instantiate, by what it exports.
+enum Pre {
+    /// `wasi:http/incoming-handler`.
+    Proxy(ProxyPre<HostState>),
+    /// `pactown:worker/handler`.
+    Worker(worker::ServedPre<HostState>),
+}
+
+/// An instance, by what it exports.
+enum Guest {
+    Proxy(Proxy),
+    Worker(worker::Served),
 }
 
 /// What makes a service's instances (a store of its own each, then the component instantiated
@@ -114,11 +131,11 @@ struct Warm {
 /// measured (at most the one its cold first instantiation asked for), since handing the work to
 /// another thread would cost more than it saves.
 struct Instances {
-    pre: ProxyPre<HostState>,
+    pre: Pre,
     engine: Arc<WasmEngine>,
     caps: Capabilities,
     hooks: OutgoingHooks,
-    spare: std::sync::Mutex<Option<(Store<HostState>, Proxy)>>,
+    spare: std::sync::Mutex<Option<(Store<HostState>, Guest)>>,
     /// A thread is making one now.
     making: std::sync::atomic::AtomicBool,
     /// The fastest instantiation seen, in nanoseconds (`u64::MAX`: none yet). The fastest,
@@ -142,16 +159,19 @@ impl Instances {
     }
 
     /// Instantiate the component in `store`, and note how long that took.
-    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Proxy> {
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Guest> {
         let began = std::time::Instant::now();
-        let proxy = self.pre.instantiate_async(store).await?;
+        let guest = match &self.pre {
+            Pre::Proxy(pre) => Guest::Proxy(pre.instantiate_async(store).await?),
+            Pre::Worker(pre) => Guest::Worker(pre.instantiate_async(store).await?),
+        };
         self.instantiation_ns
             .fetch_min(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        Ok(proxy)
+        Ok(guest)
     }
 
     /// The spare, if one is ready.
-    fn take_spare(&self) -> Option<(Store<HostState>, Proxy)> {
+    fn take_spare(&self) -> Option<(Store<HostState>, Guest)> {
         self.spare.lock().expect("spare").take()
     }
 
@@ -174,8 +194,8 @@ impl Instances {
         tokio::task::spawn_blocking(move || {
             let made = runtime.block_on(async {
                 let mut store = me.store(0)?;
-                let proxy = me.instantiate(&mut store).await?;
-                anyhow::Ok((store, proxy))
+                let guest = me.instantiate(&mut store).await?;
+                anyhow::Ok((store, guest))
             });
             // A failure is left to the request that would have used it: it instantiates
             // inline, and reports what goes wrong.
@@ -211,13 +231,15 @@ impl HttpService {
         component: &Component,
         settings: HttpSettings,
     ) -> anyhow::Result<Self> {
-        let pre = ProxyPre::new(
-            engine
-                .linker()
-                .instantiate_pre(component)
-                .map_err(anyhow::Error::from)?,
-        )
-        .map_err(anyhow::Error::from)?;
+        let linked = engine
+            .linker()
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)?;
+        let pre = if engine.exports(component, worker::EXPORT) {
+            Pre::Worker(worker::ServedPre::new(linked).map_err(anyhow::Error::from)?)
+        } else {
+            Pre::Proxy(ProxyPre::new(linked).map_err(anyhow::Error::from)?)
+        };
         Ok(Self {
             permits: Arc::new(Semaphore::new(settings.max_instances.max(1))),
             instances: Arc::new(Instances {
@@ -252,7 +274,7 @@ impl HttpService {
         // Cheap copies (the URI shares its bytes); the line is written only for a failure.
         let (method, uri) = (req.method().clone(), req.uri().clone());
         match self.run(req).await {
-            Ok(resp) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+            Ok(resp) => resp,
             Err((kind, reason)) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 if let Some(log) = &self.settings.errors {
@@ -273,7 +295,7 @@ impl HttpService {
     async fn run<B>(
         &self,
         req: http::Request<B>,
-    ) -> Result<http::Response<wasmtime_wasi_http::WasiBody>, (Failure, String)>
+    ) -> Result<http::Response<ResponseBody>, (Failure, String)>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -291,21 +313,20 @@ impl HttpService {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let caps = &self.settings.caps;
-        let reuse = self.settings.reuse;
-        let made_ahead = if reuse > 1 {
+        let made_ahead = if self.settings.reuse > 1 {
             let warm = self.warm.lock().expect("warm instances").pop();
-            warm.map(|w| (w.store, w.proxy, w.served))
+            warm.map(|w| (w.store, w.guest, w.served))
         } else {
             let spare = self.instances.take_spare();
             // The next request's instance is made while this one runs.
             self.instances.refill();
-            spare.map(|(store, proxy)| (store, proxy, 0))
+            spare.map(|(store, guest)| (store, guest, 0))
         };
-        let (mut store, proxy, served) = match made_ahead {
-            Some((mut store, proxy, served)) => {
+        let (store, guest, served) = match made_ahead {
+            Some((mut store, guest, served)) => {
                 store.data_mut().hooks = self.settings.hooks.with_hops(hops);
                 arm(&mut store, caps.limits.cpu_time);
-                (store, Some(proxy), served)
+                (store, Some(guest), served)
             }
             None => {
                 let store = self
@@ -315,6 +336,40 @@ impl HttpService {
                 (store, None, 0)
             }
         };
+        let instance = Instance {
+            permit,
+            store,
+            guest,
+            served,
+        };
+        match self.instances.pre {
+            Pre::Proxy(_) => self
+                .run_proxy(req, instance)
+                .await
+                .map(|resp| resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())),
+            Pre::Worker(_) => self.run_worker(req, instance).await,
+        }
+    }
+
+    /// Serve `req` with a wasi:http instance: it answers through its response outparam, and may
+    /// stream its body after answering.
+    async fn run_proxy<B>(
+        &self,
+        req: http::Request<B>,
+        instance: Instance,
+    ) -> Result<http::Response<wasmtime_wasi_http::WasiBody>, (Failure, String)>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let Instance {
+            permit,
+            mut store,
+            guest,
+            served,
+        } = instance;
+        let caps = &self.settings.caps;
+        let reuse = self.settings.reuse;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let incoming = store
             .data_mut()
@@ -335,9 +390,12 @@ impl HttpService {
         let mut instance = Box::pin(async move {
             let _permit = permit;
             let _alive = guard;
-            let proxy = match proxy {
-                Some(p) => p,
+            let guest = match guest {
+                Some(g) => g,
                 None => instances.instantiate(&mut store).await?,
+            };
+            let Guest::Proxy(proxy) = &guest else {
+                wasmtime::bail!("the component does not export wasi:http/incoming-handler");
             };
             proxy
                 .wasi_http_incoming_handler()
@@ -346,7 +404,7 @@ impl HttpService {
             if served + 1 < reuse {
                 warm.lock().expect("warm instances").push(Warm {
                     store,
-                    proxy,
+                    guest,
                     served: served + 1,
                 });
             }
@@ -436,6 +494,108 @@ impl HttpService {
             )),
         }
     }
+
+    /// Serve `req` with a `pactown:worker/handler` instance: the request whole in one call, the
+    /// response whole out of it. Work the guest left pending (`ctx.waitUntil`) is settled after
+    /// the response is on its way, before the instance serves anything else.
+    async fn run_worker<B>(
+        &self,
+        req: http::Request<B>,
+        instance: Instance,
+    ) -> Result<http::Response<ResponseBody>, (Failure, String)>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let Instance {
+            permit,
+            mut store,
+            guest,
+            served,
+        } = instance;
+        let limits = &self.settings.caps.limits;
+        let (memory, cpu, timeout) = (limits.memory, limits.cpu_time, self.settings.timeout);
+        let request = worker::request(req, memory)
+            .await
+            .map_err(|e| (Failure::Other, format!("bad request: {e}")))?;
+        let guard = ActiveGuard::new(&self.active);
+        let call = async {
+            let guest = match guest {
+                Some(g) => g,
+                None => self.instances.instantiate(&mut store).await?,
+            };
+            let Guest::Worker(w) = &guest else {
+                wasmtime::bail!("the component does not export {}", worker::EXPORT);
+            };
+            let answer = w
+                .pactown_worker_handler()
+                .call_handle(&mut store, &request)
+                .await?;
+            Ok((guest, answer))
+        };
+        let (guest, answer) = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return Err(explain(&e, memory, cpu)),
+            Err(_) => {
+                return Err((
+                    Failure::Other,
+                    format!("ran past its deadline of {}", humanize(timeout)),
+                ));
+            }
+        };
+        let pending = answer.pending;
+        let response = worker::response(answer)
+            .map_err(|e| (Failure::Other, e))?
+            .map(|b| {
+                b.map_err(|never| -> BoxError { match never {} })
+                    .boxed_unsync()
+            });
+        let keep = served + 1 < self.settings.reuse;
+        let warm = self.warm.clone();
+        let keep_warm = move |store, guest| {
+            if keep {
+                warm.lock().expect("warm instances").push(Warm {
+                    store,
+                    guest,
+                    served: served + 1,
+                });
+            }
+        };
+        if !pending {
+            keep_warm(store, guest);
+            return Ok(response);
+        }
+        let errors = self.settings.errors.clone();
+        tokio::spawn(async move {
+            let (_permit, _alive) = (permit, guard);
+            let Guest::Worker(w) = &guest else { return };
+            arm(&mut store, cpu);
+            let settled =
+                tokio::time::timeout(timeout, w.pactown_worker_handler().call_settle(&mut store))
+                    .await;
+            let why = match settled {
+                Ok(Ok(())) => return keep_warm(store, guest),
+                Ok(Err(e)) => explain(&e, memory, cpu),
+                Err(_) => (
+                    Failure::Other,
+                    format!("ran past its deadline of {}", humanize(timeout)),
+                ),
+            };
+            if let Some(log) = errors {
+                log(why.0, &format!("failed after responding: {}", why.1));
+            }
+        });
+        Ok(response)
+    }
+}
+
+/// The instance a request gets: its permit, its store, and the instance itself unless it is to
+/// be made in the request (then the store is new).
+struct Instance {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    store: Store<HostState>,
+    guest: Option<Guest>,
+    served: u32,
 }
 
 /// How a request's instance ended up answering.

@@ -1,5 +1,5 @@
 //! WebAssembly sandboxes in wasmtime: one shared engine ([`engine`]), per-request HTTP
-//! instances ([`http`]), long-running commands ([`command`]), the capabilities a guest gets
+//! instances ([`http`], and [`worker`]'s one-call exchange), long-running commands ([`command`]), the capabilities a guest gets
 //! ([`state`]) and where its outgoing requests go ([`outgoing`], answered in the guest's call by
 //! `outgoing_handler`).
 
@@ -9,6 +9,7 @@ pub mod http;
 pub mod outgoing;
 mod outgoing_handler;
 pub mod state;
+pub mod worker;
 
 pub use command::{CommandInstance, CommandService};
 pub use engine::{ComponentKind, CpuTarget, EngineConfig, WasmEngine};

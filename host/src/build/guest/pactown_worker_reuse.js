@@ -1,4 +1,9 @@
-// pactown's host for a JavaScript Worker built as a wasi:http component (componentize-js).
+// pactown's host for a JavaScript Worker whose instances serve several requests in turn
+// (`instance_reuse`), built as a component exporting `pactown:worker/handler`
+// (runtime/wit/worker.wit): each request comes in whole in one call and its response goes out
+// whole in the return value. Every call between the guest and the host goes through
+// componentize-js's bindings, interpreted, ~10 µs apiece: a request read and answered through
+// wasi:http's resources took a dozen.
 //
 // The service's module is imported as it is. A Workers module (`export default { fetch }`) gets
 // each request with an `env` made of the service's environment variables (strings)
@@ -6,26 +11,13 @@
 // through the host, as a Workers service binding does: the URL's host is ignored). A service
 // worker (`addEventListener("fetch", …)`) registered itself when its module was imported (the
 // prelude keeps its listeners).
-//
-// This module implements `wasi:http/incoming-handler` itself (componentize-js then leaves out the
-// engine's own fetch event, whose single event object answers once per instance): each call
-// turns the incoming request into a `Request`, awaits the Worker's `Response` and writes it back,
-// so one instance can serve any number of requests one after another (`instance_reuse`).
-import { fetchListeners } from "./pactown_prelude.js";
+import { bodyOf, fetchListeners } from "./pactown_prelude.js";
 import * as service from "./__PACTOWN_ENTRY__";
 import { binding, workerOf } from "./pactown_binding.js";
 import { getEnvironment } from "wasi:cli/environment@0.2.10";
-import { Fields, OutgoingBody, OutgoingResponse, ResponseOutparam } from "wasi:http/types@0.2.10";
 
 // Filled in by pactown: [binding name, service name] for each `depends_on`.
 const BINDINGS = __PACTOWN_BINDINGS__;
-// Headers about one connection: the host sets them, a guest may not (wasi:http refuses them).
-const HOP_BY_HOP = new Set([
-  "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host", "te",
-  "trailer", "http2-settings",
-]);
-// What one `blocking-write-and-flush` may carry.
-const CHUNK = 4096;
 
 // The Worker's `env`, made at an instance's first request and kept for the rest (as Workers keep
 // one `env` per isolate): the snapshot taken at build time must not hold the run-time values.
@@ -41,63 +33,19 @@ function env() {
 
 const worker = workerOf(service, "__PACTOWN_ENTRY__");
 
-const latin1 = new TextDecoder("latin1");
-const utf8 = new TextEncoder();
-
-// A `result`'s error as componentize-js throws it: the payload, or the value itself.
-function streamClosed(e) {
-  const err = e && typeof e === "object" && "payload" in e ? e.payload : e;
-  return err && err.tag === "closed";
+// A request's headers, `name\nvalue\n…` (see the WIT), as pairs.
+function headerPairs(text) {
+  const parts = text ? text.split("\n") : [];
+  const pairs = [];
+  for (let i = 0; i + 1 < parts.length; i += 2) pairs.push([parts[i], parts[i + 1]]);
+  return pairs;
 }
 
-function readAll(incoming) {
-  const body = incoming.consume();
-  const stream = body.stream();
-  const parts = [];
-  let length = 0;
-  for (;;) {
-    let chunk;
-    try {
-      chunk = stream.blockingRead(65536n);
-    } catch (e) {
-      if (streamClosed(e)) break;
-      throw e;
-    }
-    if (chunk.length) {
-      parts.push(chunk);
-      length += chunk.length;
-    }
-  }
-  stream[Symbol.dispose]();
-  body[Symbol.dispose]();
-  if (parts.length === 1) return parts[0];
-  const all = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return all;
-}
-
-// Each call into the host goes through componentize-js's bindings, ~10 µs apiece: a request is
-// read and answered with as few as it takes.
-function toRequest(incoming) {
-  const m = incoming.method();
-  const method = m.tag === "other" ? m.val : m.tag.toUpperCase();
-  // pactown hands every request to a component as `http` (TLS, if any, ends before it).
-  const url = `http://${incoming.authority() ?? "localhost"}${incoming.pathWithQuery() ?? "/"}`;
-  const fields = incoming.headers();
-  const headers = fields.entries().map(([k, v]) => [k, latin1.decode(v)]);
-  fields[Symbol.dispose]();
-  const init = { method, headers };
-  // A GET or HEAD carries no body a Request could hold: it is not read.
-  if (method !== "GET" && method !== "HEAD") {
-    const body = readAll(incoming);
-    if (body.length) init.body = body;
-  }
-  incoming[Symbol.dispose]();
-  return new Request(url, init);
+function toRequest(r) {
+  const init = { method: r.method, headers: headerPairs(r.headers) };
+  // A GET or HEAD carries no body a Request could hold.
+  if (r.body.length && r.method !== "GET" && r.method !== "HEAD") init.body = r.body;
+  return new Request(r.url, init);
 }
 
 function dispatch(request, env, ctx) {
@@ -124,39 +72,28 @@ function dispatch(request, env, ctx) {
   return answer;
 }
 
-async function send(response, out) {
-  const entries = [];
-  for (const [k, v] of response.headers) {
-    if (!HOP_BY_HOP.has(k)) entries.push([k, utf8.encode(v)]);
-  }
-  const bytes = response.body ? new Uint8Array(await response.arrayBuffer()) : undefined;
-  const reply = new OutgoingResponse(Fields.fromList(entries));
-  if (response.status !== 200) reply.setStatusCode(response.status);
-  const body = reply.body();
-  ResponseOutparam.set(out, { tag: "ok", val: reply });
-  if (bytes && bytes.length) {
-    const stream = body.write();
-    for (let at = 0; at < bytes.length; at += CHUNK) {
-      stream.blockingWriteAndFlush(bytes.subarray(at, at + CHUNK));
-    }
-    stream[Symbol.dispose]();
-  }
-  OutgoingBody.finish(body, undefined);
+// The response as the host takes it (which drops the headers about one connection).
+async function toAnswer(response) {
+  let headers = "";
+  for (const [k, v] of response.headers) headers += headers ? `\n${k}\n${v}` : `${k}\n${v}`;
+  return { status: response.status, headers, body: await bodyOf(response), pending: false };
 }
 
-export const incomingHandler = {
-  async handle(incoming, out) {
-    // `waitUntil` work goes on after the response, before the instance is done.
-    const pending = [];
+// What the last request's `waitUntil` left to do: the host calls `settle` before the next.
+let pending = null;
+
+export const handler = {
+  async handle(request) {
+    const waiting = [];
     const ctx = {
       waitUntil(p) {
-        pending.push(Promise.resolve(p).catch((e) => console.error(String(e))));
+        waiting.push(Promise.resolve(p).catch((e) => console.error(String(e))));
       },
       passThroughOnException() {},
     };
     let response;
     try {
-      response = await dispatch(toRequest(incoming), env(), ctx);
+      response = await dispatch(toRequest(request), env(), ctx);
       if (!(response instanceof Response)) {
         throw new TypeError(`the Worker answered ${String(response)}, not a Response`);
       }
@@ -164,7 +101,16 @@ export const incomingHandler = {
       console.error(e && e.stack ? e.stack : String(e));
       response = new Response("internal server error\n", { status: 500 });
     }
-    await send(response, out);
-    await Promise.all(pending);
+    const answer = await toAnswer(response);
+    if (waiting.length) {
+      pending = Promise.all(waiting);
+      answer.pending = true;
+    }
+    return answer;
+  },
+  async settle() {
+    const work = pending;
+    pending = null;
+    if (work) await work;
   },
 };
