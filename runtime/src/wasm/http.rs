@@ -515,9 +515,13 @@ impl HttpService {
         } = instance;
         let limits = &self.settings.caps.limits;
         let (memory, cpu, timeout) = (limits.memory, limits.cpu_time, self.settings.timeout);
-        let request = worker::request(req, memory)
-            .await
-            .map_err(|e| (Failure::Other, format!("bad request: {e}")))?;
+        // A request the guest never sees is the client's failure, not the guest's.
+        let request = match worker::request(req, memory).await {
+            Ok(r) => r,
+            Err(refused) => {
+                return Ok(super::outgoing::json_response(refused.status, &refused.why));
+            }
+        };
         let guard = ActiveGuard::new(&self.active);
         let call = async {
             let guest = match guest {

@@ -42,9 +42,18 @@ const HOST_SET: &[&str] = &[
     "content-length",
 ];
 
+/// Why a request never reached the guest: the answer its client gets instead.
+#[derive(Debug)]
+pub(super) struct Refused {
+    /// 413 (a body over the limit) or 400 (a body that could not be read).
+    pub status: u16,
+    /// Why, in words.
+    pub why: String,
+}
+
 /// The request as the guest takes it. Its body is read whole, and refused past `limit` bytes
 /// (the guest's memory could not hold it).
-pub(super) async fn request<B>(req: http::Request<B>, limit: usize) -> Result<Request, String>
+pub(super) async fn request<B>(req: http::Request<B>, limit: usize) -> Result<Request, Refused>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
@@ -72,13 +81,19 @@ where
     }
     let mut bytes = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("reading the request body: {}", e.into()))?;
+        let frame = frame.map_err(|e| Refused {
+            status: 400,
+            why: format!("reading the request body: {}", e.into()),
+        })?;
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > limit {
-                return Err(format!(
-                    "the request body is over {} MiB, the service's memory limit",
-                    limit >> 20
-                ));
+                return Err(Refused {
+                    status: 413,
+                    why: format!(
+                        "the request body is over {} MiB, the service's memory limit",
+                        limit >> 20
+                    ),
+                });
             }
             bytes.extend_from_slice(&data);
         }
@@ -159,7 +174,8 @@ mod tests {
     async fn a_body_over_the_limit_is_refused() {
         let req = http::Request::new(body(&[0; 2048]));
         let e = request(req, 1024).await.unwrap_err();
-        assert!(e.contains("request body"), "{e}");
+        assert_eq!(e.status, 413);
+        assert!(e.why.contains("request body"), "{e:?}");
     }
 
     #[test]
