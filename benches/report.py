@@ -7,6 +7,7 @@ out = pathlib.Path(sys.argv[1])
 load = lambda name: json.loads((out / name).read_text())
 compares = [(ex, load(f"compare-{ex}.json")) for ex in ("hello-worker", "hello-python", "hello-rust")]
 cold = load("coldstart-polyglot.json")
+builds = [(ex, load(f"build-{ex}.json")) for ex in ("hello-worker", "hello-python", "hello-rust")]
 density = load("density.json")
 m = compares[0][1]["machine"]
 method = compares[0][1]["method"]
@@ -49,6 +50,16 @@ for ex, r in compares:
         s = p["sequential_us"]
         print(f"| {p['peer']} | {f(p['start_ms']['median'])} ms | {f(s['p50'], 0)} / {f(s['p99'], 0)} µs | {f(p['throughput_rps'], 0)} | {f(p['memory_load']['pss_kib'] / 1024)} MiB | {v['start']:.2f}× · {v['p50']:.2f}× · {v['throughput']:.2f}× · {v['memory']:.2f}× |")
     print()
+print("## Building each (`bench coldstart --build`)\n")
+print("`pactown build` of the example with its toolchain installed and nothing of it built (cold: the")
+print("sources to a component, then to native code), then once more (warm); the component as built and")
+print("as the precompiled code pactown maps.\n")
+print("| example | build cold | build warm | component | compiled |\n|---|---:|---:|---:|---:|")
+for ex, r in builds:
+    b = r["build"]
+    mb = lambda n: "—" if n is None else f"{n / 1e6:,.1f} MB"
+    print(f"| `{ex}` | {f(b['cold_ms'] / 1000)} s | {f(b['warm_ms'], 0)} ms | {mb(b['component_bytes'])} | {mb(b['compiled_bytes'])} |")
+print()
 print("## `examples/polyglot` on pactown (`bench coldstart`)\n")
 print(f"The whole shop (a JS Worker, Flask and Rust components, FastAPI natively); measured at `{cold['service']}`, which calls the others.\n")
 print("| figure | value |\n|---|---|")

@@ -35,10 +35,20 @@ fn coldstart_reports_ordered_percentiles_and_memory() {
         "2",
         "--connections",
         "4",
+        "--build",
     ]);
     run.ok();
     let r = run.json();
     assert_eq!(r["service"], "hello");
+    // The build, cold (its own cache, the tools shared) then warm, and the component's size.
+    let b = &r["build"];
+    assert!(
+        b["cold_ms"].as_f64().unwrap() > b["warm_ms"].as_f64().unwrap(),
+        "{b}"
+    );
+    assert!(b["warm_ms"].as_f64().unwrap() > 0.0, "{b}");
+    assert!(b["component_bytes"].as_u64().unwrap() > 1 << 20, "{b}");
+    assert!(b["compiled_bytes"].as_u64().unwrap() > 1 << 20, "{b}");
     assert_eq!(r["kind"], "wasm-http");
     assert!(r["machine"]["cores"].as_u64().unwrap() >= 1, "{r}");
     assert!(!r["machine"]["kernel"].as_str().unwrap().is_empty());

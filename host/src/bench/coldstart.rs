@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::build::BuildReport;
 use super::load::{self, LoadResult, LoadSpec, Pace, Percentiles, Target};
 use super::process::{Memory, Server, free_port};
 use super::{Machine, Prepared, Spread, ms};
+use crate::build::cache::Cache;
 
 /// How a coldstart bench runs.
 #[derive(Debug, Clone)]
@@ -38,6 +40,8 @@ pub struct Options {
     pub path: String,
     /// Also measure memory per added service (two more starts).
     pub per_service: bool,
+    /// Also time the build, cold and warm, in a cache of its own sharing this one's tools.
+    pub build: Option<Cache>,
 }
 
 /// What a coldstart bench measured.
@@ -61,6 +65,8 @@ pub struct Report {
     pub load: LoadResult,
     /// (d) Memory.
     pub memory: MemoryReport,
+    /// (e) The build, cold and warm, and the component's size (`--build`).
+    pub build: Option<BuildReport>,
 }
 
 /// How a bench ran, printed with its results.
@@ -170,6 +176,10 @@ pub fn run(
             None,
         )
     };
+    let build = match &opts.build {
+        Some(cache) => Some(super::build::measure(target, cache, work, say)?),
+        None => None,
+    };
     Ok(Report {
         machine: Machine::here(),
         target: target.file.display().to_string(),
@@ -195,6 +205,7 @@ pub fn run(
             per_added_service_pss_kib: per_added,
             per_added_service_note: note,
         },
+        build,
     })
 }
 

@@ -205,6 +205,7 @@ pub fn run(
         threads: opts.threads,
         path: opts.path.clone(),
         per_service: false,
+        build: None,
     };
     for r in 0..opts.rounds.max(1) {
         for (i, (kind, setup)) in setups.iter().enumerate() {

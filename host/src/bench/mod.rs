@@ -12,6 +12,7 @@
 //! Servers are real processes ([`process`]); load comes from the built-in generator
 //! ([`load`]); peers are installed into pactown's cache on first use, pinned ([`peers`]).
 
+pub mod build;
 pub mod chart;
 pub mod coldstart;
 pub mod compare;

@@ -87,6 +87,10 @@ pub struct ColdstartCommand {
     /// Skip the memory per added service (two more starts, README targets).
     #[arg(long)]
     no_per_service: bool,
+    /// Also time `pactown build` of the target cold (its tools installed, nothing of it built)
+    /// and warm, and report the component's size.
+    #[arg(long)]
+    build: bool,
 }
 
 impl ColdstartCommand {
@@ -106,6 +110,7 @@ impl ColdstartCommand {
             threads: self.target.threads(),
             path: self.target.path.clone(),
             per_service: !self.no_per_service,
+            build: self.build.then(|| cache.clone()),
         };
         let report = coldstart::run(&target, &opts, work.path(), &say)?;
         if self.target.json {
@@ -144,7 +149,16 @@ fn coldstart_text(r: &coldstart::Report) -> String {
             Some(k) => format!("{k:.0} KiB PSS per added service"),
             None => r.memory.per_added_service_note.clone().unwrap_or_default(),
         }
-    )
+    ) + &r.build.as_ref().map_or(String::new(), |b| {
+        let mb = |n: Option<u64>| n.map_or("-".into(), |n| format!("{:.1} MB", n as f64 / 1e6));
+        format!(
+            "\n  build                 cold {:.1} s · warm {:.0} ms · component {} (compiled {})",
+            b.cold_ms / 1000.0,
+            b.warm_ms,
+            mb(b.component_bytes),
+            mb(b.compiled_bytes)
+        )
+    })
 }
 
 /// `pactown bench compare TARGET`.
