@@ -517,12 +517,23 @@ fn shared_state_and_discovery_answer_by_name_keep_their_data_and_outsiders_regis
                 with urllib.request.urlopen("http://state/" + self.path[len("/via/"):], timeout=5) as r:
                     self.reply(r.status, json.loads(r.read()))
             except urllib.error.HTTPError as e:
+                self.reply(e.code, {"refused": e.read().decode()})
+        elif self.path.startswith("/register/"):
+            probe = self.path[len("/register/"):]
+            body = {"name": "sneaky", "url": "http://127.0.0.1:9/"}
+            if probe:
+                body["health_url"] = "http://127.0.0.1:" + probe + "/health"
+            req = urllib.request.Request("http://discovery/register", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    self.reply(r.status, json.loads(r.read()))
+            except urllib.error.HTTPError as e:
                 self.reply(e.code, {"refused": e.read().decode()})"#,
     );
     env.write("caller/README.md", &caller).write("stranger/README.md", &caller).write(
         "eco.pactown.yaml",
         "name: state-e2e\nbase_port: 0\nservices:\n  state: {builtin: shared-state}\n  discovery: {builtin: discovery}\n  \
-         caller: {health_check: /health, depends_on: [state]}\n  stranger: {health_check: /health}\n",
+         caller: {health_check: /health, depends_on: [state, discovery]}\n  stranger: {health_check: /health}\n",
     );
     let up = Up::start(&env, "eco.pactown.yaml");
     let sp = up.port("state");
@@ -584,6 +595,19 @@ fn shared_state_and_discovery_answer_by_name_keep_their_data_and_outsiders_regis
 
     // Discovery: pactown's own services, then outsiders.
     let dp = up.port("discovery");
+    // A service may register, but not have pactown probe an address for it: a health URL
+    // would be checked from outside its sandbox (here, the state service's own port).
+    let (code, body) = http_get(up.port("caller"), &format!("/register/{sp}")).unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("health_url"), "{body}");
+    let (code, body) = http_get(up.port("caller"), "/register/").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        http_request(dp, "POST", "/unregister", Some(r#"{"name": "sneaky"}"#))
+            .unwrap()
+            .0,
+        200
+    );
     let (_, all) = get_json(dp, "/services");
     let own: Vec<&Value> = all["services"]
         .as_array()

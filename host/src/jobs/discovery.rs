@@ -10,7 +10,10 @@
 //!
 //! A registration with a `health_url` is checked every 5 s (or a third of its `ttl`, when
 //! shorter); each passing check (or ping) keeps it alive, and one not seen for `ttl` seconds
-//! (default 30) is dropped.
+//! (default 30) is dropped. Only a process outside pactown may give a `health_url`: pactown
+//! checks it from outside every sandbox, so a service's registration with one (the router
+//! names the caller, `x-pactown-caller`) would have pactown probe, for it, an address its
+//! sandbox keeps it from, and tell it the answer: refused (403).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,19 +188,35 @@ impl Discovery {
         })
     }
 
-    fn register(&self, v: &serde_json::Value) -> Result<serde_json::Value, String> {
+    /// `caller`: the pactown service that sent it, if one did.
+    fn register(
+        &self,
+        v: &serde_json::Value,
+        caller: Option<&str>,
+    ) -> Result<serde_json::Value, (StatusCode, String)> {
+        let bad = |e: &str| (StatusCode::BAD_REQUEST, e.to_string());
         let name = v["name"]
             .as_str()
             .filter(|n| !n.is_empty())
-            .ok_or("`name` is required")?;
+            .ok_or_else(|| bad("`name` is required"))?;
         let url = v["url"]
             .as_str()
             .filter(|u| u.starts_with("http"))
-            .ok_or("`url` (http://…) is required")?;
-        if self.services.iter().any(|k| k.name == name) {
-            return Err(format!(
-                "`{name}` is a service of this ecosystem: pactown lists it itself"
+            .ok_or_else(|| bad("`url` (http://…) is required"))?;
+        if let Some(caller) = caller
+            && !v["health_url"].is_null()
+        {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!(
+                    "`{caller}` is a pactown service: its registration may not give a `health_url` (pactown would probe that address for it, from outside its sandbox); register without one and keep it alive with `POST /ping`"
+                ),
             ));
+        }
+        if self.services.iter().any(|k| k.name == name) {
+            return Err(bad(&format!(
+                "`{name}` is a service of this ecosystem: pactown lists it itself"
+            )));
         }
         let ttl = match &v["ttl"] {
             serde_json::Value::Null => DEFAULT_TTL,
@@ -205,9 +224,9 @@ impl Discovery {
                 Duration::from_secs_f64(n.as_f64().unwrap_or(30.0).max(1.0))
             }
             serde_json::Value::String(s) => {
-                humantime::parse_duration(s).map_err(|e| format!("`ttl`: {e}"))?
+                humantime::parse_duration(s).map_err(|e| bad(&format!("`ttl`: {e}")))?
             }
-            _ => return Err("`ttl` is seconds, or a duration such as \"30s\"".into()),
+            _ => return Err(bad("`ttl` is seconds, or a duration such as \"30s\"")),
         };
         let health = v["health_url"].as_str().map(str::to_string);
         let metadata = if v["metadata"].is_null() {
@@ -225,7 +244,7 @@ impl Discovery {
                     params![name, url, health, metadata.to_string(), ttl.as_millis() as i64, now_ms(), super::now()],
                 )
             })
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
         Ok(serde_json::json!({"registered": name, "ttl_ms": ttl.as_millis() as u64}))
     }
 }
@@ -243,10 +262,16 @@ impl Handler for Discovery {
                 ),
                 (Method::POST, ["register"]) => match body_json(&req) {
                     Err(e) => error(StatusCode::BAD_REQUEST, e),
-                    Ok(v) => match self.register(&v) {
-                        Ok(r) => json(StatusCode::OK, &r),
-                        Err(e) => error(StatusCode::BAD_REQUEST, e),
-                    },
+                    Ok(v) => {
+                        let caller = req
+                            .headers()
+                            .get(pactown_runtime::wasm::outgoing::CALLER_HEADER)
+                            .and_then(|c| c.to_str().ok());
+                        match self.register(&v, caller) {
+                            Ok(r) => json(StatusCode::OK, &r),
+                            Err((status, e)) => error(status, e),
+                        }
+                    }
                 },
                 (Method::POST, [verb @ ("unregister" | "ping")]) => {
                     match body_json(&req).map(|v| name_of(&v)) {
