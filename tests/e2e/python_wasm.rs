@@ -32,6 +32,11 @@ def app(environ, start_response):
             body = {"refused": e.code}
     elif path == "/boom":
         raise RuntimeError("boom")
+    elif path == "/echo":
+        status = "201 Created"
+        n = int(environ.get("CONTENT_LENGTH") or 0)
+        body = {"echo": environ["wsgi.input"].read(n).decode(), "probe": environ.get("HTTP_X_PROBE"),
+                "query": environ["QUERY_STRING"], "method": environ["REQUEST_METHOD"]}
     else:
         body = {"count": COUNT, "greeting": os.environ.get("GREETING"), "home": os.environ.get("HOME")}
     data = json.dumps(body).encode()
@@ -172,4 +177,27 @@ fn instance_reuse_keeps_module_state_for_n_requests_per_instance() {
     assert_eq!(http_get(port, "/boom").unwrap().0, 500);
     assert_eq!(count(), 3);
     assert_eq!(count(), 1);
+    // Each request a reused instance serves gets its own method, query, headers and body, and
+    // answers with its own status; a call by name still goes through the host.
+    for i in 0..4 {
+        let sent = format!("body {i}");
+        let probe = format!("probe {i}");
+        let (code, body) = crate::support_up::http_request_with(
+            port,
+            "POST",
+            &format!("/echo?i={i}"),
+            &[("X-Probe", &probe)],
+            Some(&sent),
+        )
+        .unwrap();
+        assert_eq!(code, 201, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"echo": sent, "probe": probe, "query": format!("i={i}"), "method": "POST"})
+        );
+        let (code, body) = http_get(port, "/call/dep").unwrap();
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("ok"), "{body}");
+    }
 }

@@ -2,7 +2,10 @@
 //!
 //! A Python service whose file blocks define a WSGI `app` (PEP 3333: Flask, Bottle, a plain
 //! callable) and that has no run block becomes a component exporting
-//! `wasi:http/incoming-handler`, a fresh instance per request. pactown's WSGI host
+//! `wasi:http/incoming-handler`, a fresh instance per request, or, with `instance_reuse`, one
+//! exporting pactown's `pactown:worker/handler` (`runtime/wit/worker.wit`: the request whole in
+//! one call, the answer whole in its result), whose instances serve several requests in turn.
+//! pactown's WSGI host
 //! (`guest/pactown_wsgi.py`, carried in the binary) turns each request into a WSGI environ, calls
 //! `app`, and streams back what it returns; `urllib.request` reaches other services by name
 //! through the host, under the service's call policy. componentize-py imports the app while it
@@ -26,6 +29,8 @@ use crate::spec::{Diagnostic, Diagnostics, RuntimeKind, Service};
 const ADAPTER: &str = include_str!("guest/pactown_wsgi.py");
 /// The module componentize-py builds from (it imports the service's app).
 const ADAPTER_MODULE: &str = "pactown_wsgi";
+/// The handler interface, as pactown serves it.
+const HANDLER_WIT: &str = pactown_runtime::wasm::worker::WIT;
 /// The Python version componentize-py embeds (dependencies are chosen for it).
 const GUEST_PYTHON: &str = "3.14";
 
@@ -64,6 +69,8 @@ impl Toolchain for PythonComponent {
 struct Sources<'a> {
     /// The module holding `app` (`app` for `app.py`, `pkg.web` for `pkg/web.py`).
     module: String,
+    /// Built for pactown's one-call handler (`instance_reuse`), not wasi:http's.
+    reuse: bool,
     files: Vec<&'a FileBlock>,
     deps: Vec<String>,
     key: String,
@@ -90,9 +97,15 @@ impl<'a> Sources<'a> {
                     .filter(|l| !l.is_empty()),
             );
         }
+        let reuse = service.instance_reuse.0 > 1;
         let key = digest(
             [
                 b"python-wasm-v1".as_slice(),
+                if reuse {
+                    HANDLER_WIT.as_bytes()
+                } else {
+                    b"wasi:http/proxy"
+                },
                 COMPONENTIZE_PY_VERSION.as_bytes(),
                 WASI_HTTP_WIT.version.as_bytes(),
                 GUEST_PYTHON.as_bytes(),
@@ -109,6 +122,7 @@ impl<'a> Sources<'a> {
         );
         Self {
             module,
+            reuse,
             files,
             deps,
             key,
@@ -137,6 +151,15 @@ pub fn build(
         .tempdir_in(&work_root)?;
     let (code, site) = (work.path().join("src"), work.path().join("site"));
     write_sources(&code, &src)?;
+    // wasi:http's proxy world, or pactown's handler with wasi:http's imports (a service's own
+    // outgoing requests).
+    let (wit, world) = if src.reuse {
+        let ours = work.path().join("wit");
+        write_reuse_wit(&wit, &ours)?;
+        (ours, "pactown:worker/reuse@0.1.0".to_string())
+    } else {
+        (wit, format!("wasi:http/proxy@{}", WASI_HTTP_WIT.version))
+    };
     if !src.deps.is_empty() {
         install_deps(cache, &python, &site, &src.deps, say)?;
     }
@@ -158,7 +181,7 @@ pub fn build(
     .arg("-d")
     .arg(&wit)
     .arg("-w")
-    .arg(format!("wasi:http/proxy@{}", WASI_HTTP_WIT.version))
+    .arg(world)
     .arg("componentize")
     .arg(ADAPTER_MODULE)
     .arg("-p")
@@ -218,6 +241,25 @@ fn write_sources(dir: &Path, src: &Sources<'_>) -> anyhow::Result<()> {
     root.write(
         "pactown_app.py",
         format!("from {} import app  # noqa: F401\n", src.module),
+    )?;
+    Ok(())
+}
+
+/// The WIT of a component built for `instance_reuse`: wasi:http's tree as its dependencies,
+/// pactown's handler interface, and the world exporting it.
+fn write_reuse_wit(wasi: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to.join("deps"))?;
+    for e in std::fs::read_dir(wasi.join("deps"))? {
+        let e = e?;
+        std::fs::copy(e.path(), to.join("deps").join(e.file_name()))?;
+    }
+    std::fs::write(to.join("handler.wit"), HANDLER_WIT)?;
+    std::fs::write(
+        to.join("reuse.wit"),
+        format!(
+            "package pactown:worker@0.1.0;\n\nworld reuse {{\n  include wasi:http/imports@{};\n  export handler;\n}}\n",
+            WASI_HTTP_WIT.version
+        ),
     )?;
     Ok(())
 }

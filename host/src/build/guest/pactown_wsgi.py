@@ -1,9 +1,12 @@
-"""pactown's WSGI host (PEP 3333) for a Python service built as a wasi:http component.
+"""pactown's WSGI host (PEP 3333) for a Python service built as a component.
 
-Each request runs in a fresh instance: the service's `app` is called once with a WSGI environ
-built from the incoming request, and what it returns is streamed back. `urllib.request` reaches
-other services by name (`http://api/...`) through the host, which applies the service's call
-policy (its `depends_on` and `allowed_hosts`).
+The service's `app` is called with a WSGI environ built from each request, and what it returns
+is sent back. A fresh instance per request is a wasi:http component (`IncomingHandler`); one
+whose instances serve several requests (`instance_reuse`) exports pactown's
+`pactown:worker/handler` instead (`Handler`: the request whole in one call, the answer whole in
+its result, where wasi:http's resources take a dozen calls). `urllib.request` reaches other
+services by name (`http://api/...`) through the host, which applies the service's call policy
+(its `depends_on` and `allowed_hosts`).
 """
 
 import email.message
@@ -63,14 +66,12 @@ def _write_all(stream, data):
         stream.blocking_write_and_flush(data[i:i + CHUNK])
 
 
-def _environ(request, body):
-    path = request.path_with_query() or "/"
+def _environ(method, path, authority, scheme, headers, body):
+    """The WSGI environ of a request; `headers` are (name, latin-1 value) pairs."""
     path, _, query = path.partition("?")
-    authority = request.authority() or "localhost"
     host, _, port = authority.partition(":")
-    scheme = "https" if isinstance(request.scheme(), types.Scheme_Https) else "http"
     env = {
-        "REQUEST_METHOD": _method_name(request.method()),
+        "REQUEST_METHOD": method,
         "SCRIPT_NAME": "",
         "PATH_INFO": urllib.parse.unquote(path, "latin-1"),
         "QUERY_STRING": query,
@@ -86,8 +87,7 @@ def _environ(request, body):
         "wsgi.run_once": True,
         "CONTENT_LENGTH": str(len(body)),
     }
-    for name, value in request.headers().entries():
-        v = value.decode("latin-1")
+    for name, v in headers:
         key = name.upper().replace("-", "_")
         if key == "CONTENT_TYPE":
             env["CONTENT_TYPE"] = v
@@ -99,48 +99,79 @@ def _environ(request, body):
     return env
 
 
-class IncomingHandler(exports.IncomingHandler):
-    def handle(self, request, response_out):
-        body = _read_body(request.consume())
-        started = {}
+def _answer(environ):
+    """Call the app: its status, its headers and its body, whole."""
+    started = {}
 
-        def start_response(status, headers, exc_info=None):
-            if exc_info and started.get("sent"):
-                raise exc_info[1].with_traceback(exc_info[2])
-            started["status"] = int(status.split(" ", 1)[0])
-            started["headers"] = headers
-            return lambda data: chunks.append(data)
+    def start_response(status, headers, exc_info=None):
+        if exc_info and started.get("sent"):
+            raise exc_info[1].with_traceback(exc_info[2])
+        started["status"] = int(status.split(" ", 1)[0])
+        started["headers"] = headers
+        return lambda data: chunks.append(data)
 
-        chunks = []
+    chunks = []
+    try:
+        result = app(environ, start_response)
         try:
-            result = app(_environ(request, body), start_response)
-            try:
-                for part in result:
-                    if part:
-                        chunks.append(part)
-            finally:
-                close = getattr(result, "close", None)
-                if close:
-                    close()
-        except Exception:
-            traceback.print_exc()
-            started = {"status": 500, "headers": [("content-type", "text/plain")]}
-            chunks = [b"internal server error\n"]
-        fields = types.Fields.from_list(
-            [
-                (k.lower(), v.encode("latin-1"))
-                for k, v in started.get("headers", [])
-                if k.lower() not in HOP_BY_HOP
-            ]
-        )
-        response = types.OutgoingResponse(fields)
-        response.set_status_code(started.get("status", 500))
-        out = response.body()
-        types.ResponseOutparam.set(response_out, Ok(response))
-        stream = out.write()
-        _write_all(stream, b"".join(chunks))
-        stream.__exit__(None, None, None)
-        types.OutgoingBody.finish(out, None)
+            for part in result:
+                if part:
+                    chunks.append(part)
+        finally:
+            close = getattr(result, "close", None)
+            if close:
+                close()
+    except Exception:
+        traceback.print_exc()
+        started = {"status": 500, "headers": [("content-type", "text/plain")]}
+        chunks = [b"internal server error\n"]
+    return started.get("status", 500), started.get("headers", []), b"".join(chunks)
+
+
+if hasattr(exports, "Handler"):
+    from wit_world.exports.handler import Response as _Response
+
+    class Handler(exports.Handler):
+        def handle(self, request):
+            parts = urllib.parse.urlsplit(request.url)
+            path = parts.path or "/"
+            if parts.query:
+                path += "?" + parts.query
+            fields = request.headers.split("\n") if request.headers else []
+            environ = _environ(
+                request.method, path, parts.netloc or "localhost", parts.scheme or "http",
+                zip(fields[0::2], fields[1::2]), bytes(request.body),
+            )
+            environ["wsgi.run_once"] = False
+            status, headers, data = _answer(environ)
+            # The host drops the headers about one connection.
+            text = "\n".join(f"{k.lower()}\n{v}" for k, v in headers)
+            return _Response(status=status, headers=text, body=data, pending=False)
+
+        def settle(self):
+            pass
+else:
+    class IncomingHandler(exports.IncomingHandler):
+        def handle(self, request, response_out):
+            body = _read_body(request.consume())
+            scheme = "https" if isinstance(request.scheme(), types.Scheme_Https) else "http"
+            environ = _environ(
+                _method_name(request.method()), request.path_with_query() or "/",
+                request.authority() or "localhost", scheme,
+                [(n, v.decode("latin-1")) for n, v in request.headers().entries()], body,
+            )
+            status, headers, data = _answer(environ)
+            fields = types.Fields.from_list(
+                [(k.lower(), v.encode("latin-1")) for k, v in headers if k.lower() not in HOP_BY_HOP]
+            )
+            response = types.OutgoingResponse(fields)
+            response.set_status_code(status)
+            out = response.body()
+            types.ResponseOutparam.set(response_out, Ok(response))
+            stream = out.write()
+            _write_all(stream, data)
+            stream.__exit__(None, None, None)
+            types.OutgoingBody.finish(out, None)
 
 
 def fetch(url, method="GET", headers=(), body=b""):
