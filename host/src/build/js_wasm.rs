@@ -44,7 +44,7 @@ use crate::spec::{Diagnostic, Diagnostics, RuntimeKind, Service};
 const HOST: &str = include_str!("guest/pactown_worker.js");
 /// The host for `instance_reuse` above 1: it implements `pactown:worker/handler`, so an instance
 /// answers any number of requests in turn, each in one call in and one out (through wasi:http's
-/// resources a request took a dozen calls, ~10 µs each in componentize-js's bindings: 2.5x
+/// resources a request took a dozen calls, ~10 µs each in componentize-js's bindings: 2.1x
 /// fewer requests per second).
 const HOST_REUSE: &str = include_str!("guest/pactown_worker_reuse.js");
 /// The service binding and the Worker check both hosts import.
