@@ -4,9 +4,8 @@
 //! compiled to native code.
 //!
 //! The cold build runs in a cache of its own holding only what pactown installs once for every
-//! target (its tools, their download caches, the Python interpreters, cargo's registry), hard
-//! links to the files of this cache (no copy; a symlink would lead a build sandbox outside what
-//! it may read), so no earlier build of the same sources counts, and no install does.
+//! target (its tools, their download caches, the Python interpreters, cargo's registry), as
+//! links to this cache's, so no earlier build of the same sources counts, and no install does.
 
 use std::path::Path;
 use std::process::Command;
@@ -40,24 +39,6 @@ const SHARED: &[&[&str]] = &[
     &["rust", "cargo-home"],
 ];
 
-/// `to` as a copy of `from` made of hard links (directories made, symlinks made again).
-fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let (src, dest) = (e.path(), to.join(e.file_name()));
-        let ty = e.file_type()?;
-        if ty.is_dir() {
-            link_tree(&src, &dest)?;
-        } else if ty.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dest)?;
-        } else {
-            std::fs::hard_link(&src, &dest)?;
-        }
-    }
-    Ok(())
-}
-
 /// Build `target` cold, then warm, in a cache under `work` that shares `cache`'s tools.
 pub fn measure(
     target: &Prepared,
@@ -72,9 +53,9 @@ pub fn measure(
     for parts in SHARED {
         let (from, to) = (cache.path(parts), fresh.path(parts));
         if from.is_dir() {
-            link_tree(&from, &to).with_context(|| {
-                format!("cannot link `{}` into `{}`", from.display(), to.display())
-            })?;
+            std::fs::create_dir_all(to.parent().expect("a parent"))?;
+            std::os::unix::fs::symlink(&from, &to)
+                .with_context(|| format!("cannot link `{}`", to.display()))?;
         }
     }
     let build = || -> anyhow::Result<(f64, serde_json::Value)> {

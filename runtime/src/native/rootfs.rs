@@ -181,6 +181,54 @@ fn under(root: &Path, p: &Path) -> PathBuf {
     root.join(p.strip_prefix("/").unwrap_or(p))
 }
 
+/// Where the host's `p` is, under the host's root mounted at `old`: its symlinks followed as
+/// the host would (an absolute target is the host's, not the scratch root's, which has no
+/// `/root` or `/home`). A path granted through a link (a cache whose `tools` leads to another
+/// disk) is then bound from what the link points at, at the path as granted.
+fn host_path(old: &Path, p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut at = PathBuf::from("/");
+    let mut rest: Vec<std::ffi::OsString> = p
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut links = 0;
+    while let Some(part) = rest.pop() {
+        if part == ".." {
+            at.pop();
+            continue;
+        }
+        at.push(&part);
+        let Ok(target) = std::fs::read_link(under(old, &at)) else {
+            continue;
+        };
+        links += 1;
+        if links > 40 {
+            break;
+        }
+        at.pop();
+        if target.is_absolute() {
+            at = PathBuf::from("/");
+        }
+        rest.extend(
+            target
+                .components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.to_os_string()),
+                    Component::ParentDir => Some("..".into()),
+                    _ => None,
+                })
+                .rev(),
+        );
+    }
+    under(old, &at)
+}
+
 fn overlay_path(p: &Path) -> io::Result<String> {
     let s = p.to_string_lossy();
     if s.contains([',', ':', '\\']) {
@@ -287,7 +335,7 @@ impl RootFs {
         binds.dedup_by(|a, b| a.0 == b.0);
         for (path, write) in binds {
             let flags = nosuid_nodev | if write { 0 } else { libc::MS_RDONLY };
-            bind(&under(old, path), &under(new, path), flags)?;
+            bind(&host_path(old, path), &under(new, path), flags)?;
         }
         for o in &self.overlays {
             let target = under(new, &o.target);
@@ -399,5 +447,36 @@ impl RootFs {
             ),
             || "make /dev read-only".into(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_granted_path_through_links_is_found_under_the_old_root() {
+        let old = tempfile::tempdir().unwrap();
+        let o = old.path();
+        std::fs::create_dir_all(o.join("data/tools/t")).unwrap();
+        std::fs::create_dir_all(o.join("home/u/cache")).unwrap();
+        // An absolute link (as the host sees it) and a relative one.
+        std::os::unix::fs::symlink("/data/tools", o.join("home/u/cache/tools")).unwrap();
+        std::os::unix::fs::symlink("cache", o.join("home/u/c")).unwrap();
+        assert_eq!(
+            host_path(o, Path::new("/home/u/cache/tools/t")),
+            o.join("data/tools/t")
+        );
+        assert_eq!(
+            host_path(o, Path::new("/home/u/c/tools/t")),
+            o.join("data/tools/t")
+        );
+        assert_eq!(
+            host_path(o, Path::new("/home/u/cache")),
+            o.join("home/u/cache")
+        );
+        // A loop ends.
+        std::os::unix::fs::symlink("/home/u/loop", o.join("home/u/loop")).unwrap();
+        let _ = host_path(o, Path::new("/home/u/loop/x"));
     }
 }
