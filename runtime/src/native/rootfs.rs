@@ -186,17 +186,19 @@ fn under(root: &Path, p: &Path) -> PathBuf {
 /// `/root` or `/home`). A path granted through a link (a cache whose `tools` leads to another
 /// disk) is then bound from what the link points at, at the path as granted.
 fn host_path(old: &Path, p: &Path) -> PathBuf {
-    use std::path::Component;
+    // The names still to walk, the next last; `..` kept, `/` and `.` dropped.
+    fn names(p: &Path) -> impl Iterator<Item = std::ffi::OsString> + '_ {
+        use std::path::Component;
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .rev()
+    }
     let mut at = PathBuf::from("/");
-    let mut rest: Vec<std::ffi::OsString> = p
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .rev()
-        .collect();
+    let mut rest: Vec<std::ffi::OsString> = names(p).collect();
     let mut links = 0;
     while let Some(part) = rest.pop() {
         if part == ".." {
@@ -215,16 +217,7 @@ fn host_path(old: &Path, p: &Path) -> PathBuf {
         if target.is_absolute() {
             at = PathBuf::from("/");
         }
-        rest.extend(
-            target
-                .components()
-                .filter_map(|c| match c {
-                    Component::Normal(n) => Some(n.to_os_string()),
-                    Component::ParentDir => Some("..".into()),
-                    _ => None,
-                })
-                .rev(),
-        );
+        rest.extend(names(&target));
     }
     under(old, &at)
 }

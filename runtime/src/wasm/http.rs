@@ -485,13 +485,7 @@ impl HttpService {
                 ),
                 Some(Err(e)) => explain(&e, memory, cpu),
             }),
-            Answer::Late => Err((
-                Failure::Other,
-                format!(
-                    "ran past its deadline of {}",
-                    humanize(self.settings.timeout)
-                ),
-            )),
+            Answer::Late => Err(late(self.settings.timeout)),
         }
     }
 
@@ -540,12 +534,7 @@ impl HttpService {
         let (guest, answer) = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => return Err(explain(&e, memory, cpu)),
-            Err(_) => {
-                return Err((
-                    Failure::Other,
-                    format!("ran past its deadline of {}", humanize(timeout)),
-                ));
-            }
+            Err(_) => return Err(late(timeout)),
         };
         let pending = answer.pending;
         let response = worker::response(answer)
@@ -580,10 +569,7 @@ impl HttpService {
             let why = match settled {
                 Ok(Ok(())) => return keep_warm(store, guest),
                 Ok(Err(e)) => explain(&e, memory, cpu),
-                Err(_) => (
-                    Failure::Other,
-                    format!("ran past its deadline of {}", humanize(timeout)),
-                ),
+                Err(_) => late(timeout),
             };
             if let Some(log) = errors {
                 log(why.0, &format!("failed after responding: {}", why.1));
@@ -678,6 +664,14 @@ pub fn explain(
         );
     }
     (Failure::Other, format!("trapped: {}", first_line(&text)))
+}
+
+/// A guest that ran past its wall-clock deadline.
+fn late(timeout: Duration) -> (Failure, String) {
+    (
+        Failure::Other,
+        format!("ran past its deadline of {}", humanize(timeout)),
+    )
 }
 
 fn first_line(s: &str) -> &str {
