@@ -3,7 +3,7 @@
 //! installed by pactown), a fresh instance per request, with the same rules as every component.
 
 use crate::support::TestEnv;
-use crate::support_up::{Up, http_get, http_request, http_request_with, py_service};
+use crate::support_up::{Up, http_get, http_raw, http_request, http_request_with, py_service};
 
 /// A Worker as one deploys it with wrangler: a module-level counter, `env` values and a
 /// service binding, a plain `fetch` by name, an exception on `/boom`, work left to
@@ -39,6 +39,9 @@ export default {
     if (url.pathname === "/late") return Response.json({ count, late });
     if (url.pathname === "/header") return new Response(request.headers.get("x-probe"));
     if (url.pathname === "/empty") return new Response(null, { status: 204 });
+    if (url.pathname === "/bytes") {
+      return new Response(new Uint8Array([104, 0, 10, 255]), { headers: { "x-latin": "caf\u00e9" } });
+    }
     if (request.method === "POST") {
       return Response.json({ echo: await request.text() });
     }
@@ -238,6 +241,10 @@ fn instance_reuse_keeps_a_workers_module_state_for_n_requests() {
         let got = http_request_with(port, "GET", "/header", &[("X-Probe", &probe)], None).unwrap();
         assert_eq!(got, (200, probe));
         assert_eq!(http_get(port, "/empty").unwrap(), (204, String::new()));
+        // A body with a NUL and a byte that is no UTF-8; a header value of one Latin-1 byte.
+        let raw = http_raw(port, "GET", "/bytes").unwrap();
+        assert!(raw.ends_with("\r\n\r\nh\0\n\u{fffd}"), "{raw:?}");
+        assert!(raw.contains("x-latin: caf\u{fffd}\r\n"), "{raw:?}");
     }
     // Work left to `ctx.waitUntil` is done before the instance serves its next request (one
     // instance at a time: the next request waits for it).

@@ -27,6 +27,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use pactown_runtime::wasm::worker;
 
 use super::cache::{Cache, digest};
 use super::step::Step;
@@ -58,9 +59,9 @@ const ENGINE_WASI: &str = "0.2.10";
 /// instance per request, served by the engine's fetch event); or, for `instance_reuse`,
 /// wasi:http's imports (a Worker's own `fetch`), the environment, and pactown's one-call
 /// handler.
-const WORLDS: &str = "package pactown:worker@0.1.0;\n\nworld worker {\n  include wasi:http/proxy@0.2.10;\n  import wasi:cli/environment@0.2.10;\n}\n\nworld reuse {\n  include wasi:http/imports@0.2.10;\n  import wasi:cli/environment@0.2.10;\n  export handler;\n}\n";
+const WORLDS: &str = "world worker {\n  include wasi:http/proxy@0.2.10;\n  import wasi:cli/environment@0.2.10;\n}\n\nworld reuse {\n  include wasi:http/imports@0.2.10;\n  import wasi:cli/environment@0.2.10;\n  export handler;\n}\n";
 /// The handler interface, as pactown serves it.
-const HANDLER_WIT: &str = pactown_runtime::wasm::worker::WIT;
+const HANDLER_WIT: &str = worker::WIT;
 
 /// The JavaScript component toolchain.
 pub struct JsComponent;
@@ -99,7 +100,7 @@ struct Sources<'a> {
     /// The reusing host's prelude, or empty.
     prelude: &'static str,
     /// The world it is built for (in [`WORLDS`]).
-    world: &'static str,
+    world: String,
     files: Vec<&'a FileBlock>,
     key: String,
 }
@@ -113,9 +114,9 @@ impl<'a> Sources<'a> {
             .map(|d| [env_prefix(&d.name), d.name.clone()])
             .collect();
         let (template, prelude, world) = if service.instance_reuse.0 > 1 {
-            (HOST_REUSE, PRELUDE, "pactown:worker/reuse@0.1.0")
+            (HOST_REUSE, PRELUDE, worker::world("reuse"))
         } else {
-            (HOST, "", "pactown:worker/worker@0.1.0")
+            (HOST, "", worker::world("worker"))
         };
         let host = template.replace("__PACTOWN_ENTRY__", entry).replace(
             "__PACTOWN_BINDINGS__",
@@ -134,6 +135,7 @@ impl<'a> Sources<'a> {
                 b"js-wasm-v2".as_slice(),
                 COMPONENTIZE_JS_VERSION.as_bytes(),
                 WASI_HTTP_WIT.version.as_bytes(),
+                worker::PACKAGE.as_bytes(),
                 WORLDS.as_bytes(),
                 HANDLER_WIT.as_bytes(),
                 host.as_bytes(),
@@ -206,7 +208,7 @@ pub fn build(
     .arg("--wit")
     .arg(&engine_wit)
     .arg("-n")
-    .arg(src.world)
+    .arg(&src.world)
     .arg("-o")
     .arg(&out)
     .read(&node)
@@ -495,7 +497,10 @@ fn write_engine_wit(from: &Path, to: &Path) -> anyhow::Result<()> {
         );
         std::fs::write(to.join("deps").join(e.file_name()), text)?;
     }
-    std::fs::write(to.join("worlds.wit"), WORLDS)?;
+    std::fs::write(
+        to.join("worlds.wit"),
+        format!("{}\n\n{WORLDS}", worker::PACKAGE),
+    )?;
     std::fs::write(to.join("handler.wit"), HANDLER_WIT)?;
     Ok(())
 }

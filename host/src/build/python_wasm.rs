@@ -16,6 +16,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use pactown_runtime::wasm::worker;
 
 use super::cache::{Cache, digest};
 use super::step::Step;
@@ -30,7 +31,7 @@ const ADAPTER: &str = include_str!("guest/pactown_wsgi.py");
 /// The module componentize-py builds from (it imports the service's app).
 const ADAPTER_MODULE: &str = "pactown_wsgi";
 /// The handler interface, as pactown serves it.
-const HANDLER_WIT: &str = pactown_runtime::wasm::worker::WIT;
+const HANDLER_WIT: &str = worker::WIT;
 /// The Python version componentize-py embeds (dependencies are chosen for it).
 const GUEST_PYTHON: &str = "3.14";
 
@@ -156,7 +157,7 @@ pub fn build(
     let (wit, world) = if src.reuse {
         let ours = work.path().join("wit");
         write_reuse_wit(&wit, &ours)?;
-        (ours, "pactown:worker/reuse@0.1.0".to_string())
+        (ours, worker::world("reuse"))
     } else {
         (wit, format!("wasi:http/proxy@{}", WASI_HTTP_WIT.version))
     };
@@ -257,7 +258,8 @@ fn write_reuse_wit(wasi: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::write(
         to.join("reuse.wit"),
         format!(
-            "package pactown:worker@0.1.0;\n\nworld reuse {{\n  include wasi:http/imports@{};\n  export handler;\n}}\n",
+            "{}\n\nworld reuse {{\n  include wasi:http/imports@{};\n  export handler;\n}}\n",
+            worker::PACKAGE,
             WASI_HTTP_WIT.version
         ),
     )?;

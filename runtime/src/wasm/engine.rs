@@ -290,7 +290,7 @@ impl WasmEngine {
         unsafe { Component::deserialize_file(&self.engine, &cwasm) }.map_err(anyhow::Error::from)
     }
 
-    /// Whether a component exports `name` (e.g. `pactown:worker/handler@0.1.0`).
+    /// Whether a component exports `name` (e.g. `pactown:worker/handler@0.2.0`).
     pub fn exports(&self, component: &Component, name: &str) -> bool {
         component
             .component_type()

@@ -527,7 +527,7 @@ impl HttpService {
             };
             let answer = w
                 .pactown_worker_handler()
-                .call_handle(&mut store, &request)
+                .call_handle(&mut store, &request.head, &request.body)
                 .await?;
             Ok((guest, answer))
         };
@@ -536,13 +536,12 @@ impl HttpService {
             Ok(Err(e)) => return Err(explain(&e, memory, cpu)),
             Err(_) => return Err(late(timeout)),
         };
-        let pending = answer.pending;
-        let response = worker::response(answer)
-            .map_err(|e| (Failure::Other, e))?
-            .map(|b| {
-                b.map_err(|never| -> BoxError { match never {} })
-                    .boxed_unsync()
-            });
+        let worker::Answer { response, pending } =
+            worker::response(answer).map_err(|e| (Failure::Other, e))?;
+        let response = response.map(|b| {
+            b.map_err(|never| -> BoxError { match never {} })
+                .boxed_unsync()
+        });
         let keep = served + 1 < self.settings.reuse;
         let warm = self.warm.clone();
         let keep_warm = move |store, guest| {

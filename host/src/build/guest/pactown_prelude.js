@@ -61,12 +61,18 @@ globalThis.Response = new Proxy(NativeResponse, {
   },
 });
 
+// The bytes of `response`'s body if it was made from them (and not read since), at once;
+// undefined if it must be read.
+export function knownBody(response) {
+  const known = bodies.get(response);
+  if (known === undefined || response.bodyUsed) return undefined;
+  if (known === null) return new Uint8Array(0);
+  return typeof known === "string" ? utf8.encode(known) : known;
+}
+
 // The bytes of `response`'s body, read whole.
 export async function bodyOf(response) {
-  const known = bodies.get(response);
-  if (known !== undefined && !response.bodyUsed) {
-    if (known === null) return new Uint8Array(0);
-    return typeof known === "string" ? utf8.encode(known) : known;
-  }
+  const known = knownBody(response);
+  if (known !== undefined) return known;
   return response.body ? new Uint8Array(await response.arrayBuffer()) : new Uint8Array(0);
 }

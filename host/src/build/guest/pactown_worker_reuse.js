@@ -11,7 +11,7 @@
 // through the host, as a Workers service binding does: the URL's host is ignored). A service
 // worker (`addEventListener("fetch", …)`) registered itself when its module was imported (the
 // prelude keeps its listeners).
-import { bodyOf, fetchListeners } from "./pactown_prelude.js";
+import { bodyOf, fetchListeners, knownBody } from "./pactown_prelude.js";
 import * as service from "./__PACTOWN_ENTRY__";
 import { binding, workerOf } from "./pactown_binding.js";
 import { getEnvironment } from "wasi:cli/environment@0.2.10";
@@ -33,19 +33,19 @@ function env() {
 
 const worker = workerOf(service, "__PACTOWN_ENTRY__");
 
-// A request's headers, `name\nvalue\n…` (see the WIT), as pairs.
-function headerPairs(text) {
-  const parts = text ? text.split("\n") : [];
-  const pairs = [];
-  for (let i = 0; i + 1 < parts.length; i += 2) pairs.push([parts[i], parts[i + 1]]);
-  return pairs;
-}
-
-function toRequest(r) {
-  const init = { method: r.method, headers: headerPairs(r.headers) };
+// A request from its head (`METHOD url`, then each header's name and value on lines of their
+// own: see the WIT) and its body.
+function toRequest(head, body) {
+  const lines = head.split("\n");
+  const first = lines[0];
+  const space = first.indexOf(" ");
+  const method = first.slice(0, space);
+  const headers = [];
+  for (let i = 1; i + 1 < lines.length; i += 2) headers.push([lines[i], lines[i + 1]]);
+  const init = { method, headers };
   // A GET or HEAD carries no body a Request could hold.
-  if (r.body.length && r.method !== "GET" && r.method !== "HEAD") init.body = r.body;
-  return new Request(r.url, init);
+  if (body.length && method !== "GET" && method !== "HEAD") init.body = body;
+  return new Request(first.slice(space + 1), init);
 }
 
 function dispatch(request, env, ctx) {
@@ -72,18 +72,27 @@ function dispatch(request, env, ctx) {
   return answer;
 }
 
-// The response as the host takes it (which drops the headers about one connection).
-async function toAnswer(response) {
-  let headers = "";
-  for (const [k, v] of response.headers) headers += headers ? `\n${k}\n${v}` : `${k}\n${v}`;
-  return { status: response.status, headers, body: await bodyOf(response), pending: false };
+const UTF8 = new TextEncoder();
+
+// The answer as the host takes it (see the WIT): the response's head (its status, ` pending` if
+// there is work left, its headers; the host drops those about one connection) as UTF-8, a NUL
+// byte, its body. One list of bytes: the bindings lower each value they return at a cost, and
+// a string one character at a time, in the interpreter.
+function toAnswer(response, body, left) {
+  let head = left ? `${response.status} pending` : `${response.status}`;
+  for (const [k, v] of response.headers) head += `\n${k}\n${v}`;
+  const text = UTF8.encode(head);
+  const answer = new Uint8Array(text.length + 1 + body.length);
+  answer.set(text);
+  answer.set(body, text.length + 1);
+  return answer;
 }
 
 // What the last request's `waitUntil` left to do: the host calls `settle` before the next.
 let pending = null;
 
 export const handler = {
-  async handle(request) {
+  async handle(head, body) {
     const waiting = [];
     const ctx = {
       waitUntil(p) {
@@ -93,7 +102,7 @@ export const handler = {
     };
     let response;
     try {
-      response = await dispatch(toRequest(request), env(), ctx);
+      response = await dispatch(toRequest(head, body), env(), ctx);
       if (!(response instanceof Response)) {
         throw new TypeError(`the Worker answered ${String(response)}, not a Response`);
       }
@@ -101,12 +110,10 @@ export const handler = {
       console.error(e && e.stack ? e.stack : String(e));
       response = new Response("internal server error\n", { status: 500 });
     }
-    const answer = await toAnswer(response);
-    if (waiting.length) {
-      pending = Promise.all(waiting);
-      answer.pending = true;
-    }
-    return answer;
+    // A body made from bytes or text is taken as it is, without a turn of the event loop.
+    const bytes = knownBody(response) ?? (await bodyOf(response));
+    if (waiting.length) pending = Promise.all(waiting);
+    return toAnswer(response, bytes, waiting.length > 0);
   },
   async settle() {
     const work = pending;

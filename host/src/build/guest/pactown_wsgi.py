@@ -129,24 +129,26 @@ def _answer(environ):
 
 
 if hasattr(exports, "Handler"):
-    from wit_world.exports.handler import Response as _Response
 
     class Handler(exports.Handler):
-        def handle(self, request):
-            parts = urllib.parse.urlsplit(request.url)
+        def handle(self, head, body):
+            # `METHOD url`, then each header's name and value on lines of their own (the WIT).
+            lines = head.split("\n")
+            method, _, url = lines[0].partition(" ")
+            parts = urllib.parse.urlsplit(url)
             path = parts.path or "/"
             if parts.query:
                 path += "?" + parts.query
-            fields = request.headers.split("\n") if request.headers else []
             environ = _environ(
-                request.method, path, parts.netloc or "localhost", parts.scheme or "http",
-                zip(fields[0::2], fields[1::2]), bytes(request.body),
+                method, path, parts.netloc or "localhost", parts.scheme or "http",
+                zip(lines[1::2], lines[2::2]), bytes(body),
             )
             environ["wsgi.run_once"] = False
             status, headers, data = _answer(environ)
-            # The host drops the headers about one connection.
-            text = "\n".join(f"{k.lower()}\n{v}" for k, v in headers)
-            return _Response(status=status, headers=text, body=data, pending=False)
+            # The head as UTF-8 (the host drops the headers about one connection), a NUL byte,
+            # the body.
+            text = "".join(f"\n{k.lower()}\n{v}" for k, v in headers)
+            return f"{status}{text}".encode("utf-8") + b"\0" + data
 
         def settle(self):
             pass
