@@ -135,7 +135,6 @@ impl<'a> Sources<'a> {
                 b"js-wasm-v2".as_slice(),
                 COMPONENTIZE_JS_VERSION.as_bytes(),
                 WASI_HTTP_WIT.version.as_bytes(),
-                worker::PACKAGE.as_bytes(),
                 WORLDS.as_bytes(),
                 HANDLER_WIT.as_bytes(),
                 host.as_bytes(),

@@ -1,7 +1,7 @@
 // Evaluated before the service's module (pactown_worker_reuse.js imports it first): a service
 // worker's `addEventListener("fetch", …)` is kept here, for pactown's host to dispatch each
 // request to; other event types go to the engine's own `addEventListener`. And each Response
-// made from plain bytes keeps them (`bodyOf`, below).
+// made from plain bytes keeps them (`knownBody`, below).
 export const fetchListeners = [];
 
 const engineAddEventListener = globalThis.addEventListener;
@@ -70,9 +70,7 @@ export function knownBody(response) {
   return typeof known === "string" ? utf8.encode(known) : known;
 }
 
-// The bytes of `response`'s body, read whole.
+// The bytes of `response`'s body, read whole from its stream (when `knownBody` has none).
 export async function bodyOf(response) {
-  const known = knownBody(response);
-  if (known !== undefined) return known;
   return response.body ? new Uint8Array(await response.arrayBuffer()) : new Uint8Array(0);
 }
