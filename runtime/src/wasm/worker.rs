@@ -91,13 +91,12 @@ where
     let (parts, body) = req.into_parts();
     let mut body = std::pin::pin!(body);
     let authority = match parts.uri.authority() {
-        Some(a) => a.as_str().to_string(),
+        Some(a) => a.as_str(),
         None => parts
             .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost")
-            .to_string(),
+            .unwrap_or("localhost"),
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut head = format!("{} http://{authority}{path}", parts.method);
@@ -105,7 +104,10 @@ where
         head.push('\n');
         head.push_str(name.as_str());
         head.push('\n');
-        head.extend(value.as_bytes().iter().map(|&b| b as char));
+        match value.to_str() {
+            Ok(text) => head.push_str(text),
+            Err(_) => head.extend(value.as_bytes().iter().map(|&b| b as char)),
+        }
     }
     let mut bytes = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -162,9 +164,14 @@ pub(super) fn response(answer: Vec<u8>) -> Result<Answer, String> {
         if HOST_SET.contains(&name.as_str()) {
             continue;
         }
-        let bytes: Option<Vec<u8>> = value.chars().map(|c| u8::try_from(c).ok()).collect();
-        let value = bytes
-            .and_then(|b| HeaderValue::from_bytes(&b).ok())
+        // Values are Latin-1 characters, one per byte; ASCII (nearly every value) is its own bytes.
+        let parsed = if value.is_ascii() {
+            HeaderValue::from_str(value).ok()
+        } else {
+            let bytes: Option<Vec<u8>> = value.chars().map(|c| u8::try_from(c).ok()).collect();
+            bytes.and_then(|b| HeaderValue::from_bytes(&b).ok())
+        };
+        let value = parsed
             .ok_or_else(|| format!("the guest's header `{name}` has a bad value `{value}`"))?;
         headers.append(name, value);
     }
