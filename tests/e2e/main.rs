@@ -20,6 +20,7 @@ mod reference;
 mod registry;
 mod routing;
 mod sandbox;
+mod shared_state;
 mod spec_cli;
 mod up;
 mod wasm;
