@@ -108,11 +108,16 @@ impl ShardId {
 /// overhead, while still being enough shards to make lock collisions
 /// rare given the very short critical sections involved.
 pub(crate) fn default_shard_count() -> u32 {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(16);
-    u32::try_from(n).unwrap()
+    // pactown: asked once per process, not once per pool (each asking reads the cgroup's CPU
+    // quota files: four times on the way to an engine).
+    static COUNT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(16);
+        u32::try_from(n).unwrap()
+    })
 }
 
 /// Pick this thread's shard (used for both the sharded decommit queue and
