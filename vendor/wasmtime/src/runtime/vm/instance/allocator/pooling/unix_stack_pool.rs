@@ -87,26 +87,30 @@ impl StackPool {
             bail!("pooling allocator not configured to enable fiber stack allocation");
         }
 
-        let index = self
+        let slot = self
             .index_allocator
             .alloc()
-            .ok_or_else(|| super::PoolConcurrencyLimitError::new(self.max_stacks, "fibers"))?
-            .index();
+            .ok_or_else(|| super::PoolConcurrencyLimitError::new(self.max_stacks, "fibers"))?;
+        let index = slot.index();
 
         assert!(index < self.max_stacks);
 
-        // pactown: protect this stack's guard page at its first allocation. A slot is held by
-        // one allocation at a time, so no other thread touches this flag meanwhile.
+        // SAFETY: index < max_stacks and stack_size * max_stacks is the mapping's size.
+        let bottom_of_stack = unsafe {
+            self.mapping
+                .as_ptr()
+                .add(self.stack_size.unchecked_mul(index).byte_count())
+                .cast_mut()
+        };
+
+        // pactown: protect this stack's guard page (its first) at the stack's first
+        // allocation. A slot is held by one allocation at a time, so no other thread touches
+        // this flag meanwhile.
         if !self.guarded[index].load(Ordering::Acquire) {
             use rustix::mm::{MprotectFlags, mprotect};
-            // SAFETY: the page is the first of slot `index`, inside the pool's mapping, and
-            // the slot is not in use: nothing runs on it.
+            // SAFETY: the page is inside the pool's mapping, and the slot is not in use:
+            // nothing runs on it.
             let protected = unsafe {
-                let bottom_of_stack = self
-                    .mapping
-                    .as_ptr()
-                    .add(self.stack_size.unchecked_mul(index).byte_count())
-                    .cast_mut();
                 mprotect(
                     bottom_of_stack.cast(),
                     self.page_size.byte_count(),
@@ -114,7 +118,7 @@ impl StackPool {
                 )
             };
             if let Err(e) = protected {
-                self.index_allocator.free(SlotId(index as u32), 0);
+                self.index_allocator.free(slot, 0);
                 return Err(e).context("failed to protect stack guard page");
             }
             self.guarded[index].store(true, Ordering::Release);
@@ -126,12 +130,6 @@ impl StackPool {
                 "self.stack_size is host-page-aligned and is > 0,\
                  so it must be >= self.page_size",
             );
-
-            let bottom_of_stack = self
-                .mapping
-                .as_ptr()
-                .add(self.stack_size.unchecked_mul(index).byte_count())
-                .cast_mut();
 
             let stack = wasmtime_fiber::FiberStack::from_raw_parts(
                 bottom_of_stack,
