@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use crate::support::TestEnv;
-use crate::support_up::{Up, http_get, http_request, wait_until};
+use crate::support_up::{Up, get_json, http_get, http_request, wait_until};
 
 /// A Rust engine (wasm-http): `step` doubles `n`, `fail` fails for good.
 const WASM_ENGINE: &str = r#"# wasm engine
@@ -127,14 +127,6 @@ fn engines() -> TestEnv {
         .write("native/README.md", NATIVE_ENGINE)
         .write("eco.pactown.yaml", ECOSYSTEM);
     env
-}
-
-pub(crate) fn get_json(port: u16, path: &str) -> (u16, Value) {
-    let (code, body) = http_get(port, path).unwrap();
-    (
-        code,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
 }
 
 /// Every call the engines recorded: (engine, job/task, path, nanos), oldest first.

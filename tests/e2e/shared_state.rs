@@ -4,9 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::jobs::get_json;
 use crate::support::TestEnv;
-use crate::support_up::{Up, http_get, http_request, http_request_with, wait_until};
+use crate::support_up::{Up, get_json, http_get, http_request, http_request_with, wait_until};
 
 /// A health endpoint outside pactown, answering until it is dropped.
 struct Outside {

@@ -61,6 +61,13 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     http_request(port, "GET", path, None)
 }
 
+/// `GET path` on loopback: its status and its body as JSON (a body that is not JSON, as a string).
+pub fn get_json(port: u16, path: &str) -> (u16, serde_json::Value) {
+    let (code, body) = http_get(port, path).unwrap();
+    let doc = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+    (code, doc)
+}
+
 /// A minimal HTTP/1.1 request with an optional JSON body.
 pub fn http_request(
     port: u16,
