@@ -153,6 +153,9 @@ pub fn user_error(message: impl Into<String>, hint: Option<&str>) -> anyhow::Err
 
 /// Run the CLI with the process's arguments.
 pub fn main() -> ExitCode {
+    if starts_services(std::env::args_os().skip(1)) {
+        crate::orchestrator::engine_start::EngineStart::ahead();
+    }
     let cli = Cli::parse();
     // The shim must stay single-threaded and quiet: dispatch it before anything else.
     if let Command::SandboxExec(c) = cli.command {
@@ -189,6 +192,27 @@ pub fn main() -> ExitCode {
         Command::SandboxExec(_) => unreachable!("dispatched above"),
     };
     finish(result, &term)
+}
+
+/// Whether the command line (without the program's name) is a command that starts services
+/// (`run`, `up`, `test`): its first word that is neither a global option nor an option's value.
+/// Asked before the command line is parsed, to begin the wasm engine at once; a wrong guess
+/// costs an engine made on the other core and dropped.
+fn starts_services(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--color") => drop(args.next()),
+            Some(a) if a.starts_with("--color=") || a == "--verbose" => {}
+            Some(a)
+                if a.starts_with('-')
+                    && !a.starts_with("--")
+                    && a[1..].bytes().all(|b| b == b'v') => {}
+            Some(word) => return matches!(word, "run" | "up" | "test"),
+            None => return false,
+        }
+    }
+    false
 }
 
 /// `pactown-registry`: the registry server, with the Python pactown's flags (`--host`,
@@ -295,5 +319,32 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    /// The guess made before parsing agrees with the parse, whatever global options come first.
+    #[test]
+    fn the_engine_is_begun_ahead_exactly_for_commands_that_start_services() {
+        for line in [
+            "run README.md",
+            "--color never run README.md --port=8001",
+            "--color=never up shop.pactown.yaml",
+            "-vv test README.md",
+            "--verbose -v up x.pactown.yaml -d",
+            "validate run",
+            "--color never validate up.pactown.yaml",
+            "build README.md",
+            "bench coldstart README.md",
+            "sandbox-exec run",
+            "status shop.pactown.yaml",
+        ] {
+            let args: Vec<std::ffi::OsString> = line.split(' ').map(Into::into).collect();
+            let parsed = Cli::try_parse_from(std::iter::once("pactown".into()).chain(args.clone()))
+                .unwrap_or_else(|e| panic!("`{line}`: {e}"));
+            let starts = matches!(
+                parsed.command,
+                Command::Run(_) | Command::Up(_) | Command::Test(_)
+            );
+            assert_eq!(starts_services(args), starts, "`{line}`");
+        }
     }
 }

@@ -179,8 +179,9 @@ impl Plan {
     /// How many wasm instances may exist at once in this ecosystem: what its wasm services may
     /// run concurrently (their `limits.instances`, and the one instance a fresh-per-request
     /// service makes ahead for its next request), within the engine's pool of at most
-    /// [`MAX_POOL_INSTANCES`]. A pool slot costs set-up at start (guard pages, stacks), so a
-    /// small ecosystem gets a small pool.
+    /// [`MAX_POOL_INSTANCES`]. A pool slot costs address space and a little set-up at start,
+    /// so a small ecosystem gets a small pool (unless its engine was begun ahead with room for
+    /// any plan: see `orchestrator::engine_start`).
     pub fn wasm_instances(&self) -> u32 {
         pool_size(
             self.services
