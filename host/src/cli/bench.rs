@@ -173,8 +173,9 @@ pub struct CompareCommand {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Process starts per peer and round (the round's figure is their median; a peer whose
-    /// first start takes over a second is started once).
-    #[arg(long, default_value_t = 5)]
+    /// first start takes over a second is started once). Nine, because a start of a few
+    /// milliseconds moves by a millisecond from one to the next on a 2-core machine.
+    #[arg(long, default_value_t = 9)]
     starts: usize,
     /// Requests sent one after another, per round.
     #[arg(long, short = 'n', default_value_t = 300)]
