@@ -65,6 +65,12 @@ fn coldstart_reports_ordered_percentiles_and_memory() {
         r["memory"]["per_added_service_pss_kib"].as_f64().is_some(),
         "{r}"
     );
+    // A component's copy costs little: it is measured over twenty added copies.
+    assert_eq!(
+        r["memory"]["per_added_service_between"],
+        serde_json::json!([1, 21]),
+        "{r}"
+    );
 }
 
 #[test]

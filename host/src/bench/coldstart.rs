@@ -5,7 +5,7 @@
 //! instantiate + handle + loopback HTTP), p50/p90/p99/max; (c) sustained throughput and its
 //! latency at C connections (closed loop, or open loop at `--rate`); (d) memory of pactown and
 //! everything it started: idle, under load, and per added service (a README target started as
-//! one and as five copies).
+//! one copy and as 21, or as 5 when it runs natively).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -99,8 +99,13 @@ pub struct MemoryReport {
     pub under_load: Memory,
     /// Services in the target.
     pub services: usize,
-    /// PSS each added copy of the service costs (one vs five copies), when measured.
+    /// PSS each added copy of the service costs, when measured: between the two counts of
+    /// copies in `per_added_service_between`, divided by the copies added.
     pub per_added_service_pss_kib: Option<f64>,
+    /// The two counts of copies measured: 1 and 21 for a component (a copy costs a few hundred
+    /// KiB, less than the PSS moves between two runs, so it takes many to see), 1 and 5 for a
+    /// native service (a process each, megabytes).
+    pub per_added_service_between: Option<[usize; 2]>,
     /// Why it was not measured.
     pub per_added_service_note: Option<String>,
 }
@@ -161,18 +166,26 @@ pub fn run(
         load.latency_us.p99
     ));
     server.stop();
-    let (per_added, note) = if !opts.per_service {
-        (None, Some("not asked for".to_string()))
+    let (per_added, between, note) = if !opts.per_service {
+        (None, None, Some("not asked for".to_string()))
     } else if !target.is_readme {
         (
+            None,
             None,
             Some("measured for a README target; `pactown bench density` measures many".into()),
         )
     } else {
+        let many = if target.service_plan().sandbox.kind.is_wasm() {
+            21
+        } else {
+            5
+        };
         let one = copies(target, 1, work, &opts.path, timeout)?;
-        let five = copies(target, 5, work, &opts.path, timeout)?;
+        let all = copies(target, many, work, &opts.path, timeout)?;
+        let added = (many - 1) as f64;
         (
-            Some(((five.pss_kib as f64 - one.pss_kib as f64) / 4.0).round()),
+            Some(((all.pss_kib as f64 - one.pss_kib as f64) / added).round()),
+            Some([1, many]),
             None,
         )
     };
@@ -203,6 +216,7 @@ pub fn run(
             under_load,
             services: target.plan.services.len(),
             per_added_service_pss_kib: per_added,
+            per_added_service_between: between,
             per_added_service_note: note,
         },
         build,

@@ -84,7 +84,8 @@ pub struct ColdstartCommand {
     /// stall counts for every request it held up); default: a closed loop.
     #[arg(long)]
     rate: Option<f64>,
-    /// Skip the memory per added service (two more starts, README targets).
+    /// Skip the memory per added service (two more starts: 1 and 21 copies of a component, 1
+    /// and 5 of a native service; README targets).
     #[arg(long)]
     no_per_service: bool,
     /// Also time `pactown build` of the target cold (its tools installed, nothing of it built)
@@ -145,9 +146,15 @@ fn coldstart_text(r: &coldstart::Report) -> String {
         mib(r.memory.idle.pss_kib),
         mib(r.memory.idle.rss_kib),
         mib(r.memory.under_load.pss_kib),
-        match r.memory.per_added_service_pss_kib {
-            Some(k) => format!("{k:.0} KiB PSS per added service"),
-            None => r.memory.per_added_service_note.clone().unwrap_or_default(),
+        match (
+            r.memory.per_added_service_pss_kib,
+            r.memory.per_added_service_between
+        ) {
+            (Some(k), Some([from, to])) => {
+                format!("{k:.0} KiB PSS per added service ({from} vs {to} copies)")
+            }
+            (Some(k), None) => format!("{k:.0} KiB PSS per added service"),
+            (None, _) => r.memory.per_added_service_note.clone().unwrap_or_default(),
         }
     ) + &r.build.as_ref().map_or(String::new(), |b| {
         let mb = |n: Option<u64>| n.map_or("-".into(), |n| format!("{:.1} MB", n as f64 / 1e6));
