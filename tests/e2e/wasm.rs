@@ -187,6 +187,44 @@ fn a_warm_second_up_runs_no_cargo_and_compiles_nothing() {
     assert_eq!(http_get(up.port("guest"), "/count").unwrap().0, 200);
 }
 
+/// The engine `run` begins before it parses its command line has the largest pool (~8 TiB of
+/// address space, never committed); under an address-space limit that this exceeds and the
+/// service's own pool fits in (~0.5 TiB), the service still runs, in an engine of its size.
+#[test]
+fn a_wasm_service_runs_under_an_address_space_limit_the_largest_pool_exceeds() {
+    let env = TestEnv::new();
+    env.write(
+        "guest/README.md",
+        &format!("{GUEST}\n```http markpact:test\nGET /count EXPECT 200\n```\n"),
+    );
+    let mut cmd = env.cmd(&[
+        "run",
+        "guest/README.md",
+        "--once",
+        "--port",
+        "0",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    cmd.env("PACTOWN_CACHE_DIR", env.cache_dir());
+    // SAFETY: only setrlimit between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let one_tib = libc::rlimit {
+                rlim_cur: 1 << 40,
+                rlim_max: 1 << 40,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &one_tib) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    crate::support::Run::from(cmd.output().expect("spawn pactown"))
+        .ok()
+        .stderr_has("1 check passed, 0 failed");
+}
+
 #[test]
 fn a_compile_error_points_at_the_readme_line() {
     let env = TestEnv::new();

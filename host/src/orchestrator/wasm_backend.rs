@@ -33,9 +33,13 @@ impl Orchestrator {
             return Ok(e.clone());
         }
         let started = self.engine_start.lock().expect("engine start").take();
-        let e = match started {
-            Some(start) => start.join()?,
-            None => WasmEngine::new(&self.engine_config(), cache.path(&["wasm", "compiled"]))?,
+        // One begun ahead has the largest pool: where that cannot be had (an address-space
+        // limit), the one this plan needs is made now, and its error is the one reported.
+        let e = match started.map(EngineStart::join) {
+            Some(Ok(e)) => e,
+            Some(Err(_)) | None => {
+                WasmEngine::new(&self.engine_config(), cache.path(&["wasm", "compiled"]))?
+            }
         };
         Ok(self.engine.get_or_init(|| e).clone())
     }
