@@ -171,11 +171,13 @@ impl OtherCore {
         // SAFETY: asks which core runs this thread.
         let here = unsafe { libc::sched_getcpu() };
         let mut others = cores;
-        // SAFETY: bit operations on a set we own, for a core number the kernel gave.
+        // A core beyond what a `cpu_set_t` holds (over 1,024) or none known: leave it be.
+        if !(0..libc::CPU_SETSIZE).contains(&here) {
+            return;
+        }
+        // SAFETY: bit operations on a set we own, for a core number within it.
         let any_other = unsafe {
-            if here >= 0 {
-                libc::CPU_CLR(here as usize, &mut others);
-            }
+            libc::CPU_CLR(here as usize, &mut others);
             libc::CPU_COUNT(&others) > 0
         };
         let handle = thread.as_pthread_t();
