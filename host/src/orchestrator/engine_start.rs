@@ -20,8 +20,8 @@ use crate::spec::{Ecosystem, Service};
 /// the build finds nothing to do, instead of after.
 pub struct EngineStart(std::thread::JoinHandle<anyhow::Result<Arc<WasmEngine>>>);
 
-/// An engine begun before the command line was parsed ([`EngineStart::ahead`]), waiting to be
-/// told which components to load.
+/// An engine being made on its thread, waiting to be told which components to load: the one
+/// begun before the command line was parsed ([`EngineStart::ahead`]), or one of the plan's size.
 struct Ahead {
     cache_dir: PathBuf,
     load: Sender<(Vec<Service>, Cache)>,
@@ -30,16 +30,14 @@ struct Ahead {
 
 static AHEAD: Mutex<Option<Ahead>> = Mutex::new(None);
 
-impl EngineStart {
-    /// Begin making the engine now, before the command line is parsed, the ecosystem read and
-    /// the async runtime made (~1 ms in all, on the other core): a command that starts services
-    /// (`run`, `up`, `test`) calls this first thing. Its pool has room for any plan; the first
-    /// [`EngineStart::spawn`] adopts it, or drops it when no service runs as wasm.
-    pub fn ahead() {
-        let cache_dir = Cache::locate().path(&["wasm", "compiled"]);
+impl Ahead {
+    /// Begin making an engine whose pool holds `total_instances`, its compiled components in
+    /// `cache`, on a thread placed on another core ([`OtherCore`]).
+    fn begin(total_instances: u32, cache: &Cache) -> Option<Self> {
+        let cache_dir = cache.path(&["wasm", "compiled"]);
         let (load, wanted) = std::sync::mpsc::channel();
         let config = wasm::EngineConfig {
-            total_instances: MAX_POOL_INSTANCES,
+            total_instances,
             ..Default::default()
         };
         let dir = cache_dir.clone();
@@ -53,19 +51,34 @@ impl EngineStart {
                 let (services, cache): (Vec<Service>, Cache) = wanted.recv()?;
                 load_cached(&engine, &services, &cache);
                 Ok(engine)
-            });
-        if let Ok(thread) = thread {
-            placed.place(&thread);
-            *AHEAD.lock().expect("engine ahead") = Some(Ahead {
-                cache_dir,
-                load,
-                thread,
-            });
-        }
+            })
+            .ok()?;
+        placed.place(&thread);
+        Some(Self {
+            cache_dir,
+            load,
+            thread,
+        })
     }
 
-    /// Start it, if some service of `eco` runs as wasm (adopting the one begun ahead when there
-    /// is one for this cache).
+    /// Tell it what to load; `None` when its thread has ended (its engine could not be made).
+    fn load(self, services: &[Service], cache: &Cache) -> Option<EngineStart> {
+        let sent = self.load.send((services.to_vec(), cache.clone()));
+        sent.is_ok().then_some(EngineStart(self.thread))
+    }
+}
+
+impl EngineStart {
+    /// Begin making the engine now, before the command line is parsed, the ecosystem read and
+    /// the async runtime made (~1 ms in all, on the other core): a command that starts services
+    /// (`run`, `up`, `test`) calls this first thing. Its pool has room for any plan; the first
+    /// [`EngineStart::spawn`] adopts it, or drops it when no service runs as wasm.
+    pub fn ahead() {
+        *AHEAD.lock().expect("engine ahead") = Ahead::begin(MAX_POOL_INSTANCES, &Cache::locate());
+    }
+
+    /// Start it, if some service of `eco` runs as wasm: the one begun ahead for this cache, or
+    /// else (none, or it could not be made) one of the plan's size.
     pub fn spawn(eco: &Ecosystem, cache: &Cache) -> Option<Self> {
         let ahead = AHEAD.lock().expect("engine ahead").take();
         let wasm: Vec<Service> = eco
@@ -78,25 +91,10 @@ impl EngineStart {
             // Dropping the sender ends the thread begun ahead; its engine goes with it.
             return None;
         }
-        if let Some(a) = ahead
-            && a.cache_dir == cache.path(&["wasm", "compiled"])
-            && a.load.send((wasm.clone(), cache.clone())).is_ok()
-        {
-            return Some(Self(a.thread));
-        }
-        let config = wasm::EngineConfig {
-            total_instances: Plan::wasm_instances_of(eco),
-            ..Default::default()
-        };
-        let cache = cache.clone();
-        let started = std::thread::Builder::new()
-            .name("pactown-engine".into())
-            .spawn(move || {
-                let engine = WasmEngine::new(&config, cache.path(&["wasm", "compiled"]))?;
-                load_cached(&engine, &wasm, &cache);
-                Ok(engine)
-            });
-        started.ok().map(Self)
+        ahead
+            .filter(|a| a.cache_dir == cache.path(&["wasm", "compiled"]))
+            .and_then(|a| a.load(&wasm, cache))
+            .or_else(|| Ahead::begin(Plan::wasm_instances_of(eco), cache)?.load(&wasm, cache))
     }
 
     /// The engine, once made.
