@@ -130,11 +130,14 @@ impl HostFacts {
 pub fn cache_root() -> PathBuf {
     // An empty variable counts as unset (as XDG's do): never a cache relative to the cwd.
     let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-    var("PACTOWN_CACHE_DIR")
+    let root = var("PACTOWN_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| var("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("pactown")))
         .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache/pactown")))
-        .unwrap_or_else(|| std::env::temp_dir().join("pactown-cache"))
+        .unwrap_or_else(|| std::env::temp_dir().join("pactown-cache"));
+    // A relative one (`PACTOWN_CACHE_DIR=.cache`) is where pactown was started: tools and builds
+    // run in directories of their own, where it would name somewhere else.
+    std::path::absolute(&root).unwrap_or(root)
 }
 
 impl HostFacts {

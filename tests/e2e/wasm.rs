@@ -225,6 +225,48 @@ fn a_wasm_service_runs_under_an_address_space_limit_the_largest_pool_exceeds() {
         .stderr_has("1 check passed, 0 failed");
 }
 
+/// `PACTOWN_CACHE_DIR` relative to where pactown is started is that cache, for the Rust build
+/// too (cargo runs in a project directory of its own, where the relative path named nothing:
+/// `cargo fetch failed ... failed to read .../<relative cache>/rust/pactown-guest-…/Cargo.toml`).
+#[test]
+fn a_relative_cache_dir_is_the_one_where_pactown_started() {
+    let env = TestEnv::new();
+    // Sources of its own, so that something is built.
+    let mark = format!(
+        "// built under a relative cache, in {}\nuse ",
+        env.path().display()
+    );
+    let guest = GUEST.replacen("use ", &mark, 1);
+    env.write(
+        "guest/README.md",
+        &format!("{guest}\n```http markpact:test\nGET /count EXPECT 200\n```\n"),
+    );
+    let up = "../".repeat(env.path().components().count() - 1);
+    let cache = format!(
+        "{up}{}",
+        env.cache_dir()
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+    );
+    let run = env
+        .cmd(&[
+            "run",
+            "guest/README.md",
+            "--once",
+            "--port",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("PACTOWN_CACHE_DIR", &cache)
+        .output()
+        .expect("spawn pactown");
+    crate::support::Run::from(run)
+        .ok()
+        .stderr_has("1 check passed, 0 failed");
+}
+
 #[test]
 fn a_compile_error_points_at_the_readme_line() {
     let env = TestEnv::new();
