@@ -187,15 +187,12 @@ fn a_warm_second_up_runs_no_cargo_and_compiles_nothing() {
     assert_eq!(http_get(up.port("guest"), "/count").unwrap().0, 200);
 }
 
-/// The engine `run` begins before it parses its command line has the largest pool (~8 TiB of
-/// address space, never committed); under an address-space limit that this exceeds and the
-/// service's own pool fits in (~0.5 TiB), the service still runs, in an engine of its size.
-#[test]
-fn a_wasm_service_runs_under_an_address_space_limit_the_largest_pool_exceeds() {
-    let env = TestEnv::new();
+/// `pactown run guest/README.md --once` in `env` for `guest` (the README's text) with one check
+/// added (`GET /count` answers 200), its cache `cache`.
+fn run_once_checked(env: &TestEnv, guest: &str, cache: &str) -> std::process::Command {
     env.write(
         "guest/README.md",
-        &format!("{GUEST}\n```http markpact:test\nGET /count EXPECT 200\n```\n"),
+        &format!("{guest}\n```http markpact:test\nGET /count EXPECT 200\n```\n"),
     );
     let mut cmd = env.cmd(&[
         "run",
@@ -206,7 +203,17 @@ fn a_wasm_service_runs_under_an_address_space_limit_the_largest_pool_exceeds() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    cmd.env("PACTOWN_CACHE_DIR", env.cache_dir());
+    cmd.env("PACTOWN_CACHE_DIR", cache);
+    cmd
+}
+
+/// The engine `run` begins before it parses its command line has the largest pool (~8 TiB of
+/// address space, never committed); under an address-space limit that this exceeds and the
+/// service's own pool fits in (~0.5 TiB), the service still runs, in an engine of its size.
+#[test]
+fn a_wasm_service_runs_under_an_address_space_limit_the_largest_pool_exceeds() {
+    let env = TestEnv::new();
+    let mut cmd = run_once_checked(&env, GUEST, &env.cache_dir().display().to_string());
     // SAFETY: only setrlimit between fork and exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
@@ -237,32 +244,11 @@ fn a_relative_cache_dir_is_the_one_where_pactown_started() {
         env.path().display()
     );
     let guest = GUEST.replacen("use ", &mark, 1);
-    env.write(
-        "guest/README.md",
-        &format!("{guest}\n```http markpact:test\nGET /count EXPECT 200\n```\n"),
-    );
     let up = "../".repeat(env.path().components().count() - 1);
-    let cache = format!(
-        "{up}{}",
-        env.cache_dir()
-            .display()
-            .to_string()
-            .trim_start_matches('/')
-    );
-    let run = env
-        .cmd(&[
-            "run",
-            "guest/README.md",
-            "--once",
-            "--port",
-            "0",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("PACTOWN_CACHE_DIR", &cache)
-        .output()
-        .expect("spawn pactown");
-    crate::support::Run::from(run)
+    let absolute = env.cache_dir().display().to_string();
+    let cache = format!("{up}{}", absolute.trim_start_matches('/'));
+    let mut cmd = run_once_checked(&env, &guest, &cache);
+    crate::support::Run::from(cmd.output().expect("spawn pactown"))
         .ok()
         .stderr_has("1 check passed, 0 failed");
 }
