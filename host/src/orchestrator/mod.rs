@@ -7,6 +7,7 @@ pub mod engine_start;
 pub mod health;
 mod launch;
 pub mod logs;
+mod ports;
 mod reload;
 mod roll;
 pub mod session;

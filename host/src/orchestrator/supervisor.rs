@@ -432,7 +432,7 @@ impl ServiceRuntime {
         desired: &mut watch::Receiver<Desired>,
     ) -> Outcome {
         let port = match self.plan.port {
-            Some(_) => match free_port() {
+            Some(_) => match super::ports::free_port() {
                 Ok(p) => Some(p),
                 Err(e) => {
                     self.log
@@ -769,10 +769,4 @@ fn backoff(attempt: u32, plan: &ServicePlan) -> Duration {
         .saturating_mul(1u64 << attempt.min(20))
         .min(plan.restart.backoff_max_ms);
     Duration::from_millis(ms)
-}
-
-/// A port the OS says is free now, for a replica to bind.
-fn free_port() -> std::io::Result<u16> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(l.local_addr()?.port())
 }
