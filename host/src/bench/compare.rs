@@ -207,6 +207,29 @@ pub fn run(
         per_service: false,
         build: None,
     };
+    for (i, (kind, setup)) in setups.iter().enumerate() {
+        let Setup::Ready(peer) = setup else { continue };
+        if peer.warm_up {
+            say(&format!(
+                "{}: one start before the rounds, not measured",
+                kind.name()
+            ));
+            let port = free_port()?;
+            let started = peer.command(port).and_then(|cmd| {
+                Server::start(
+                    cmd,
+                    SocketAddr::from(([127, 0, 0, 1], port)),
+                    &opts.path,
+                    &work.join(kind.name()).join("warm-up.log"),
+                    timeout,
+                )
+            });
+            if let Err(e) = started {
+                say(&format!("{}: failed: {e:#}", kind.name()));
+                failed[i] = Some(format!("failed in its warm-up start: {e:#}"));
+            }
+        }
+    }
     for r in 0..opts.rounds.max(1) {
         for (i, (kind, setup)) in setups.iter().enumerate() {
             let Setup::Ready(peer) = setup else { continue };
@@ -254,7 +277,7 @@ pub fn run(
             match result {
                 Ok(round) => {
                     say(&format!(
-                        "round {}/{} {:15} start {:8.1} ms · p50 {:8.0} µs · {:8.0} req/s · {:6.1} MiB",
+                        "round {}/{} {:19} start {:8.1} ms · p50 {:8.0} µs · {:8.0} req/s · {:6.1} MiB",
                         r + 1,
                         opts.rounds.max(1),
                         kind.name(),
@@ -437,7 +460,7 @@ pub fn table(report: &Report) -> String {
         report.method.duration_s
     );
     out.push_str(&format!(
-        "{:15} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}   {}\n",
+        "{:19} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}   {}\n",
         "peer",
         "start ms",
         "p50 µs",
@@ -450,7 +473,7 @@ pub fn table(report: &Report) -> String {
     for r in &report.peers {
         if !r.available {
             out.push_str(&format!(
-                "{:15} {}\n",
+                "{:19} {}\n",
                 r.peer,
                 r.why.as_deref().unwrap_or("not run")
             ));
@@ -464,7 +487,7 @@ pub fn table(report: &Report) -> String {
             )
         });
         out.push_str(&format!(
-            "{:15} {:>10.1} {:>10.0} {:>10.0} {:>10.0} {:>10.1} {:>9}   {v}\n",
+            "{:19} {:>10.1} {:>10.0} {:>10.0} {:>10.0} {:>10.1} {:>9}   {v}\n",
             r.peer,
             r.start_ms.as_ref().map_or(0.0, |s| s.median),
             s.p50,

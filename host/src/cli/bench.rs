@@ -23,8 +23,8 @@ pub enum BenchWhat {
     /// One target on pactown: process start → first answer, one request at a time with a
     /// fresh instance, sustained load, memory
     Coldstart(ColdstartCommand),
-    /// The same service on pactown, `wasmtime serve`, workerd, the Python pactown and as a
-    /// plain process, interleaved, in one run: a table, a JSON file and an SVG chart
+    /// The same service on pactown, `wasmtime serve` (precompiled, and on the `.wasm`), workerd,
+    /// the Python pactown and as a plain process, interleaved, in one run: a table, a JSON file and an SVG chart
     Compare(CompareCommand),
     /// Many copies of a hello service in one pactown: time to all ready, memory per service
     Density(DensityCommand),
