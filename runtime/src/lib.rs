@@ -7,5 +7,6 @@
 
 #![deny(missing_docs)]
 
+pub mod links;
 pub mod native;
 pub mod wasm;

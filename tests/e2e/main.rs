@@ -13,6 +13,7 @@ mod dashboard;
 mod deploy;
 mod devloop;
 mod fresh;
+mod grants;
 mod jobs;
 mod js_wasm;
 mod python_wasm;

@@ -5,7 +5,7 @@ use crate::support::TestEnv;
 use crate::support_up::{Up, http_get, http_request};
 
 /// A wasm-http guest that tries what a sandbox must refuse.
-const GUEST: &str = r#"# guest
+pub const GUEST: &str = r#"# guest
 
 ```rust markpact:file path=src/main.rs
 use pactown_guest::http::{Body, Request, Response, Result};

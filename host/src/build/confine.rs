@@ -136,6 +136,7 @@ fn root_fs(read: &[PathBuf], write: &[PathBuf], tmp_bytes: u64) -> RootFs {
         overlays: Vec::new(),
         files: Vec::new(),
         tmp_bytes,
+        untrusted: Vec::new(),
     }
 }
 
@@ -209,6 +210,7 @@ pub fn service_sandbox(
     let isolate = layer_on(LayerName::Namespaces).then(|| {
         let mut root = root_fs(&read, &write, sp.limits.memory);
         root.overlays = prepared.overlays.clone();
+        root.untrusted = plan.writable_by_services();
         if let Some(id) = user {
             root.files = identity_files(
                 &format!("pactown-{}", sp.name),

@@ -123,16 +123,18 @@ impl Orchestrator {
     ) -> anyhow::Result<Capabilities> {
         let mut caps = Capabilities::new();
         caps.env = sp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let untrusted = self.plan.writable_by_services();
         for d in &sp.dirs {
             if d.write {
                 std::fs::create_dir_all(&d.host)
                     .with_context(|| format!("cannot create `{}`", d.host.display()))?;
             }
-            caps.dirs.push(wasm::DirGrant {
-                host: d.host.clone(),
-                guest: d.guest.clone(),
-                write: d.write,
-            });
+            // Opened now, through no link a service may have made; every instance gets it.
+            let granted = std::path::absolute(&d.host)?;
+            caps.dirs.push(
+                wasm::DirGrant::open(&granted, d.guest.clone(), d.write, &untrusted)
+                    .with_context(|| format!("cannot grant `{}`", d.host.display()))?,
+            );
         }
         // Sockets by the same call policy: dependencies at their stable addresses, and the
         // addresses `allowed_hosts` names (port 0: any port).

@@ -176,6 +176,25 @@ pub struct ServicePlan {
 }
 
 impl Plan {
+    /// The directories sandboxed services can write: each native service's sandbox dir and
+    /// every directory `dirs:` grants read-write, absolute. A link below one of them may be a
+    /// service's, so no granted path is looked up through one (`pactown_runtime::links`).
+    pub fn writable_by_services(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self
+            .services
+            .values()
+            .flat_map(|s| {
+                let own = (s.sandbox.kind == RuntimeKind::Native).then(|| s.sandbox.dir.clone());
+                let granted = s.dirs.iter().filter(|d| d.write).map(|d| d.host.clone());
+                own.into_iter().chain(granted)
+            })
+            .map(|p| std::path::absolute(&p).unwrap_or(p))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
     /// How many wasm instances may exist at once in this ecosystem: what its wasm services may
     /// run concurrently (their `limits.instances`, and the one instance a fresh-per-request
     /// service makes ahead for its next request), within the engine's pool of at most

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::links::{self, under};
+
 /// A shared read-only directory with a private writable layer on top.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +71,10 @@ pub struct RootFs {
     pub files: Vec<SynthFile>,
     /// Size of `/tmp` and of `/dev/shm`, bytes.
     pub tmp_bytes: u64,
+    /// Directories sandboxed services can write: a link below one of them on the way to a
+    /// bound path is not followed (see [`crate::links`]); the sandbox does not start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untrusted: Vec<PathBuf>,
 }
 
 /// Device files a sandbox gets.
@@ -177,49 +183,178 @@ fn bind(src: &Path, dest: &Path, flags: libc::c_ulong) -> io::Result<bool> {
     Ok(true)
 }
 
-fn under(root: &Path, p: &Path) -> PathBuf {
-    root.join(p.strip_prefix("/").unwrap_or(p))
+/// Bind the host's `source` (resolved: no link on its way) at `path` under `new`, read-only
+/// unless `write`, `nosuid` and `nodev`. Nothing on either side is looked up through a link:
+/// the source is opened with none allowed, and the mount point is made and opened below `new`
+/// one name at a time (the parts of it inside an earlier bind are a host directory a service
+/// may write), so a link put in the way is refused instead of followed. A missing source is
+/// skipped, as for every bind.
+fn bind_granted(source: &Path, new: &Path, path: &Path, write: bool) -> io::Result<()> {
+    let from = match links::open_beneath(source) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let is_dir = rustix::fs::fstat(&from)
+        .map(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        })
+        .map_err(io::Error::from)?;
+    let to = mount_point(new, path, is_dir)?;
+    let tree = syscall_fd(|| unsafe {
+        // SAFETY: open_tree on a descriptor we own, with an empty path.
+        libc::syscall(
+            libc::SYS_open_tree,
+            std::os::fd::AsRawFd::as_raw_fd(&from),
+            c"".as_ptr(),
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
+                | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", source.display())))?;
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_NOSUID
+            | libc::MOUNT_ATTR_NODEV
+            | if write { 0 } else { libc::MOUNT_ATTR_RDONLY },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on the detached tree we own, with a valid attribute struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            std::os::fd::AsRawFd::as_raw_fd(&tree),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("remount {}: {e}", path.display()),
+        ));
+    }
+    // SAFETY: move_mount from the tree onto the mount point, both descriptors ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            std::os::fd::AsRawFd::as_raw_fd(&tree),
+            c"".as_ptr(),
+            std::os::fd::AsRawFd::as_raw_fd(&to),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("bind {}: {e}", path.display()),
+        ));
+    }
+    Ok(())
 }
 
-/// Where the host's `p` is, under the host's root mounted at `old`: its symlinks followed as
-/// the host would (an absolute target is the host's, not the scratch root's, which has no
-/// `/root` or `/home`). A path granted through a link (a cache whose `tools` leads to another
-/// disk) is then bound from what the link points at, at the path as granted.
-fn host_path(old: &Path, p: &Path) -> PathBuf {
-    // The names still to walk, the next last; `..` kept, `/` and `.` dropped.
-    fn names(p: &Path) -> impl Iterator<Item = std::ffi::OsString> + '_ {
-        use std::path::Component;
-        p.components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_os_string()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            })
-            .rev()
+/// A descriptor from a raw syscall's result.
+fn syscall_fd(f: impl FnOnce() -> libc::c_long) -> io::Result<std::os::fd::OwnedFd> {
+    let fd = f();
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
     }
+    // SAFETY: the syscall returned a new descriptor, now owned here.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
+/// The mount point for `path` under `new` (a directory, or an empty file), made and opened one
+/// name at a time, following no link (`..` goes back up the names made so far, as
+/// `create_dir_all` would).
+fn mount_point(new: &Path, path: &Path, is_dir: bool) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{FileType, Mode, OFlags, fstat, mkdirat, openat};
+    use rustix::io::Errno;
+    let names: Vec<&std::ffi::OsStr> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n),
+            std::path::Component::ParentDir => Some("..".as_ref()),
+            _ => None,
+        })
+        .collect();
+    let refused = |at: &Path| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "`{}` is a link or a file where a granted path is mounted: pactown mounts nothing through a link a service may have made",
+                at.display()
+            ),
+        )
+    };
+    let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut dirs = vec![openat(rustix::fs::CWD, new, dir_flags, Mode::empty())?];
     let mut at = PathBuf::from("/");
-    let mut rest: Vec<std::ffi::OsString> = names(p).collect();
-    let mut links = 0;
-    while let Some(part) = rest.pop() {
-        if part == ".." {
-            at.pop();
+    for (i, name) in names.iter().enumerate() {
+        if *name == ".." {
+            if dirs.len() > 1 {
+                dirs.pop();
+                at.pop();
+            }
             continue;
         }
-        at.push(&part);
-        let Ok(target) = std::fs::read_link(under(old, &at)) else {
-            continue;
+        at.push(name);
+        let fd = dirs.last().expect("the root is never popped");
+        if i + 1 == names.len() && !is_dir {
+            let file = match openat(
+                fd,
+                *name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(f) => f,
+                Err(Errno::NOENT) => {
+                    openat(
+                        fd,
+                        *name,
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o644),
+                    )?;
+                    openat(
+                        fd,
+                        *name,
+                        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )?
+                }
+                Err(e) => return Err(io::Error::from(e)),
+            };
+            if FileType::from_raw_mode(fstat(&file)?.st_mode) != FileType::RegularFile {
+                return Err(refused(&at));
+            }
+            return Ok(file);
+        }
+        match mkdirat(fd, *name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("create {}: {e}", at.display()),
+                ));
+            }
+        }
+        let next = match openat(fd, *name, dir_flags, Mode::empty()) {
+            Ok(next) => next,
+            Err(Errno::LOOP | Errno::NOTDIR) => return Err(refused(&at)),
+            Err(e) => return Err(io::Error::from(e)),
         };
-        links += 1;
-        if links > 40 {
-            break;
-        }
-        at.pop();
-        if target.is_absolute() {
-            at = PathBuf::from("/");
-        }
-        rest.extend(names(&target));
+        dirs.push(next);
     }
-    under(old, &at)
+    Ok(dirs.pop().expect("the root at least"))
 }
 
 fn overlay_path(p: &Path) -> io::Result<String> {
@@ -327,8 +462,8 @@ impl RootFs {
         binds.sort_by(|a, b| a.0.cmp(b.0));
         binds.dedup_by(|a, b| a.0 == b.0);
         for (path, write) in binds {
-            let flags = nosuid_nodev | if write { 0 } else { libc::MS_RDONLY };
-            bind(&host_path(old, path), &under(new, path), flags)?;
+            let source = links::resolve(old, path, &self.untrusted)?;
+            bind_granted(&source, new, path, write)?;
         }
         for o in &self.overlays {
             let target = under(new, &o.target);
@@ -440,36 +575,5 @@ impl RootFs {
             ),
             || "make /dev read-only".into(),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_granted_path_through_links_is_found_under_the_old_root() {
-        let old = tempfile::tempdir().unwrap();
-        let o = old.path();
-        std::fs::create_dir_all(o.join("data/tools/t")).unwrap();
-        std::fs::create_dir_all(o.join("home/u/cache")).unwrap();
-        // An absolute link (as the host sees it) and a relative one.
-        std::os::unix::fs::symlink("/data/tools", o.join("home/u/cache/tools")).unwrap();
-        std::os::unix::fs::symlink("cache", o.join("home/u/c")).unwrap();
-        assert_eq!(
-            host_path(o, Path::new("/home/u/cache/tools/t")),
-            o.join("data/tools/t")
-        );
-        assert_eq!(
-            host_path(o, Path::new("/home/u/c/tools/t")),
-            o.join("data/tools/t")
-        );
-        assert_eq!(
-            host_path(o, Path::new("/home/u/cache")),
-            o.join("home/u/cache")
-        );
-        // A loop ends.
-        std::os::unix::fs::symlink("/home/u/loop", o.join("home/u/loop")).unwrap();
-        let _ = host_path(o, Path::new("/home/u/loop/x"));
     }
 }

@@ -5,7 +5,8 @@
 //! discarded. The host adds exactly what a service's ecosystem entry declares.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,15 +26,44 @@ pub type LineSink = Arc<dyn Fn(&str) + Send + Sync>;
 /// Reports what a guest tried and was refused (action, target), for the host's logs.
 pub type DenialSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
-/// A directory the guest may see.
+/// A directory the guest may see: opened once, when granted, and every instance is given that
+/// very directory, whatever its host path names by the time the instance is made (a service
+/// that writes a parent directory cannot swap a link in its place).
 #[derive(Debug, Clone)]
 pub struct DirGrant {
-    /// Host path.
+    /// Host path, as granted.
     pub host: PathBuf,
     /// Path inside the guest.
     pub guest: String,
     /// Writable.
     pub write: bool,
+    /// The directory, opened (`O_PATH`) through no link below `untrusted`.
+    opened: Arc<OwnedFd>,
+}
+
+impl DirGrant {
+    /// Grant the host's `host` (absolute) at `guest`, looked up through no link that lies
+    /// below one of `untrusted` (directories sandboxed services can write; see
+    /// [`crate::links`]).
+    pub fn open(
+        host: &Path,
+        guest: String,
+        write: bool,
+        untrusted: &[PathBuf],
+    ) -> std::io::Result<Self> {
+        let real = crate::links::resolve(Path::new("/"), host, untrusted)?;
+        Ok(Self {
+            host: host.to_path_buf(),
+            guest,
+            write,
+            opened: Arc::new(crate::links::open_beneath(&real)?),
+        })
+    }
+
+    /// The path that opens the granted directory itself (its descriptor, through `/proc`).
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.opened.as_raw_fd()))
+    }
 }
 
 /// Per-instance resource limits.
@@ -102,8 +132,8 @@ impl Capabilities {
             } else {
                 FsPerms::ReadOnly
             };
-            b.preopened_dir(&d.host, &d.guest, perms)
-                .map_err(anyhow::Error::from)?;
+            b.preopened_dir(d.path(), &d.guest, perms)
+                .map_err(|e| anyhow::anyhow!("cannot open `{}`: {e}", d.host.display()))?;
         }
         let net = self.net.clone();
         // TCP goes through the check below, so every refused attempt is reported; UDP and name

@@ -1,0 +1,80 @@
+//! Granted directories and the links a service can plant: a service that writes a granted
+//! directory can put a link where another grant (another service's, or its own on a restart)
+//! will be looked up. pactown follows no link that lies below a path some service can write:
+//! the grant is refused, with the link and the way out named, and nothing of the host is bound
+//! in its place.
+
+use crate::support::TestEnv;
+use crate::support_up::{Up, http_get, py_service};
+
+/// An ecosystem where `planter` writes `./data` and, on `GET /plant`, replaces the directory
+/// `data/sub` with a link to a host directory holding `hello.txt`; `victim` (the README given)
+/// is granted `./data/sub` read-only at `/shared`.
+fn planted(env: &TestEnv, victim: &str) {
+    env.write("secret/hello.txt", "the host's secret\n");
+    std::fs::create_dir_all(env.abs("data/sub")).unwrap();
+    // Writable by the planter, whatever uid it runs as (as an operator shares a directory).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.abs("data"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let route = format!(
+        "        elif self.path == '/plant':\n            os.rmdir({sub:?}); os.symlink({:?}, {sub:?})\n            self.reply(200, {{'planted': True}})",
+        env.abs("secret").display().to_string(),
+        sub = env.abs("data/sub").display().to_string()
+    );
+    env.write("planter/README.md", &py_service("", &route))
+        .write("victim/README.md", victim)
+        .write(
+            "g.pactown.yaml",
+            "base_port: 0\nservices:\n  planter:\n    health_check: /health\n    dirs: ['./data:/data:rw']\n  victim:\n    health_check: /health\n    dirs: ['./data/sub:/shared']\n",
+        );
+}
+
+/// Bring the ecosystem up and have the planter plant its link.
+fn up_and_plant(env: &TestEnv) -> Up<'_> {
+    let up = Up::start(env, "g.pactown.yaml");
+    assert_eq!(http_get(up.port("planter"), "/plant").unwrap().0, 200);
+    assert!(env.abs("data/sub").is_symlink());
+    up
+}
+
+/// The refusal names the link and what can write where it lies.
+fn refused(run: &crate::support::Run) {
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    run.stderr_has("data/sub` is a link")
+        .stderr_has("which a sandboxed service can write");
+}
+
+#[test]
+fn a_native_service_is_not_granted_what_another_service_linked_in_its_way() {
+    let env = TestEnv::new();
+    let file = env.abs("data/sub/hello.txt").display().to_string();
+    let victim = py_service(
+        "",
+        &format!(
+            "        elif self.path == '/read':\n            self.reply(200, {{'read': open({file:?}).read()}})"
+        ),
+    );
+    planted(&env, &victim);
+    let up = up_and_plant(&env);
+    // Its sandbox is made anew on a restart: the grant is looked up again, and refused.
+    refused(&env.run_up(&["restart", "g.pactown.yaml", "victim"]));
+    if let Ok((_, body)) = http_get(up.port("victim"), "/read") {
+        assert!(!body.contains("the host's secret"), "{body}");
+    }
+}
+
+#[test]
+fn a_wasm_service_is_not_granted_what_another_service_linked_in_its_way() {
+    let env = TestEnv::new();
+    planted(&env, crate::wasm::GUEST);
+    let up = up_and_plant(&env);
+    // Every instance gets the directory granted when the service started, not what its path
+    // names now.
+    let (_, body) = http_get(up.port("victim"), "/shared").unwrap();
+    assert!(!body.contains("the host's secret"), "{body}");
+    up.down().ok();
+    // Started again, the grant is looked up again, and refused: nothing starts.
+    let again = env.run_up(&["up", "-d", "g.pactown.yaml", "--listen", "127.0.0.1:0"]);
+    env.run_up(&["down", "g.pactown.yaml"]);
+    refused(&again);
+}
