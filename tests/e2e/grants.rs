@@ -78,3 +78,62 @@ fn a_wasm_service_is_not_granted_what_another_service_linked_in_its_way() {
     env.run_up(&["down", "g.pactown.yaml"]);
     refused(&again);
 }
+
+const NODE_WITH_MODULES: &str = r#"# a Node service with a package of its own
+
+```json markpact:file path=package.json
+{"name": "app", "version": "1.0.0", "dependencies": {"lib": "file:./lib"}}
+```
+
+```json markpact:file path=lib/package.json
+{"name": "lib", "version": "1.0.0", "main": "index.js"}
+```
+
+```javascript markpact:file path=lib/index.js
+module.exports = "ok";
+```
+
+```javascript markpact:file path=server.js
+const body = require("lib");
+require("http").createServer((req, res) => res.end(body)).listen(process.env.PORT, "127.0.0.1");
+```
+
+```bash markpact:run
+node server.js
+```
+"#;
+
+/// A Node service's `node_modules` is an overlay whose upper and work layers are in its own
+/// sandbox dir. overlayfs empties `work/` in the work layer, as root: a service that made its
+/// work layer a link to a host directory would have that directory's `work/` emptied on its
+/// next start. The link is refused, and the host's files stay.
+#[test]
+fn an_overlay_layer_the_service_turned_into_a_link_is_refused() {
+    let env = TestEnv::new();
+    env.write("app/README.md", NODE_WITH_MODULES)
+        .write("host/work/keep.txt", "the host's\n")
+        .write(
+            "n.pactown.yaml",
+            "base_port: 0\nservices:\n  app: {timeout: 60}\n",
+        );
+    let up = Up::start(&env, "n.pactown.yaml");
+    assert_eq!(http_get(up.port("app"), "/").unwrap(), (200, "ok".into()));
+    up.down().ok();
+    // As the service could: its work layer becomes a link to a directory of the host.
+    let layers = env.abs(".pactown-sandboxes/app/.pactown/node_modules");
+    let key = std::fs::read_dir(&layers)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    std::fs::remove_dir_all(key.join("work")).unwrap();
+    // Relative: an absolute target would name nothing where the sandbox is assembled.
+    let up_to_env = "../".repeat(key.strip_prefix(env.path()).unwrap().components().count());
+    std::os::unix::fs::symlink(format!("{up_to_env}host"), key.join("work")).unwrap();
+    let again = env.run_up(&["up", "-d", "n.pactown.yaml", "--listen", "127.0.0.1:0"]);
+    env.run_up(&["down", "n.pactown.yaml"]);
+    assert_eq!(env.read("host/work/keep.txt"), "the host's\n");
+    assert_ne!(again.code, 0, "{}", again.stderr);
+    again.stderr_has("work` is a link");
+}

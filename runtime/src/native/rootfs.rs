@@ -465,17 +465,33 @@ impl RootFs {
             let source = links::resolve(old, path, &self.untrusted)?;
             bind_granted(&source, new, path, write)?;
         }
+        // Each layer and the mount point looked up as a bind's are (the upper and work layers
+        // are in the service's own sandbox dir, where it could have put links: overlayfs
+        // empties `work/` in its work dir as root), then named through this root's `/proc`.
+        let fd_path = |fd: &std::os::fd::OwnedFd| {
+            use std::os::fd::AsRawFd;
+            new.join(format!("proc/self/fd/{}", fd.as_raw_fd()))
+        };
         for o in &self.overlays {
-            let target = under(new, &o.target);
-            std::fs::create_dir_all(&target)?;
+            let layer = |p: &Path| -> io::Result<std::os::fd::OwnedFd> {
+                links::open_beneath(&links::resolve(old, p, &self.untrusted)?)
+            };
+            let (lower, upper, work) = (layer(&o.lower)?, layer(&o.upper)?, layer(&o.work)?);
+            let target = mount_point(new, &o.target, true)?;
             let data = format!(
                 "lowerdir={},upperdir={},workdir={}",
-                overlay_path(&under(old, &o.lower))?,
-                overlay_path(&under(old, &o.upper))?,
-                overlay_path(&under(old, &o.work))?,
+                overlay_path(&fd_path(&lower))?,
+                overlay_path(&fd_path(&upper))?,
+                overlay_path(&fd_path(&work))?,
             );
             ctx(
-                mount(None, &target, Some("overlay"), nosuid_nodev, Some(&data)),
+                mount(
+                    None,
+                    &fd_path(&target),
+                    Some("overlay"),
+                    nosuid_nodev,
+                    Some(&data),
+                ),
                 || format!("overlay {}", o.target.display()),
             )?;
         }
