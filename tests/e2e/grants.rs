@@ -137,3 +137,40 @@ fn an_overlay_layer_the_service_turned_into_a_link_is_refused() {
     assert_ne!(again.code, 0, "{}", again.stderr);
     again.stderr_has("work` is a link");
 }
+
+/// A native service runs as a uid of its own, which owns nothing on the host; its `:rw` grants
+/// are still its to write: made when missing, and given to each service granted them (two
+/// here, one directory, each writing to what the other made), the directory's owner and mode
+/// left as they were.
+#[test]
+fn a_native_services_rw_grant_is_writable_to_it_and_shared() {
+    let env = TestEnv::new();
+    let file = env.abs("shared/log.txt").display().to_string();
+    let writer = |name: &str| {
+        py_service(
+            "",
+            &format!(
+                "        elif self.path == '/append':\n            open({file:?}, 'a').write({name:?} + '\\n'); self.reply(200, {{'log': open({file:?}).read()}})"
+            ),
+        )
+    };
+    std::fs::create_dir_all(env.abs("existing")).unwrap();
+    env.write("a/README.md", &writer("a"))
+        .write("b/README.md", &writer("b"))
+        .write(
+            "s.pactown.yaml",
+            "base_port: 0\nservices:\n  a:\n    health_check: /health\n    dirs: ['./shared:/shared:rw', './existing:/existing:rw']\n  b:\n    health_check: /health\n    dirs: ['./shared:/shared:rw']\n",
+        );
+    let up = Up::start(&env, "s.pactown.yaml");
+    for (service, log) in [("a", "a\n"), ("b", "a\nb\n"), ("a", "a\nb\na\n")] {
+        let (code, body) = http_get(up.port(service), "/append").unwrap();
+        assert_eq!(code, 200, "{service}: {body}");
+        assert!(
+            body.contains(&serde_json::to_string(log).unwrap()),
+            "{body}"
+        );
+    }
+    use std::os::unix::fs::MetadataExt;
+    let existing = std::fs::metadata(env.abs("existing")).unwrap();
+    assert_eq!((existing.uid(), existing.mode() & 0o7000), (0, 0));
+}

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod confine;
 pub mod go;
+pub mod grants;
 pub mod js_wasm;
 pub mod native;
 pub mod node;

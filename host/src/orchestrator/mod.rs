@@ -398,6 +398,10 @@ impl Orchestrator {
         let prepared = built.into_iter().map(|(name, b)| async move {
             let backend = match b {
                 Built::Native(p) => {
+                    build::grants::prepare_writable(
+                        &self.plan,
+                        &self.plan.services[name.as_str()],
+                    )?;
                     return anyhow::Ok((
                         name,
                         PreparedService {

@@ -228,6 +228,8 @@ impl Orchestrator {
         for (name, b) in built {
             let backend = match b {
                 Built::Native(p) => {
+                    crate::build::grants::prepare_writable(&plan, &plan.services[name.as_str()])
+                        .map_err(|e| format!("{e:#}"))?;
                     prepared.insert(
                         name,
                         PreparedService {
