@@ -5,7 +5,7 @@
 //! otherwise put `data/sub` there as a link to `/root`, and whoever is granted `./data/sub` next
 //! (another service, or itself on a restart) would be given `/root`.
 //!
-//! [`resolve`] finds where a granted path really is, or names the link it refused;
+//! [`Lookup::resolve`] finds where a granted path really is, or names the link it refused;
 //! [`open_beneath`] then opens what it found without following any link at all, so that a link
 //! swapped in between is refused too instead of followed.
 
@@ -17,22 +17,37 @@ use std::path::{Component, Path, PathBuf};
 /// How many links one lookup follows at most (the kernel's limit).
 const MAX_LINKS: usize = 40;
 
-/// Where `p` (absolute, as the host names it) is under the host's root mounted at `root` (`/`
-/// on the host itself): its links followed as the host would (an absolute target is the
-/// host's), except a link below one of `untrusted` (directories sandboxed services can write,
-/// as the host names them): that is an error naming it. The result, under `root`, holds no
-/// link.
-pub fn resolve(root: &Path, p: &Path, untrusted: &[PathBuf]) -> io::Result<PathBuf> {
-    // The writable directories where they really are: a grant made through a link of the
-    // operator's is still one.
-    let untrusted: Vec<PathBuf> = untrusted
-        .iter()
-        .flat_map(|u| {
-            let real = walk(root, u, &[]).ok();
-            std::iter::once(u.clone()).chain(real)
-        })
-        .collect();
-    walk(root, p, &untrusted).map(|at| under(root, &at))
+/// How granted paths are looked up under the host's root mounted at `root` (`/` on the host
+/// itself), with the directories sandboxed services can write found once.
+pub struct Lookup {
+    root: PathBuf,
+    /// The writable directories as the host names them, and where they really are: a grant
+    /// made through a link of the operator's is still one.
+    untrusted: Vec<PathBuf>,
+}
+
+impl Lookup {
+    /// Look up under `root`, refusing links below `untrusted` (as the host names them).
+    pub fn new(root: &Path, untrusted: &[PathBuf]) -> Self {
+        let untrusted = untrusted
+            .iter()
+            .flat_map(|u| {
+                let real = walk(root, u, &[]).ok();
+                std::iter::once(u.clone()).chain(real)
+            })
+            .collect();
+        Self {
+            root: root.to_path_buf(),
+            untrusted,
+        }
+    }
+
+    /// Where `p` (absolute, as the host names it) is under the root: its links followed as
+    /// the host would (an absolute target is the host's), except a link below a writable
+    /// directory: that is an error naming it. The result, under the root, holds no link.
+    pub fn resolve(&self, p: &Path) -> io::Result<PathBuf> {
+        walk(&self.root, p, &self.untrusted).map(|at| under(&self.root, &at))
+    }
 }
 
 /// `root` joined with the absolute `p`.
@@ -91,7 +106,7 @@ fn walk(root: &Path, p: &Path, untrusted: &[PathBuf]) -> io::Result<PathBuf> {
     Ok(at)
 }
 
-/// Open `path` (as [`resolve`] returned it: no link on the way) as an `O_PATH` descriptor,
+/// Open `path` (as [`Lookup::resolve`] returned it: no link on the way) as an `O_PATH` descriptor,
 /// following no link: one put in its way since it was resolved is an error, not a detour.
 pub fn open_beneath(path: &Path) -> io::Result<OwnedFd> {
     use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat2};
@@ -118,6 +133,14 @@ pub fn open_beneath(path: &Path) -> io::Result<OwnedFd> {
     })
 }
 
+/// The path that names `fd`'s file itself through the `/proc` mounted below `root` (`/` on
+/// the host): what an interface that takes only paths is given for a descriptor [`open_beneath`]
+/// opened.
+pub fn fd_path(root: &Path, fd: &OwnedFd) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    root.join(format!("proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,13 +154,14 @@ mod tests {
         // An absolute link (as the host sees it) and a relative one.
         std::os::unix::fs::symlink("/data/tools", o.join("home/u/cache/tools")).unwrap();
         std::os::unix::fs::symlink("cache", o.join("home/u/c")).unwrap();
-        let r = |p: &str| resolve(o, Path::new(p), &[]).unwrap();
+        let lookup = Lookup::new(o, &[]);
+        let r = |p: &str| lookup.resolve(Path::new(p)).unwrap();
         assert_eq!(r("/home/u/cache/tools/t"), o.join("data/tools/t"));
         assert_eq!(r("/home/u/c/tools/t"), o.join("data/tools/t"));
         assert_eq!(r("/home/u/cache"), o.join("home/u/cache"));
         // A loop ends, as an error.
         std::os::unix::fs::symlink("/home/u/loop", o.join("home/u/loop")).unwrap();
-        assert!(resolve(o, Path::new("/home/u/loop/x"), &[]).is_err());
+        assert!(lookup.resolve(Path::new("/home/u/loop/x")).is_err());
     }
 
     #[test]
@@ -148,8 +172,8 @@ mod tests {
         std::fs::create_dir_all(o.join("root")).unwrap();
         std::fs::create_dir_all(o.join("mnt/shared/in")).unwrap();
         std::os::unix::fs::symlink("/root", o.join("eco/data/sub")).unwrap();
-        let untrusted = [PathBuf::from("/eco/data")];
-        let e = resolve(o, Path::new("/eco/data/sub/x"), &untrusted).unwrap_err();
+        let lookup = Lookup::new(o, &[PathBuf::from("/eco/data")]);
+        let e = lookup.resolve(Path::new("/eco/data/sub/x")).unwrap_err();
         assert!(
             e.to_string()
                 .contains("`/eco/data/sub` is a link (to `/root`) inside `/eco/data`"),
@@ -159,16 +183,16 @@ mod tests {
         // is refused where the directory really is.
         std::os::unix::fs::symlink("/mnt/shared", o.join("eco/shared")).unwrap();
         std::os::unix::fs::symlink("/root", o.join("mnt/shared/planted")).unwrap();
-        let untrusted = [PathBuf::from("/eco/shared")];
+        let lookup = Lookup::new(o, &[PathBuf::from("/eco/shared")]);
         assert_eq!(
-            resolve(o, Path::new("/eco/shared/in"), &untrusted).unwrap(),
+            lookup.resolve(Path::new("/eco/shared/in")).unwrap(),
             o.join("mnt/shared/in")
         );
-        assert!(resolve(o, Path::new("/eco/shared/planted"), &untrusted).is_err());
+        assert!(lookup.resolve(Path::new("/eco/shared/planted")).is_err());
         // Outside every writable directory, links are followed.
         std::os::unix::fs::symlink("/mnt/shared", o.join("eco/elsewhere")).unwrap();
         assert_eq!(
-            resolve(o, Path::new("/eco/elsewhere/in"), &untrusted).unwrap(),
+            lookup.resolve(Path::new("/eco/elsewhere/in")).unwrap(),
             o.join("mnt/shared/in")
         );
     }

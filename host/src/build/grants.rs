@@ -1,11 +1,12 @@
-//! A native service's `:rw` grants, made usable by the user it runs as. As root, pactown runs
-//! a native service as a uid of its own, which owns nothing on the host: a granted directory
-//! owned by the operator would be read-only to it, and a missing one would not be there at all.
-//! So, before it starts, each directory it is granted read-write is created when missing and
-//! given a POSIX ACL entry for its uid (`user:<uid>:rwx`), and a default entry so that what
-//! anyone creates in it stays writable to the service (as Podman's `:U` makes a volume its
-//! container user's, but without taking the directory from its owner, and for several services
-//! at once). Nothing else of the directory changes; what was in it keeps its own permissions.
+//! A service's `:rw` grants, made before it starts: each directory it is granted read-write
+//! is created when missing (for a component and a native service alike), and, for a native
+//! service, made usable by the user it runs as. As root, pactown runs a native service as a
+//! uid of its own, which owns nothing on the host: a granted directory owned by the operator
+//! would be read-only to it. So each is given a POSIX ACL entry for its uid
+//! (`user:<uid>:rwx`), and a default entry so that what anyone creates in it stays writable to
+//! the service (as Podman's `:U` makes a volume its container user's, but without taking the
+//! directory from its owner, and for several services at once). Nothing else of the directory
+//! changes; what was in it keeps its own permissions.
 //!
 //! The directory is looked up through no link a service may have made (`pactown_runtime::links`):
 //! the ACL is set on the directory found, through its descriptor.
@@ -31,28 +32,34 @@ const VERSION: u32 = 2;
 /// One ACL entry: tag, permissions (`rwx` as 4/2/1), id.
 type Entry = (u16, u16, u32);
 
-/// Create `sp`'s missing `:rw` directories and make each writable to the uid it runs as.
+/// Create `sp`'s missing `:rw` directories and make each writable to the uid it runs as (a
+/// native service's own, when it has one).
 pub fn prepare_writable(plan: &Plan, sp: &ServicePlan) -> anyhow::Result<()> {
     let user = sp
         .sandbox
         .user
         .filter(|_| sp.sandbox.layer_on(LayerName::User));
-    let untrusted = plan.writable_by_services();
+    if !sp.dirs.iter().any(|d| d.write) {
+        return Ok(());
+    }
+    let lookup = pactown_runtime::links::Lookup::new(Path::new("/"), &plan.writable_by_services());
     for d in sp.dirs.iter().filter(|d| d.write) {
         let granted = std::path::absolute(&d.host)?;
-        let real = pactown_runtime::links::resolve(Path::new("/"), &granted, &untrusted)
+        let real = lookup
+            .resolve(&granted)
             .with_context(|| format!("cannot grant `{}` to `{}`", d.host.display(), sp.name))?;
         std::fs::create_dir_all(&real)
             .with_context(|| format!("cannot create `{}`", d.host.display()))?;
         let Some((uid, _)) = user else { continue };
         let dir = pactown_runtime::links::open_beneath(&real)?;
-        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir));
+        let path = pactown_runtime::links::fd_path(Path::new("/"), &dir);
+        let path = path.to_str().expect("a /proc path is UTF-8");
         let mode = rustix::fs::fstat(&dir)?.st_mode;
         // The directory's own ACL, and the default one what is created in it inherits.
         for name in ["system.posix_acl_access", "system.posix_acl_default"] {
-            let entries = read_acl(&path, name)?.unwrap_or_else(|| from_mode(mode));
+            let entries = read_acl(path, name)?.unwrap_or_else(|| from_mode(mode));
             rustix::fs::setxattr(
-                path.as_str(),
+                path,
                 name,
                 &encode(&with_user(entries, uid)),
                 rustix::fs::XattrFlags::empty(),

@@ -123,18 +123,20 @@ impl Orchestrator {
     ) -> anyhow::Result<Capabilities> {
         let mut caps = Capabilities::new();
         caps.env = sp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let untrusted = self.plan.writable_by_services();
-        for d in &sp.dirs {
-            if d.write {
-                std::fs::create_dir_all(&d.host)
-                    .with_context(|| format!("cannot create `{}`", d.host.display()))?;
-            }
-            // Opened now, through no link a service may have made; every instance gets it.
-            let granted = std::path::absolute(&d.host)?;
-            caps.dirs.push(
-                wasm::DirGrant::open(&granted, d.guest.clone(), d.write, &untrusted)
-                    .with_context(|| format!("cannot grant `{}`", d.host.display()))?,
+        if !sp.dirs.is_empty() {
+            crate::build::grants::prepare_writable(&self.plan, sp)?;
+            let lookup = pactown_runtime::links::Lookup::new(
+                std::path::Path::new("/"),
+                &self.plan.writable_by_services(),
             );
+            for d in &sp.dirs {
+                // Opened now, through no link a service may have made; every instance gets it.
+                let granted = std::path::absolute(&d.host)?;
+                caps.dirs.push(
+                    wasm::DirGrant::open(&granted, d.guest.clone(), d.write, &lookup)
+                        .with_context(|| format!("cannot grant `{}`", d.host.display()))?,
+                );
+            }
         }
         // Sockets by the same call policy: dependencies at their stable addresses, and the
         // addresses `allowed_hosts` names (port 0: any port).

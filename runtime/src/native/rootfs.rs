@@ -20,6 +20,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -201,17 +202,21 @@ fn bind_granted(source: &Path, new: &Path, path: &Path, write: bool) -> io::Resu
         })
         .map_err(io::Error::from)?;
     let to = mount_point(new, path, is_dir)?;
-    let tree = syscall_fd(|| unsafe {
-        // SAFETY: open_tree on a descriptor we own, with an empty path.
-        libc::syscall(
-            libc::SYS_open_tree,
-            std::os::fd::AsRawFd::as_raw_fd(&from),
-            c"".as_ptr(),
-            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
-                | libc::AT_EMPTY_PATH as libc::c_uint,
-        )
-    })
-    .map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", source.display())))?;
+    // SAFETY: open_tree on a descriptor we own, with an empty path.
+    let tree = ctx(
+        syscall(unsafe {
+            libc::syscall(
+                libc::SYS_open_tree,
+                from.as_raw_fd(),
+                c"".as_ptr(),
+                (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
+                    | libc::AT_EMPTY_PATH as libc::c_uint,
+            )
+        }),
+        || format!("bind {}", source.display()),
+    )?;
+    // SAFETY: the syscall returned a new descriptor, now owned here.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
     let attr = libc::mount_attr {
         attr_set: libc::MOUNT_ATTR_NOSUID
             | libc::MOUNT_ATTR_NODEV
@@ -221,58 +226,48 @@ fn bind_granted(source: &Path, new: &Path, path: &Path, write: bool) -> io::Resu
         userns_fd: 0,
     };
     // SAFETY: mount_setattr on the detached tree we own, with a valid attribute struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            std::os::fd::AsRawFd::as_raw_fd(&tree),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr as *const libc::mount_attr,
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("remount {}: {e}", path.display()),
-        ));
-    }
+    ctx(
+        syscall(unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH as libc::c_uint,
+                &attr as *const libc::mount_attr,
+                std::mem::size_of::<libc::mount_attr>(),
+            )
+        }),
+        || format!("remount {}", path.display()),
+    )?;
     // SAFETY: move_mount from the tree onto the mount point, both descriptors ours.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            std::os::fd::AsRawFd::as_raw_fd(&tree),
-            c"".as_ptr(),
-            std::os::fd::AsRawFd::as_raw_fd(&to),
-            c"".as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("bind {}: {e}", path.display()),
-        ));
-    }
+    ctx(
+        syscall(unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                to.as_raw_fd(),
+                c"".as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+            )
+        }),
+        || format!("bind {}", path.display()),
+    )?;
     Ok(())
 }
 
-/// A descriptor from a raw syscall's result.
-fn syscall_fd(f: impl FnOnce() -> libc::c_long) -> io::Result<std::os::fd::OwnedFd> {
-    let fd = f();
-    if fd < 0 {
+/// A raw syscall's result: `errno` when it failed.
+fn syscall(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the syscall returned a new descriptor, now owned here.
-    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+    Ok(r)
 }
 
 /// The mount point for `path` under `new` (a directory, or an empty file), made and opened one
 /// name at a time, following no link (`..` goes back up the names made so far, as
 /// `create_dir_all` would).
-fn mount_point(new: &Path, path: &Path, is_dir: bool) -> io::Result<std::os::fd::OwnedFd> {
+fn mount_point(new: &Path, path: &Path, is_dir: bool) -> io::Result<OwnedFd> {
     use rustix::fs::{FileType, Mode, OFlags, fstat, mkdirat, openat};
     use rustix::io::Errno;
     let names: Vec<&std::ffi::OsStr> = path
@@ -461,21 +456,18 @@ impl RootFs {
             .collect();
         binds.sort_by(|a, b| a.0.cmp(b.0));
         binds.dedup_by(|a, b| a.0 == b.0);
+        let lookup = links::Lookup::new(old, &self.untrusted);
         for (path, write) in binds {
-            let source = links::resolve(old, path, &self.untrusted)?;
+            let source = lookup.resolve(path)?;
             bind_granted(&source, new, path, write)?;
         }
         // Each layer and the mount point looked up as a bind's are (the upper and work layers
         // are in the service's own sandbox dir, where it could have put links: overlayfs
         // empties `work/` in its work dir as root), then named through this root's `/proc`.
-        let fd_path = |fd: &std::os::fd::OwnedFd| {
-            use std::os::fd::AsRawFd;
-            new.join(format!("proc/self/fd/{}", fd.as_raw_fd()))
-        };
+        let fd_path = |fd: &OwnedFd| links::fd_path(new, fd);
         for o in &self.overlays {
-            let layer = |p: &Path| -> io::Result<std::os::fd::OwnedFd> {
-                links::open_beneath(&links::resolve(old, p, &self.untrusted)?)
-            };
+            let layer =
+                |p: &Path| -> io::Result<OwnedFd> { links::open_beneath(&lookup.resolve(p)?) };
             let (lower, upper, work) = (layer(&o.lower)?, layer(&o.upper)?, layer(&o.work)?);
             let target = mount_point(new, &o.target, true)?;
             let data = format!(

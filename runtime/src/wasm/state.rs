@@ -5,7 +5,7 @@
 //! discarded. The host adds exactly what a service's ecosystem entry declares.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,16 +42,15 @@ pub struct DirGrant {
 }
 
 impl DirGrant {
-    /// Grant the host's `host` (absolute) at `guest`, looked up through no link that lies
-    /// below one of `untrusted` (directories sandboxed services can write; see
-    /// [`crate::links`]).
+    /// Grant the host's `host` (absolute) at `guest`, looked up with `lookup` (through no
+    /// link below a directory sandboxed services can write; see [`crate::links`]).
     pub fn open(
         host: &Path,
         guest: String,
         write: bool,
-        untrusted: &[PathBuf],
+        lookup: &crate::links::Lookup,
     ) -> std::io::Result<Self> {
-        let real = crate::links::resolve(Path::new("/"), host, untrusted)?;
+        let real = lookup.resolve(host)?;
         Ok(Self {
             host: host.to_path_buf(),
             guest,
@@ -62,7 +61,7 @@ impl DirGrant {
 
     /// The path that opens the granted directory itself (its descriptor, through `/proc`).
     fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.opened.as_raw_fd()))
+        crate::links::fd_path(Path::new("/"), &self.opened)
     }
 }
 
