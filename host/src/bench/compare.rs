@@ -207,6 +207,17 @@ pub fn run(
         per_service: false,
         build: None,
     };
+    // One start of `peer` on a port of the OS's, its output to `log` in its directory.
+    let start = |kind: PeerKind, peer: &peers::Peer, log: String| -> anyhow::Result<Server> {
+        let port = free_port()?;
+        Server::start(
+            peer.command(port)?,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            &opts.path,
+            &work.join(kind.name()).join(log),
+            timeout,
+        )
+    };
     for (i, (kind, setup)) in setups.iter().enumerate() {
         let Setup::Ready(peer) = setup else { continue };
         if peer.warm_up {
@@ -214,17 +225,7 @@ pub fn run(
                 "{}: one start before the rounds, not measured",
                 kind.name()
             ));
-            let port = free_port()?;
-            let started = peer.command(port).and_then(|cmd| {
-                Server::start(
-                    cmd,
-                    SocketAddr::from(([127, 0, 0, 1], port)),
-                    &opts.path,
-                    &work.join(kind.name()).join("warm-up.log"),
-                    timeout,
-                )
-            });
-            if let Err(e) = started {
+            if let Err(e) = start(*kind, peer, "warm-up.log".into()) {
                 say(&format!("{}: failed: {e:#}", kind.name()));
                 failed[i] = Some(format!("failed in its warm-up start: {e:#}"));
             }
@@ -239,16 +240,7 @@ pub fn run(
             let result = (|| -> anyhow::Result<Round> {
                 let mut starts_ms = Vec::new();
                 let mut server = loop {
-                    let port = free_port()?;
-                    let server = Server::start(
-                        peer.command(port)?,
-                        SocketAddr::from(([127, 0, 0, 1], port)),
-                        &opts.path,
-                        &work
-                            .join(kind.name())
-                            .join(format!("round-{r}-{}.log", starts_ms.len())),
-                        timeout,
-                    )?;
+                    let server = start(*kind, peer, format!("round-{r}-{}.log", starts_ms.len()))?;
                     starts_ms.push(ms(server.started_in));
                     // The last start is the one measured on; a slow starter starts once.
                     if starts_ms.len() >= opts.starts.max(1) || starts_ms[0] > 1000.0 {
