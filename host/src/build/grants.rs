@@ -45,11 +45,17 @@ pub fn prepare_writable(plan: &Plan, sp: &ServicePlan) -> anyhow::Result<()> {
     let lookup = pactown_runtime::links::Lookup::new(Path::new("/"), &plan.writable_by_services());
     for d in sp.dirs.iter().filter(|d| d.write) {
         let granted = std::path::absolute(&d.host)?;
-        let real = lookup
-            .resolve(&granted)
-            .with_context(|| format!("cannot grant `{}` to `{}`", d.host.display(), sp.name))?;
-        std::fs::create_dir_all(&real)
-            .with_context(|| format!("cannot create `{}`", d.host.display()))?;
+        let real = lookup.resolve(&granted).with_context(|| {
+            format!(
+                "{}: cannot grant `{}` to `{}`",
+                plan.at(&d.span),
+                d.host.display(),
+                sp.name
+            )
+        })?;
+        std::fs::create_dir_all(&real).with_context(|| {
+            format!("{}: cannot create `{}`", plan.at(&d.span), d.host.display())
+        })?;
         let Some((uid, _)) = user else { continue };
         let dir = pactown_runtime::links::open_beneath(&real)?;
         let path = pactown_runtime::links::fd_path(Path::new("/"), &dir);
@@ -67,7 +73,8 @@ pub fn prepare_writable(plan: &Plan, sp: &ServicePlan) -> anyhow::Result<()> {
             .map_err(std::io::Error::from)
             .with_context(|| {
                 format!(
-                    "cannot make `{}` writable to `{}` (uid {uid}) with an ACL; its filesystem may not support ACLs: give the directory to that uid, or run the service as a `user:` who can write it",
+                    "{}: cannot make `{}` writable to `{}` (uid {uid}) with an ACL; its filesystem may not support ACLs: give the directory to that uid, or run the service as a `user:` who can write it",
+                    plan.at(&d.span),
                     d.host.display(),
                     sp.name
                 )

@@ -134,7 +134,14 @@ impl Orchestrator {
                 let granted = std::path::absolute(&d.host)?;
                 caps.dirs.push(
                     wasm::DirGrant::open(&granted, d.guest.clone(), d.write, &lookup)
-                        .with_context(|| format!("cannot grant `{}`", d.host.display()))?,
+                        .with_context(|| {
+                            format!(
+                                "{}: cannot grant `{}` to `{}`",
+                                self.plan.at(&d.span),
+                                d.host.display(),
+                                sp.name
+                            )
+                        })?,
                 );
             }
         }

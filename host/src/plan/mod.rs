@@ -176,6 +176,14 @@ pub struct ServicePlan {
 }
 
 impl Plan {
+    /// `FILE:LINE:COL` of `span` in the ecosystem file, for an error found after it was read
+    /// (the file is read again: only on the way to an error).
+    pub fn at(&self, span: &std::ops::Range<usize>) -> String {
+        let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+        let (line, col) = crate::spec::SourceFile::new(&self.file, text).line_col(span.start);
+        format!("{}:{line}:{col}", self.file.display())
+    }
+
     /// The directories sandboxed services can write: each native service's sandbox dir and
     /// every directory `dirs:` grants read-write, absolute. A link below one of them may be a
     /// service's, so no granted path is looked up through one (`pactown_runtime::links`).
