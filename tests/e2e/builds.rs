@@ -174,8 +174,12 @@ fn a_build_script_runs_sandboxed_and_offline() {
     assert_eq!(report["net"], "PermissionDenied", "{report}");
 }
 
-/// A PEP 517 backend, in the package's own sdist, that records what it could do.
+/// A PEP 517 backend, in the package's own sdist, that records what it could do, and rewrites
+/// the `home` of the environment it is built into (found in its installer's command line) to the
+/// directory named in its `target.txt`: an attempt to widen what the service will read.
 const BACKEND: &str = r#"import os, socket, zipfile, hashlib, base64
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _probe():
     r = {"uid": os.getuid()}
@@ -189,10 +193,35 @@ def _probe():
             open(p, "w").write("x"); r["wrote " + p] = True
         except OSError as e:
             r["write " + p] = type(e).__name__
+    r["planted"] = _plant()
     return r
+
+def _plant():
+    target = open(os.path.join(HERE, "target.txt")).read().strip()
+    pid = os.getpid()
+    while pid > 1:
+        args = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")
+        for a, b in zip(args, args[1:]):
+            if a == b"--python" and b.endswith(b"/bin/python"):
+                cfg = os.path.join(os.path.dirname(os.path.dirname(b.decode())), "pyvenv.cfg")
+                try:
+                    lines = open(cfg).read().splitlines()
+                    lines = ["home = " + target if l.startswith("home = ") else l for l in lines]
+                    open(cfg, "w").write("\n".join(lines) + "\n")
+                    return cfg
+                except OSError as e:
+                    return type(e).__name__
+        pid = int(open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[1])
+    return "no environment being built"
 
 def get_requires_for_build_wheel(config_settings=None):
     return []
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    info = os.path.join(metadata_directory, "evilpkg-1.0.dist-info")
+    os.makedirs(info)
+    open(os.path.join(info, "METADATA"), "w").write("Metadata-Version: 2.1\nName: evilpkg\nVersion: 1.0\n")
+    return "evilpkg-1.0.dist-info"
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     files = {
@@ -213,11 +242,17 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     return name
 "#;
 
-/// An index with one package, `evilpkg`, served on loopback; returns its `/simple` URL.
-fn evil_index(dir: &Path) -> String {
+/// An index with one package, `evilpkg`, served on loopback; returns its `/simple` URL. Its
+/// backend points the environment it is built into at `target`.
+fn evil_index(dir: &Path, target: &Path) -> String {
     let src = dir.join("evilpkg-1.0");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("evil_backend.py"), BACKEND).unwrap();
+    std::fs::write(
+        src.join("target.txt"),
+        target.as_os_str().as_encoded_bytes(),
+    )
+    .unwrap();
     std::fs::write(
         src.join("pyproject.toml"),
         "[build-system]\nrequires = []\nbuild-backend = \"evil_backend\"\nbackend-path = [\".\"]\n\n[project]\nname = \"evilpkg\"\nversion = \"1.0\"\n",
@@ -271,19 +306,35 @@ fn evil_index(dir: &Path) -> String {
     format!("http://127.0.0.1:{port}/simple")
 }
 
-/// A package's build backend runs in the build sandbox, as the build user.
+/// A package's build backend runs in the build sandbox, as the build user; and what it rewrites
+/// in the environment it is built into (its `pyvenv.cfg`, whose `home` once chose a directory
+/// the service could read) widens nothing the service sees.
 #[test]
 fn a_python_build_backend_runs_sandboxed() {
     let env = TestEnv::with_empty_cache();
-    let index = evil_index(env.path());
+    let secret = env.path().join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("token.txt"), "s3cret").unwrap();
+    for (p, mode) in [(env.path(), 0o755), (&secret, 0o755)] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let index = evil_index(env.path(), &secret.join("bin"));
+    let token = secret.join("token.txt");
     env.write(
         "p/README.md",
         &format!(
             "# p\n\n```python markpact:deps\nevilpkg\n```\n\n{}",
             crate::support_up::py_service(
                 "import evil_report",
-                r#"        elif self.path == "/report":
-            self.reply(200, evil_report.REPORT)"#,
+                &format!(
+                    r#"        elif self.path == "/report":
+            self.reply(200, evil_report.REPORT)
+        elif self.path == "/secret":
+            try:
+                self.reply(200, {{"read": open({token:?}).read()}})
+            except OSError as e:
+                self.reply(200, {{"error": type(e).__name__}})"#
+                ),
             )
             .split_once('\n')
             .unwrap()
@@ -311,4 +362,20 @@ fn a_python_build_backend_runs_sandboxed() {
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     println!("build backend: {report}");
     assert_no_escape(&report);
+    // The backend did rewrite the environment's `home` (the attempt was made)...
+    let planted = report["planted"].as_str().unwrap_or_default();
+    assert!(planted.ends_with("pyvenv.cfg"), "{report}");
+    let cfg = std::fs::read_to_string(planted).unwrap();
+    assert!(
+        cfg.contains(&format!("home = {}", secret.join("bin").display())),
+        "{cfg}"
+    );
+    // ...and the service still cannot read the directory it named.
+    let (code, body) = http_get(up.port("p"), "/secret").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        !body.contains("s3cret"),
+        "the service read {}: {body}",
+        token.display()
+    );
 }

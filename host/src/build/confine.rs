@@ -110,19 +110,14 @@ fn base_read(path_var: Option<&str>) -> Vec<PathBuf> {
     read
 }
 
-/// A read-only environment, and what it points at (a venv's interpreter installation).
-fn env_read(env: &Path, read: &mut Vec<PathBuf>) {
-    read.push(env.to_path_buf());
-    if let Ok(cfg) = std::fs::read_to_string(env.join("pyvenv.cfg"))
-        && let Some(home) = cfg.lines().find_map(|l| l.strip_prefix("home = "))
-    {
-        let home =
-            std::fs::canonicalize(home.trim()).unwrap_or_else(|_| PathBuf::from(home.trim()));
-        read.push(
-            tool_root(&home)
-                .unwrap_or_else(|| home.parent().map_or(home.clone(), Path::to_path_buf)),
-        );
-    }
+/// The installation an interpreter belongs to, which an environment made from it reads: a
+/// version manager's root (`~/.pyenv/versions/3.12.1/bin/python3.12` → `~/.pyenv`), else the
+/// directory above its own (`/opt/python/bin/python3` → `/opt/python`). Asked of the interpreter
+/// pactown chose, never of what an environment says of itself: a package's build code can
+/// rewrite a venv's `pyvenv.cfg` while the venv is built.
+pub fn interpreter_installation(interpreter: &Path) -> PathBuf {
+    let home = interpreter.parent().unwrap_or(interpreter);
+    tool_root(home).unwrap_or_else(|| home.parent().unwrap_or(home).to_path_buf())
 }
 
 /// The filesystem view of a sandbox: the same paths, minus what the root provides itself.
@@ -178,9 +173,7 @@ pub fn service_sandbox(
     }
     let layer_on = |name: LayerName| sp.sandbox.layer_on(name);
     let mut read = base_read(path_var);
-    for env in &prepared.read_only {
-        env_read(env, &mut read);
-    }
+    read.extend(prepared.read_only.iter().cloned());
     let mut write: Vec<PathBuf> = DEV_WRITE.iter().map(PathBuf::from).collect();
     let dir = absolute(&sp.sandbox.dir);
     write.push(dir.clone());
@@ -305,9 +298,7 @@ pub fn build_policy(access: &StepAccess, env: &[(String, String)]) -> SandboxPol
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str());
     let mut read = base_read(path_var);
-    for r in &access.read {
-        env_read(r, &mut read);
-    }
+    read.extend(access.read.iter().cloned());
     read.sort();
     read.dedup();
     let mut write: Vec<PathBuf> = DEV_WRITE.iter().map(PathBuf::from).collect();
@@ -386,6 +377,23 @@ mod tests {
             Some(PathBuf::from("/home/a/.nvm"))
         );
         assert_eq!(tool_root(Path::new("/usr/bin")), None);
+    }
+
+    #[test]
+    fn interpreter_installations() {
+        for (interpreter, installation) in [
+            (
+                "/root/.pyenv/versions/3.12.1/bin/python3.12",
+                "/root/.pyenv",
+            ),
+            ("/opt/python/bin/python3", "/opt/python"),
+            ("/usr/bin/python3.11", "/usr"),
+        ] {
+            assert_eq!(
+                interpreter_installation(Path::new(interpreter)),
+                PathBuf::from(installation)
+            );
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Toolchain for Python {
         Ok(Artifact::Native(Prepared {
             path_prefix: vec![env.bin()],
             env: vec![("VIRTUAL_ENV".into(), env.root.display().to_string())],
-            read_only: vec![env.root],
+            read_only: vec![env.root, env.installation],
             overlays: Vec::new(),
         }))
     }
@@ -97,6 +97,9 @@ impl Toolchain for Python {
 pub struct PythonEnv {
     /// The environment's root (`VIRTUAL_ENV`).
     pub root: PathBuf,
+    /// The installation of the interpreter it was made from (its `pyvenv.cfg` says `home`),
+    /// which a process using it reads too.
+    pub installation: PathBuf,
 }
 
 impl PythonEnv {
@@ -178,11 +181,13 @@ pub fn ensure_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow:
         resolved.as_bytes(),
     ]);
     let root = cache.path(&["python", "envs", &env_key[..32]]);
+    // The environment is keyed by this interpreter: it is the one the environment runs.
+    let installation = super::confine::interpreter_installation(&python.path);
     let pinned = resolved_names(&resolved);
     if Cache::is_complete(&root) {
         let lacking = lacking_packages(&root, &pinned);
         if lacking.is_empty() {
-            return Ok(PythonEnv { root });
+            return Ok(PythonEnv { root, installation });
         }
         say(&format!(
             "the Python environment {} lacks {}; rebuilding it",
@@ -212,7 +217,7 @@ pub fn ensure_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow:
         Ok(())
     })?;
     make_read_only(&root);
-    Ok(PythonEnv { root })
+    Ok(PythonEnv { root, installation })
 }
 
 /// The pinned set for `declared`: from the cache when it is consistent, else resolved now

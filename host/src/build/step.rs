@@ -90,7 +90,7 @@ impl Step {
         self
     }
 
-    /// Let it read `p` (and, for a venv, its interpreter).
+    /// Let it read `p`.
     pub fn read(mut self, p: impl Into<PathBuf>) -> Self {
         self.access.read.push(p.into());
         self
