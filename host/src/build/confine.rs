@@ -253,7 +253,7 @@ pub fn fetch_ports(env: &[(String, String)]) -> Vec<u16> {
     for (k, v) in env {
         let k = k.to_ascii_uppercase();
         let relevant = k.ends_with("_PROXY")
-            || k.contains("INDEX_URL")
+            || k.contains("INDEX")
             || k.ends_with("REGISTRY")
             || k == "GOPROXY";
         if !relevant {
@@ -404,7 +404,15 @@ mod tests {
                 "http://user:pw@pypi.local:3141/simple".to_string(),
             ),
             ("HTTPS_PROXY".to_string(), "http://proxy:3128".to_string()),
+            (
+                "UV_DEFAULT_INDEX".to_string(),
+                "http://127.0.0.1:8081/simple".to_string(),
+            ),
+            (
+                "UV_INDEX".to_string(),
+                "a=http://a.local:8082/simple b=https://b.local/simple".to_string(),
+            ),
         ];
-        assert_eq!(fetch_ports(&env), vec![53, 80, 443, 3128, 3141]);
+        assert_eq!(fetch_ports(&env), vec![53, 80, 443, 3128, 3141, 8081, 8082]);
     }
 }

@@ -35,6 +35,7 @@ pub struct Step {
 const BUILD_ONLY_ENV: &[&str] = &[
     "UV_EXTRA_INDEX_URL",
     "UV_DEFAULT_INDEX",
+    "UV_INDEX",
     "npm_config_registry",
     "GOPROXY",
     "GONOSUMDB",
