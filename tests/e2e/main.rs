@@ -4,6 +4,7 @@
 mod support;
 mod support_up;
 
+mod as_user;
 mod attackers;
 mod bench;
 mod builds;

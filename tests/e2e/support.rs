@@ -17,6 +17,8 @@ pub struct TestEnv {
     /// The `PACTOWN_CACHE_DIR` of its `run_up` commands: the run's shared cache, unless it has
     /// one of its own.
     cache: Option<PathBuf>,
+    /// The uid its commands run as (with the same gid, no other groups), when not root's.
+    user: Option<u32>,
 }
 
 impl TestEnv {
@@ -28,6 +30,7 @@ impl TestEnv {
                 .tempdir()
                 .expect("tempdir"),
             cache: None,
+            user: None,
         }
     }
 
@@ -37,6 +40,31 @@ impl TestEnv {
         let mut env = Self::new();
         env.cache = Some(env.path().join("empty-cache"));
         env
+    }
+
+    /// An environment whose commands run as `uid`, a user with no other groups, a plain `PATH`
+    /// and its `HOME` here, from an empty cache of its own: pactown as someone runs it who is
+    /// not root. Files written into it become the user's with [`TestEnv::give_to_user`].
+    pub fn as_user(uid: u32) -> Self {
+        let mut env = Self::with_empty_cache();
+        env.user = Some(uid);
+        env.give_to_user();
+        env
+    }
+
+    /// Make everything written into the environment so far its user's.
+    pub fn give_to_user(&self) {
+        fn chown_tree(p: &Path, uid: u32) {
+            std::os::unix::fs::lchown(p, Some(uid), Some(uid)).unwrap();
+            if p.is_dir() && !p.is_symlink() {
+                for e in std::fs::read_dir(p).unwrap().flatten() {
+                    chown_tree(&e.path(), uid);
+                }
+            }
+        }
+        if let Some(uid) = self.user {
+            chown_tree(self.path(), uid);
+        }
     }
 
     /// The cache its `run_up` commands use.
@@ -71,6 +99,13 @@ impl TestEnv {
             .current_dir(self.path())
             .env("NO_COLOR", "1")
             .env_remove("PACTOWN_LOG");
+        if let Some(uid) = self.user {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid)
+                .gid(uid)
+                .env("HOME", self.path())
+                .env("PATH", "/usr/local/bin:/usr/bin:/bin");
+        }
         c
     }
 

@@ -40,6 +40,8 @@ const ETC: &[&str] = &[
     "/etc/passwd",
     "/etc/group",
     "/etc/os-release",
+    "/etc/lsb-release",
+    "/etc/debian_version",
     "/etc/alternatives",
     "/etc/python3",
     "/etc/xdg",

@@ -114,13 +114,20 @@ impl SandboxPolicy {
             set_rlimit(libc::RLIMIT_NPROC, base + n)?;
         }
         if self.drop_caps {
-            // The bounding set first (it needs CAP_SETPCAP, which goes with the others).
-            for set in [
+            // The bounding set first: emptying it needs CAP_SETPCAP, which goes with the others.
+            // Started by a user, the process has no capability to lose and cannot empty it, nor
+            // need to: `no_new_privs` (always set with `drop_caps`) keeps an execve from granting
+            // any (setuid bits and file capabilities are ignored).
+            let bounding =
+                caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETPCAP)
+                    .map_err(|e| io::Error::other(format!("drop capabilities: {e}")))?;
+            let sets = [
                 caps::CapSet::Bounding,
                 caps::CapSet::Ambient,
                 caps::CapSet::Inheritable,
-            ] {
-                caps::clear(None, set)
+            ];
+            for set in &sets[usize::from(!bounding)..] {
+                caps::clear(None, *set)
                     .map_err(|e| io::Error::other(format!("drop capabilities: {e}")))?;
             }
         }
@@ -140,6 +147,7 @@ impl SandboxPolicy {
                 .map_err(|e| io::Error::other(format!("drop capabilities: {e}")))?;
         }
         let nnp = self.no_new_privs
+            || self.drop_caps
             || self.fs.is_some()
             || self.net.is_some()
             || self.scopes
