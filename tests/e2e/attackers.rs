@@ -179,7 +179,12 @@ def attack(name, q):
     if name == "capabilities":
         eff = [l for l in open("/proc/self/status") if l.startswith("CapEff")][0].split()[1]
         bnd = [l for l in open("/proc/self/status") if l.startswith("CapBnd")][0].split()[1]
-        return {"contained": int(eff, 16) == 0 and int(bnd, 16) == 0, "detail": f"CapEff {eff} CapBnd {bnd}"}
+        # None held, and none to gain: an empty bounding set, or no_new_privs (started by a user,
+        # pactown cannot empty the set, and an execve grants nothing under no_new_privs).
+        status = {l.split(":")[0]: l.split()[1] for l in open("/proc/self/status") if ":" in l and len(l.split()) > 1}
+        held = all(int(status[c], 16) == 0 for c in ("CapEff", "CapPrm", "CapInh", "CapAmb"))
+        gain = int(bnd, 16) != 0 and status.get("NoNewPrivs") != "1"
+        return {"contained": held and not gain, "detail": f"CapEff {eff} CapBnd {bnd} NoNewPrivs {status.get('NoNewPrivs')}"}
     if name == "root":
         return {"contained": os.getuid() != 0 and os.geteuid() != 0, "detail": f"uid {os.getuid()} euid {os.geteuid()}"}
     if name == "mknod":

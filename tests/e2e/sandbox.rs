@@ -14,7 +14,7 @@ use crate::support::TestEnv;
 use crate::support_up::{Up, http_get, py_service};
 
 /// This machine's first non-loopback IPv4 address: a server there is "outside" the ecosystem.
-fn host_ip() -> String {
+pub(crate) fn host_ip() -> String {
     let out = std::process::Command::new("ip")
         .args(["-o", "-4", "addr", "show", "scope", "global"])
         .output()
@@ -30,7 +30,7 @@ fn host_ip() -> String {
 
 /// A name `/etc/hosts` resolves to loopback, other than `localhost` (Debian names the machine
 /// there).
-fn loopback_alias() -> String {
+pub(crate) fn loopback_alias() -> String {
     std::fs::read_to_string("/etc/hosts")
         .unwrap_or_default()
         .lines()
@@ -42,7 +42,7 @@ fn loopback_alias() -> String {
 }
 
 /// A server outside the ecosystem: answers every request 200 `outside`.
-fn outside_server(ip: &str) -> String {
+pub(crate) fn outside_server(ip: &str) -> String {
     let l = std::net::TcpListener::bind((ip, 0)).unwrap();
     let addr = l.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
@@ -128,58 +128,12 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
         )
     };
 
-    let mut table = Vec::new();
     let plan = [
         ("native", "attacker", [COMMON, NATIVE_ONLY], NATIVE_CONTROLS),
         ("wasm", "wattacker", [COMMON, WASM_ONLY], WASM_CONTROLS),
     ];
-    for (kind, service, attacks, controls) in plan {
-        let port = up.port(service);
-        let attacks = attacks
-            .iter()
-            .flat_map(|a| a.iter())
-            .map(|a| (*a, "contained"));
-        for (attack, expect) in attacks.chain(controls.iter().map(|c| (*c, "reached"))) {
-            let target = if attack == "connect-any" {
-                any_port
-            } else {
-                victim_port
-            };
-            let (code, body) = http_get(port, &format!("/attack/{attack}{}", query(target)))
-                .unwrap_or_else(|e| (0, e.to_string()));
-            let (ok, detail) = match code {
-                200 => {
-                    let v: serde_json::Value =
-                        serde_json::from_str(&body).unwrap_or_else(|_| panic!("{attack}: {body}"));
-                    (
-                        v[expect] == true,
-                        v["detail"].as_str().unwrap_or_default().to_string(),
-                    )
-                }
-                // The guest trapped (out of memory): contained by the runtime.
-                500 if expect == "contained" => (true, body.chars().take(120).collect()),
-                other => (false, format!("HTTP {other}: {body}")),
-            };
-            table.push((kind, attack, expect, ok, detail));
-        }
-    }
-    println!("\n{:7} {:22} {:10} detail", "kind", "attempt", "result");
-    for (kind, attack, expect, ok, detail) in &table {
-        let result = match (*expect, *ok) {
-            ("contained", true) => "contained",
-            ("contained", false) => "ESCAPED",
-            (_, true) => "reached",
-            (_, false) => "BLOCKED",
-        };
-        println!(
-            "{kind:7} {attack:22} {result:10} {}",
-            detail.replace('\n', " ")
-        );
-    }
-    let n = table.iter().filter(|r| r.3).count();
-    println!("\n{n}/{} as expected", table.len());
-    let wrong: Vec<_> = table.iter().filter(|r| !r.3).collect();
-    assert!(wrong.is_empty(), "not as expected: {wrong:#?}");
+    let table = attack(&up, &plan, victim_port, any_port, query);
+    assert_all_as_expected(&table);
 
     // Nothing was planted or written on the host, nobody reached the host's socket, and
     // everyone still serves.
@@ -257,6 +211,83 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&planted).unwrap().permissions().mode();
     assert_eq!(mode & 0o6000, 0, "mode {mode:o}");
+}
+
+/// One attempt: the kind of sandbox, the attack or control, what was expected (`contained` or
+/// `reached`), whether it was, and the attacker's detail.
+pub(crate) type Attempt = (&'static str, &'static str, &'static str, bool, String);
+
+/// What one service of a sandbox kind attempts: its kind, its name, its attacks (two lists)
+/// and its controls.
+pub(crate) type Attacker<'a> = (
+    &'static str,
+    &'a str,
+    [&'a [&'static str]; 2],
+    &'a [&'static str],
+);
+
+/// Every attack of `plan` (kind, service, attacks, controls) from its service: `query` gives
+/// the query for a target port (the victim's, or `any_port` for `connect-any`).
+pub(crate) fn attack(
+    up: &Up,
+    plan: &[Attacker],
+    victim_port: u16,
+    any_port: u16,
+    query: impl Fn(u16) -> String,
+) -> Vec<Attempt> {
+    let mut table = Vec::new();
+    for (kind, service, attacks, controls) in plan {
+        let port = up.port(service);
+        let attacks = attacks
+            .iter()
+            .flat_map(|a| a.iter())
+            .map(|a| (*a, "contained"));
+        for (attack, expect) in attacks.chain(controls.iter().map(|c| (*c, "reached"))) {
+            let target = if attack == "connect-any" {
+                any_port
+            } else {
+                victim_port
+            };
+            let (code, body) = http_get(port, &format!("/attack/{attack}{}", query(target)))
+                .unwrap_or_else(|e| (0, e.to_string()));
+            let (ok, detail) = match code {
+                200 => {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&body).unwrap_or_else(|_| panic!("{attack}: {body}"));
+                    (
+                        v[expect] == true,
+                        v["detail"].as_str().unwrap_or_default().to_string(),
+                    )
+                }
+                // The guest trapped (out of memory): contained by the runtime.
+                500 if expect == "contained" => (true, body.chars().take(120).collect()),
+                other => (false, format!("HTTP {other}: {body}")),
+            };
+            table.push((*kind, attack, expect, ok, detail));
+        }
+    }
+    table
+}
+
+/// Print the table of attempts, then assert each went as expected.
+pub(crate) fn assert_all_as_expected(table: &[Attempt]) {
+    println!("\n{:7} {:22} {:10} detail", "kind", "attempt", "result");
+    for (kind, attack, expect, ok, detail) in table {
+        let result = match (*expect, *ok) {
+            ("contained", true) => "contained",
+            ("contained", false) => "ESCAPED",
+            (_, true) => "reached",
+            (_, false) => "BLOCKED",
+        };
+        println!(
+            "{kind:7} {attack:22} {result:10} {}",
+            detail.replace('\n', " ")
+        );
+    }
+    let n = table.iter().filter(|r| r.3).count();
+    println!("\n{n}/{} as expected", table.len());
+    let wrong: Vec<_> = table.iter().filter(|r| !r.3).collect();
+    assert!(wrong.is_empty(), "not as expected: {wrong:#?}");
 }
 
 /// A client of a stable address cannot pass itself off as a service: every `x-pactown-*`

@@ -231,6 +231,7 @@ pub fn service_sandbox(
         seccomp: layer_on(LayerName::Seccomp).then_some(SeccompProfile {
             udp: false,
             watch_connect: true,
+            no_unix: !layer_on(LayerName::Namespaces),
         }),
         no_new_privs: true,
         drop_caps: true,
@@ -339,6 +340,7 @@ pub fn build_policy(access: &StepAccess, env: &[(String, String)]) -> SandboxPol
         seccomp: k.seccomp.then_some(SeccompProfile {
             udp: access.network,
             watch_connect: false,
+            no_unix: !k.namespaces,
         }),
         no_new_privs: true,
         drop_caps: true,

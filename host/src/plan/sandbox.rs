@@ -328,10 +328,14 @@ pub(super) fn sandbox_layers(
         layer(
             LayerName::Seccomp,
             k.seccomp,
-            if k.seccomp {
-                "sockets: unix, TCP (no MPTCP) and netlink route only; io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; each denial and refused connect logged"
-            } else {
-                "seccomp with user notifications is not available"
+            match (k.seccomp, k.namespaces) {
+                (true, true) => {
+                    "sockets: unix, TCP (no MPTCP) and netlink route only; io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; each denial and refused connect logged"
+                }
+                (true, false) => {
+                    "sockets: TCP (no MPTCP) and netlink route only, no unix socket (without a mount namespace the user's own, a session bus or an agent, would be in reach; socketpair stays); io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; each denial and refused connect logged"
+                }
+                (false, _) => "seccomp with user notifications is not available",
             },
         ),
         layer(

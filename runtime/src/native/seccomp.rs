@@ -6,7 +6,8 @@
 //! countable in the anomaly log. `connect` is notified too, so a refused connection is logged
 //! with its target (Landlock refuses it again in the kernel: the supervisor only ever narrows).
 //!
-//! - **Socket families are an allow-list**: `AF_UNIX`, `AF_INET`/`AF_INET6` with `SOCK_STREAM`
+//! - **Socket families are an allow-list**: `AF_UNIX` (unless the sandbox has no mount namespace
+//!   to hide the user's sockets), `AF_INET`/`AF_INET6` with `SOCK_STREAM`
 //!   and protocol 0 or TCP (no MPTCP, which Landlock's TCP rules do not cover, no UDP or raw),
 //!   and `AF_NETLINK` with `NETLINK_ROUTE` (what `getifaddrs` needs; it cannot change anything
 //!   without capabilities). A build's fetch phase may also use UDP, for DNS.
@@ -38,6 +39,11 @@ pub struct SeccompProfile {
     /// Send every `connect` to the supervisor, which refuses what the policy does not allow.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub watch_connect: bool,
+    /// Refuse `socket(AF_UNIX)` (`socketpair` stays): without a mount namespace of its own, a
+    /// named socket anywhere the user can reach (a session bus, an agent, a container engine)
+    /// would be open to it, and no later check can close it without a race.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_unix: bool,
 }
 
 /// Syscalls no service needs and every escape uses.
@@ -225,6 +231,9 @@ fn notified_rules(profile: SeccompProfile) -> Result<BTreeMap<i64, Vec<SeccompRu
         cond(0, SeccompCmpOp::Eq, netlink)?,
         cond(2, SeccompCmpOp::Ne, libc::NETLINK_ROUTE as u64)?,
     ])?);
+    if profile.no_unix {
+        socket.push(rule(vec![cond(0, SeccompCmpOp::Eq, unix)?])?);
+    }
     rules.insert(libc::SYS_socket, socket);
     rules.insert(
         libc::SYS_socketpair,
@@ -305,6 +314,7 @@ mod tests {
             let (notified, _) = compile(SeccompProfile {
                 udp,
                 watch_connect: true,
+                no_unix: udp,
             })
             .expect("compiles");
             let notifies = notified
