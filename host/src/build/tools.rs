@@ -353,7 +353,13 @@ with tarfile.open(fileobj=io.BytesIO(data)) as t:
     members = [m for m in t.getmembers() if m.name.startswith(inner + "/") and m.isfile()]
     for m in members:
         m.name = m.name[len(inner) + 1:]
-    t.extractall(out, members=members, filter="data")
+        if m.name.startswith("/") or ".." in m.name.split("/"):
+            sys.exit(f"{url}: {m.name} would land outside {out}")
+    # `filter` is new in Python 3.11.4 (Debian 12 has 3.11.2); the names are checked above.
+    if hasattr(tarfile, "data_filter"):
+        t.extractall(out, members=members, filter="data")
+    else:
+        t.extractall(out, members=members)
 "#;
     let python = Interpreter::find(cache)?.path;
     std::fs::create_dir_all(into)?;
