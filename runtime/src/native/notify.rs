@@ -24,6 +24,8 @@ pub struct Watcher {
 enum Verdict {
     Continue,
     Refuse(i32, &'static str, String),
+    /// Refused without a report: what libc tries on its own and does without.
+    RefuseQuietly(i32),
 }
 
 impl Watcher {
@@ -58,7 +60,7 @@ impl Watcher {
         resp.id = req.id;
         match &verdict {
             Verdict::Continue => resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
-            Verdict::Refuse(errno, _, _) => resp.error = -errno,
+            Verdict::Refuse(errno, _, _) | Verdict::RefuseQuietly(errno) => resp.error = -errno,
         }
         // SAFETY: SEND reads `resp`. A target that died in between makes it fail: fine.
         unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
@@ -95,6 +97,11 @@ impl Watcher {
         let args = req.data.args;
         match nr {
             libc::SYS_connect => self.judge_connect(req),
+            // glibc asks nscd (and systemd's user database) over a unix socket on every name
+            // or user lookup, and does without when it cannot: not worth a line each time.
+            libc::SYS_socket if args[0] == libc::AF_UNIX as u64 => {
+                Verdict::RefuseQuietly(libc::EACCES)
+            }
             libc::SYS_socket => Verdict::Refuse(
                 libc::EACCES,
                 "socket",
