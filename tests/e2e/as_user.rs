@@ -153,3 +153,27 @@ fn every_native_attack_is_denied_or_contained_when_a_user_runs_pactown() {
     drop(outsider);
     up.down().ok();
 }
+
+/// A JavaScript Worker built into a component and served, by a user from an empty cache: Node.js
+/// and componentize-js installed, the module pre-initialized (componentize-js's wizer keeps its
+/// compile cache in the home its account names, which a user's build may not write), served.
+#[test]
+fn a_user_without_root_builds_and_serves_a_worker_component() {
+    let env = TestEnv::as_user(UID);
+    let readme = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/hello-worker/README.md"
+    );
+    env.write("w/README.md", &std::fs::read_to_string(readme).unwrap())
+        .write(
+            "w.pactown.yaml",
+            "base_port: 0\nservices:\n  w: {health_check: /, timeout: 60}\n",
+        );
+    env.give_to_user();
+    let up = Up::start(&env, "w.pactown.yaml");
+    assert_eq!(up.service("w")["kind"], "wasm-http", "{}", up.status());
+    let (code, body) = http_get(up.port("w"), "/?name=user").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""hello":"user""#), "{body}");
+    up.down().ok();
+}

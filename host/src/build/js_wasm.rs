@@ -53,6 +53,25 @@ const BINDING: &str = include_str!("guest/pactown_binding.js");
 /// What the reusing host imports before the service's module: it keeps a service worker's
 /// listeners.
 const PRELUDE: &str = include_str!("guest/pactown_prelude.js");
+/// componentize-js's command (its `cli.js`), with one difference: the pre-initializer it runs
+/// (wizer) gets the step's `HOME`. The command gives it an empty environment, so wizer's
+/// compile cache goes to the home directory of the user's account; as root the build sandbox
+/// names that home the step's scratch directory, but run by a user the account's real home is
+/// what it finds, and the build may not write there.
+const COMPONENTIZE: &str = r#"import { writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+const [tool, sourcePath, wit, worldName, out] = process.argv.slice(2);
+const { componentize } = await import(pathToFileURL(tool).href);
+const { component } = await componentize({
+  sourcePath,
+  witPath: resolve(wit),
+  worldName,
+  env: { HOME: process.env.HOME },
+});
+await writeFile(out, component);
+"#;
+
 /// The WASI version componentize-js's engine is built against.
 const ENGINE_WASI: &str = "0.2.10";
 /// The worlds a Worker component is built for: wasi:http's proxy and the environment (a fresh
@@ -198,17 +217,17 @@ pub fn build(
         .nth(5)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| cli.clone());
+    let run = work.path().join("componentize.mjs");
+    std::fs::write(&run, COMPONENTIZE)?;
     let (output, _) = Step::new(
         format!("componentize-js for `{}`", service.name),
-        &[&node.join("node").to_string_lossy(), &cli.to_string_lossy()],
+        &[&node.join("node").to_string_lossy(), &run.to_string_lossy()],
         &code,
     )
+    .arg(cli.with_file_name("componentize.js"))
     .arg(module)
-    .arg("--wit")
     .arg(&engine_wit)
-    .arg("-n")
     .arg(&src.world)
-    .arg("-o")
     .arg(&out)
     .read(&node)
     .read(&tool)
