@@ -177,3 +177,24 @@ fn a_user_without_root_builds_and_serves_a_worker_component() {
     assert!(body.contains(r#""hello":"user""#), "{body}");
     up.down().ok();
 }
+
+/// A Node.js service whose run block runs `npm install`, and a Go service, by a user from an
+/// empty cache: Node.js, the npm packages and Go installed by pactown, each built in the build
+/// sandbox and run in its own.
+#[test]
+fn a_user_without_root_runs_node_and_go_services() {
+    let env = TestEnv::as_user(UID);
+    env.write("n/README.md", crate::fresh::NODE)
+        .write("g/README.md", crate::fresh::GO)
+        .write(
+            "ng.pactown.yaml",
+            "base_port: 0\nservices:\n  n: {health_check: /health, timeout: 120}\n  g: {health_check: /health, timeout: 120}\n",
+        );
+    env.give_to_user();
+    let up = Up::start(&env, "ng.pactown.yaml");
+    for s in ["n", "g"] {
+        let (code, body) = http_get(up.port(s), "/health").unwrap();
+        assert_eq!(code, 200, "{s}: {body}");
+    }
+    up.down().ok();
+}

@@ -172,7 +172,7 @@ fn two_builds_of_different_ecosystems_share_one_empty_cache_at_once() {
     }
 }
 
-const NODE: &str = r#"# node api
+pub(crate) const NODE: &str = r#"# node api
 
 ```json markpact:file path=package.json
 {
@@ -219,7 +219,7 @@ fn a_node_service_whose_run_block_installs_comes_up_with_its_sandbox_full() {
     assert!(log.contains("up to date"), "{log}");
 }
 
-const GO: &str = r#"# go gateway
+pub(crate) const GO: &str = r#"# go gateway
 
 ```go markpact:file path=main.go
 package main
