@@ -47,7 +47,7 @@ fn a_user_without_root_builds_and_runs_a_native_service() {
     let (code, body) = http_get(up.port("u"), "/six").unwrap();
     assert_eq!(code, 200, "{body}");
     let six: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(six["uid"], UID, "{six}");
+    assert_eq!(six["uid"], env.uid(), "{six}");
     assert!(six["six"].as_str().is_some_and(|v| !v.is_empty()), "{six}");
     let (code, body) = http_get(up.port("u"), "/private").unwrap();
     assert_eq!(code, 200, "{body}");

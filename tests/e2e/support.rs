@@ -45,11 +45,19 @@ impl TestEnv {
     /// An environment whose commands run as `uid`, a user with no other groups, a plain `PATH`
     /// and its `HOME` here, from an empty cache of its own: pactown as someone runs it who is
     /// not root. Files written into it become the user's with [`TestEnv::give_to_user`].
+    /// Run by a user already, the tests' own uid is that user.
     pub fn as_user(uid: u32) -> Self {
         let mut env = Self::with_empty_cache();
-        env.user = Some(uid);
+        // SAFETY: no preconditions.
+        env.user = (unsafe { libc::geteuid() } == 0).then_some(uid);
         env.give_to_user();
         env
+    }
+
+    /// The uid its commands run as.
+    pub fn uid(&self) -> u32 {
+        // SAFETY: no preconditions.
+        self.user.unwrap_or_else(|| unsafe { libc::geteuid() })
     }
 
     /// Make everything written into the environment so far its user's.
