@@ -70,10 +70,10 @@ fn a_user_without_root_builds_and_runs_a_native_service() {
 #[test]
 fn every_native_attack_is_denied_or_contained_when_a_user_runs_pactown() {
     use crate::attackers::{COMMON, NATIVE, NATIVE_CONTROLS, NATIVE_ONLY};
-    use crate::sandbox::{assert_all_as_expected, attack, host_ip, loopback_alias, outside_server};
+    use crate::scene::{Scene, assert_all_as_expected};
     let env = TestEnv::as_user(UID);
-    let ip = host_ip();
-    let (outside, allowed, alias) = (outside_server(&ip), outside_server(&ip), loopback_alias());
+    let scene = Scene::new(&env);
+    let (allowed, alias) = (&scene.allowed, &scene.alias);
     // No abstract socket of its own, unlike the root suite's victim: it could not make one.
     let victim = py_service("open('secret.txt', 'w').write('s3cret')", "");
     env.write("victim/README.md", &victim)
@@ -87,32 +87,12 @@ fn every_native_attack_is_denied_or_contained_when_a_user_runs_pactown() {
                  attacker:\n    health_check: /health\n    depends_on: [declared]\n    allowed_hosts: [\"{allowed}\", {alias}]\n    limits: {{memory: 96M, processes: 48}}\n"
             ),
         );
-    let host_sock = env.abs("host.sock");
-    let host_listener = std::os::unix::net::UnixListener::bind(&host_sock).unwrap();
-    host_listener.set_nonblocking(true).unwrap();
+    // The host's socket, too, is the user's: only the sandbox stands between them.
     env.give_to_user();
     let up = Up::start(&env, "a.pactown.yaml");
     let attacker = up.service("attacker");
     println!("native sandbox run by a user: {}", attacker["layers"]);
     assert_eq!(attacker["sandbox"], "partial", "{attacker}");
-    let victim_port = up.port("victim");
-    let victim_main = up.service("victim")["replicas"][0]["main_pid"]
-        .as_i64()
-        .unwrap();
-    let admin = up.gateway_port();
-    let state: serde_json::Value =
-        serde_json::from_str(&env.read(".pactown/a/state.json")).unwrap();
-    let ctl = state["socket"].as_str().unwrap().to_string();
-    let host_file = env.abs("written-from-a-sandbox");
-    let outsider = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    let any_port = outsider.local_addr().unwrap().port();
-    let query = |port: u16| {
-        format!(
-            "?victim={victim_port}&admin={admin}&outside={outside}&allowed={allowed}&alias={alias}&ctl={ctl}&sock={}&vpid={victim_main}&port={port}&host_file={}",
-            host_sock.display(),
-            host_file.display()
-        )
-    };
     let native_only: Vec<&'static str> = NATIVE_ONLY
         .iter()
         .copied()
@@ -124,33 +104,8 @@ fn every_native_attack_is_denied_or_contained_when_a_user_runs_pactown() {
         [COMMON, &native_only[..]],
         NATIVE_CONTROLS,
     )];
-    let table = attack(&up, &plan, victim_port, any_port, query);
-    assert_all_as_expected(&table);
-    assert!(
-        !host_file.exists(),
-        "a sandbox wrote {}",
-        host_file.display()
-    );
-    assert!(
-        host_listener.accept().is_err(),
-        "a sandbox reached the host's unix socket"
-    );
-    assert_eq!(
-        std::fs::read_to_string(env.abs(".pactown-sandboxes/victim/secret.txt")).unwrap(),
-        "s3cret"
-    );
-    assert!(
-        crate::support_up::alive(victim_main as i32),
-        "the victim survived"
-    );
-    for s in ["victim", "declared", "attacker"] {
-        assert_eq!(
-            http_get(up.port(s), "/health").unwrap().0,
-            200,
-            "{s} keeps serving"
-        );
-    }
-    drop(outsider);
+    assert_all_as_expected(&scene.attack(&env, &up, &plan));
+    scene.assert_host_untouched(&env, &up, &["victim", "declared", "attacker"]);
     up.down().ok();
 }
 

@@ -22,6 +22,7 @@ mod reference;
 mod registry;
 mod routing;
 mod sandbox;
+mod scene;
 mod shared_state;
 mod spec_cli;
 mod up;

@@ -10,60 +10,15 @@ use std::io::{Read, Write};
 use crate::attackers::{
     COMMON, NATIVE, NATIVE_CONTROLS, NATIVE_ONLY, WASM, WASM_CONTROLS, WASM_ONLY,
 };
+use crate::scene::{Scene, assert_all_as_expected};
 use crate::support::TestEnv;
 use crate::support_up::{Up, http_get, py_service};
-
-/// This machine's first non-loopback IPv4 address: a server there is "outside" the ecosystem.
-pub(crate) fn host_ip() -> String {
-    let out = std::process::Command::new("ip")
-        .args(["-o", "-4", "addr", "show", "scope", "global"])
-        .output()
-        .expect("ip");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|a| a.split('/').next())
-        .map(str::to_string)
-        .expect("a non-loopback IPv4 address (the outside servers listen there)")
-}
-
-/// A name `/etc/hosts` resolves to loopback, other than `localhost` (Debian names the machine
-/// there).
-pub(crate) fn loopback_alias() -> String {
-    std::fs::read_to_string("/etc/hosts")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("127."))
-        .flat_map(|l| l.split_whitespace().skip(1))
-        .find(|n| !n.starts_with("localhost") && !n.starts_with('#'))
-        .map(str::to_string)
-        .expect("/etc/hosts names this machine on a loopback address")
-}
-
-/// A server outside the ecosystem: answers every request 200 `outside`.
-pub(crate) fn outside_server(ip: &str) -> String {
-    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for mut c in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = c.read(&mut buf);
-                let _ = c.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\noutside",
-                );
-            });
-        }
-    });
-    addr
-}
 
 #[test]
 fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
     let env = TestEnv::new();
-    let ip = host_ip();
-    let (outside, allowed, alias) = (outside_server(&ip), outside_server(&ip), loopback_alias());
+    let scene = Scene::new(&env);
+    let (allowed, alias) = (&scene.allowed, &scene.alias);
     let victim = py_service(
         "import socket as _s\nopen('secret.txt', 'w').write('s3cret')\nA = _s.socket(_s.AF_UNIX); A.bind('\\0pactown-victim-abstract'); A.listen(8)",
         "",
@@ -81,22 +36,8 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
                  wattacker:\n    depends_on: [declared]\n    allowed_hosts: [\"{allowed}\", {alias}]\n    limits: {{memory: 32M, cpu_time: 300ms}}\n"
             ),
         );
-    // A unix socket of the host, outside every sandbox: nobody may connect to it.
-    let host_sock = env.abs("host.sock");
-    let host_listener = std::os::unix::net::UnixListener::bind(&host_sock).unwrap();
-    host_listener.set_nonblocking(true).unwrap();
     let up = Up::start(&env, "a.pactown.yaml");
-    let status = up.status();
-    let svc = |n: &str| {
-        status["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == n)
-            .unwrap()
-            .clone()
-    };
-    let attacker = svc("attacker");
+    let attacker = up.service("attacker");
     let layers: Vec<String> = attacker["layers"]
         .as_array()
         .unwrap()
@@ -109,59 +50,19 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
         layers.join(", ")
     );
     assert_eq!(attacker["sandbox"], "full", "{attacker}");
-    assert_eq!(svc("wattacker")["sandbox"], "full");
-
-    let victim_port = up.port("victim");
-    let victim_main = svc("victim")["replicas"][0]["main_pid"].as_i64().unwrap();
-    let admin = up.gateway_port();
-    let state: serde_json::Value =
-        serde_json::from_str(&env.read(".pactown/a/state.json")).unwrap();
-    let ctl = state["socket"].as_str().unwrap().to_string();
-    let host_file = env.abs("written-from-a-sandbox");
-    let outsider = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    let any_port = outsider.local_addr().unwrap().port();
-    let query = |port: u16| {
-        format!(
-            "?victim={victim_port}&admin={admin}&outside={outside}&allowed={allowed}&alias={alias}&ctl={ctl}&sock={}&vpid={victim_main}&port={port}&host_file={}",
-            host_sock.display(),
-            host_file.display()
-        )
-    };
+    assert_eq!(up.service("wattacker")["sandbox"], "full");
 
     let plan = [
         ("native", "attacker", [COMMON, NATIVE_ONLY], NATIVE_CONTROLS),
         ("wasm", "wattacker", [COMMON, WASM_ONLY], WASM_CONTROLS),
     ];
-    let table = attack(&up, &plan, victim_port, any_port, query);
-    assert_all_as_expected(&table);
+    assert_all_as_expected(&scene.attack(&env, &up, &plan));
 
     // Nothing was planted or written on the host, nobody reached the host's socket, and
     // everyone still serves.
     assert!(!env.abs(".pactown-sandboxes/victim/planted.txt").exists());
-    assert!(
-        !host_file.exists(),
-        "a sandbox wrote {}",
-        host_file.display()
-    );
-    assert!(
-        host_listener.accept().is_err(),
-        "a sandbox reached the host's unix socket"
-    );
-    assert_eq!(
-        std::fs::read_to_string(env.abs(".pactown-sandboxes/victim/secret.txt")).unwrap(),
-        "s3cret"
-    );
-    assert!(
-        crate::support_up::alive(victim_main as i32),
-        "the victim survived"
-    );
-    for s in ["victim", "declared", "attacker", "wattacker"] {
-        assert_eq!(
-            http_get(up.port(s), "/health").unwrap().0,
-            200,
-            "{s} keeps serving"
-        );
-    }
+    scene.assert_host_untouched(&env, &up, &["victim", "declared", "attacker", "wattacker"]);
+    let (victim_port, admin) = (up.port("victim"), up.gateway_port());
     // The host saw and logged what it could see (the log is written within a tick).
     crate::support_up::wait_until(10, "the denials in the anomaly log", || {
         let a = env.read(".pactown/a/logs/anomalies.log");
@@ -176,7 +77,7 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
         has("wattacker", "tcp connect", "")
             && has("wattacker", "memory over its limit", "")
             && has("wattacker", "http call", "127.0.0.1")
-            && has("wattacker", "http call", &alias)
+            && has("wattacker", "http call", alias)
             && has("attacker", "http call", &loopback)
             && has("attacker", "http call", &format!("127.0.0.1:{admin}"))
             && has("attacker", "proxy connect", &loopback)
@@ -186,7 +87,6 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
             && has("attacker", "syscall", "mknodat")
             && has("attacker", "socket", "MPTCP")
     });
-    drop(outsider);
 
     // The planted setuid file is the attacker's own, not root's: run by another user it gives
     // that user no one else's powers, and the next `up` takes its setuid bit away.
@@ -211,83 +111,6 @@ fn every_attack_is_denied_or_contained_in_every_sandbox_kind() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&planted).unwrap().permissions().mode();
     assert_eq!(mode & 0o6000, 0, "mode {mode:o}");
-}
-
-/// One attempt: the kind of sandbox, the attack or control, what was expected (`contained` or
-/// `reached`), whether it was, and the attacker's detail.
-pub(crate) type Attempt = (&'static str, &'static str, &'static str, bool, String);
-
-/// What one service of a sandbox kind attempts: its kind, its name, its attacks (two lists)
-/// and its controls.
-pub(crate) type Attacker<'a> = (
-    &'static str,
-    &'a str,
-    [&'a [&'static str]; 2],
-    &'a [&'static str],
-);
-
-/// Every attack of `plan` (kind, service, attacks, controls) from its service: `query` gives
-/// the query for a target port (the victim's, or `any_port` for `connect-any`).
-pub(crate) fn attack(
-    up: &Up,
-    plan: &[Attacker],
-    victim_port: u16,
-    any_port: u16,
-    query: impl Fn(u16) -> String,
-) -> Vec<Attempt> {
-    let mut table = Vec::new();
-    for (kind, service, attacks, controls) in plan {
-        let port = up.port(service);
-        let attacks = attacks
-            .iter()
-            .flat_map(|a| a.iter())
-            .map(|a| (*a, "contained"));
-        for (attack, expect) in attacks.chain(controls.iter().map(|c| (*c, "reached"))) {
-            let target = if attack == "connect-any" {
-                any_port
-            } else {
-                victim_port
-            };
-            let (code, body) = http_get(port, &format!("/attack/{attack}{}", query(target)))
-                .unwrap_or_else(|e| (0, e.to_string()));
-            let (ok, detail) = match code {
-                200 => {
-                    let v: serde_json::Value =
-                        serde_json::from_str(&body).unwrap_or_else(|_| panic!("{attack}: {body}"));
-                    (
-                        v[expect] == true,
-                        v["detail"].as_str().unwrap_or_default().to_string(),
-                    )
-                }
-                // The guest trapped (out of memory): contained by the runtime.
-                500 if expect == "contained" => (true, body.chars().take(120).collect()),
-                other => (false, format!("HTTP {other}: {body}")),
-            };
-            table.push((*kind, attack, expect, ok, detail));
-        }
-    }
-    table
-}
-
-/// Print the table of attempts, then assert each went as expected.
-pub(crate) fn assert_all_as_expected(table: &[Attempt]) {
-    println!("\n{:7} {:22} {:10} detail", "kind", "attempt", "result");
-    for (kind, attack, expect, ok, detail) in table {
-        let result = match (*expect, *ok) {
-            ("contained", true) => "contained",
-            ("contained", false) => "ESCAPED",
-            (_, true) => "reached",
-            (_, false) => "BLOCKED",
-        };
-        println!(
-            "{kind:7} {attack:22} {result:10} {}",
-            detail.replace('\n', " ")
-        );
-    }
-    let n = table.iter().filter(|r| r.3).count();
-    println!("\n{n}/{} as expected", table.len());
-    let wrong: Vec<_> = table.iter().filter(|r| !r.3).collect();
-    assert!(wrong.is_empty(), "not as expected: {wrong:#?}");
 }
 
 /// A client of a stable address cannot pass itself off as a service: every `x-pactown-*`

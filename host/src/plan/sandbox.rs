@@ -333,7 +333,7 @@ pub(super) fn sandbox_layers(
                     "sockets: unix, TCP (no MPTCP) and netlink route only; io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; each denial and refused connect logged"
                 }
                 (true, false) => {
-                    "sockets: TCP (no MPTCP) and netlink route only, no unix socket (without a mount namespace the user's own, a session bus or an agent, would be in reach; socketpair stays); io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; each denial and refused connect logged"
+                    "sockets: TCP (no MPTCP) and netlink route only, no unix socket (without a mount namespace the user's own, a session bus or an agent, would be in reach; socketpair stays; not logged: glibc tries one on every lookup); io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; every other denial and each refused connect logged"
                 }
                 (false, _) => "seccomp with user notifications is not available",
             },
