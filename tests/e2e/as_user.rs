@@ -153,3 +153,26 @@ fn a_user_without_root_runs_node_and_go_services() {
     }
     up.down().ok();
 }
+
+/// Run by a user, a grant is a Landlock rule on the host's path rather than a bind: it too
+/// follows no link that a service could have planted (see `grants::`). `planter` writes
+/// `./data` and replaces `data/sub` with a link to a directory of the user's; `victim`'s grant of
+/// `./data/sub`, looked up again when it restarts, is refused, and it reads nothing there.
+#[test]
+fn a_users_grant_follows_no_link_another_service_planted() {
+    let env = TestEnv::as_user(UID);
+    let file = env.abs("data/sub/hello.txt").display().to_string();
+    let victim = py_service(
+        "",
+        &format!(
+            "        elif self.path == '/read':\n            try:\n                self.reply(200, {{'read': open({file:?}).read()}})\n            except OSError as e:\n                self.reply(200, {{'error': type(e).__name__}})"
+        ),
+    );
+    crate::grants::planted(&env, &victim);
+    env.give_to_user();
+    let up = crate::grants::up_and_plant(&env);
+    crate::grants::refused(&env.run_up(&["restart", "g.pactown.yaml", "victim"]));
+    if let Ok((_, body)) = http_get(up.port("victim"), "/read") {
+        assert!(!body.contains("the host's secret"), "{body}");
+    }
+}

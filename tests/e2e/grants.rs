@@ -10,7 +10,7 @@ use crate::support_up::{Up, http_get, py_service};
 /// An ecosystem where `planter` writes `./data` and, on `GET /plant`, replaces the directory
 /// `data/sub` with a link to a host directory holding `hello.txt`; `victim` (the README given)
 /// is granted `./data/sub` read-only at `/shared`.
-fn planted(env: &TestEnv, victim: &str) {
+pub(crate) fn planted(env: &TestEnv, victim: &str) {
     env.write("secret/hello.txt", "the host's secret\n");
     std::fs::create_dir_all(env.abs("data/sub")).unwrap();
     // Writable by the planter, whatever uid it runs as (as an operator shares a directory).
@@ -30,7 +30,7 @@ fn planted(env: &TestEnv, victim: &str) {
 }
 
 /// Bring the ecosystem up and have the planter plant its link.
-fn up_and_plant(env: &TestEnv) -> Up<'_> {
+pub(crate) fn up_and_plant(env: &TestEnv) -> Up<'_> {
     let up = Up::start(env, "g.pactown.yaml");
     assert_eq!(http_get(up.port("planter"), "/plant").unwrap().0, 200);
     assert!(env.abs("data/sub").is_symlink());
@@ -38,7 +38,7 @@ fn up_and_plant(env: &TestEnv) -> Up<'_> {
 }
 
 /// The refusal names the link and what can write where it lies.
-fn refused(run: &crate::support::Run) {
+pub(crate) fn refused(run: &crate::support::Run) {
     assert_ne!(run.code, 0, "{}", run.stderr);
     run.stderr_has("data/sub` is a link")
         .stderr_has("which a sandboxed service can write");

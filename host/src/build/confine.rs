@@ -202,10 +202,13 @@ pub fn service_sandbox(
         // Its own /tmp and /dev/shm (private tmpfs, bounded by its memory).
         write.extend(["/tmp", "/dev/shm"].map(PathBuf::from));
     }
+    // Granted paths are looked up through no link these may hold: as binds into its own root,
+    // or, without one, as its Landlock rules' paths (the host's).
+    let untrusted = plan.writable_by_services();
     let isolate = layer_on(LayerName::Namespaces).then(|| {
         let mut root = root_fs(&read, &write, sp.limits.memory);
         root.overlays = prepared.overlays.clone();
-        root.untrusted = plan.writable_by_services();
+        root.untrusted = untrusted.clone();
         if let Some(id) = user {
             root.files = identity_files(
                 &format!("pactown-{}", sp.name),
@@ -222,7 +225,15 @@ pub fn service_sandbox(
         more_processes: (!cgroups && (!k.root || user.is_some())).then_some(sp.limits.processes),
         address_space: None,
         isolate,
-        fs: layer_on(LayerName::LandlockFs).then_some(FsRules { read, write }),
+        fs: layer_on(LayerName::LandlockFs).then_some(FsRules {
+            read,
+            write,
+            untrusted: if layer_on(LayerName::Namespaces) {
+                Vec::new()
+            } else {
+                untrusted
+            },
+        }),
         net: layer_on(LayerName::LandlockNet).then_some(NetRules {
             bind: Vec::new(),
             connect,
@@ -327,7 +338,11 @@ pub fn build_policy(access: &StepAccess, env: &[(String, String)]) -> SandboxPol
         more_processes: None,
         address_space: None,
         isolate,
-        fs: (abi >= 1).then_some(FsRules { read, write }),
+        fs: (abi >= 1).then_some(FsRules {
+            read,
+            write,
+            untrusted: Vec::new(),
+        }),
         net: (abi >= 4).then(|| NetRules {
             bind: Vec::new(),
             connect: if access.network {

@@ -16,7 +16,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,12 @@ pub struct FsRules {
     pub read: Vec<PathBuf>,
     /// Read, write, create, remove.
     pub write: Vec<PathBuf>,
+    /// Directories sandboxed services can write, where the rules' paths are the host's own (no
+    /// root of the sandbox's to bind them into): a link below one of them is not followed on the
+    /// way to a rule's path, since a service may have made it; the sandbox is refused instead
+    /// (see [`crate::links`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untrusted: Vec<PathBuf>,
 }
 
 /// Landlock TCP rules.
@@ -159,8 +165,7 @@ impl SandboxPolicy {
             }
         }
         if self.fs.is_some() || self.net.is_some() || self.scopes {
-            self.landlock()
-                .map_err(|e| io::Error::other(format!("landlock: {e}")))?;
+            self.landlock()?;
         }
         match self.seccomp {
             Some(profile) => super::seccomp::install(profile)
@@ -170,40 +175,89 @@ impl SandboxPolicy {
         }
     }
 
-    fn landlock(&self) -> Result<(), landlock::RulesetError> {
+    fn landlock(&self) -> io::Result<()> {
         use landlock::{
-            ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset,
-            RulesetAttr, RulesetCreatedAttr, Scope, path_beneath_rules,
+            ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath,
+            Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, path_beneath_rules,
         };
+        let err = |e: landlock::RulesetError| io::Error::other(format!("landlock: {e}"));
         let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
         if self.fs.is_some() {
-            ruleset = ruleset.handle_access(AccessFs::from_all(ABI::V3))?;
+            ruleset = ruleset
+                .handle_access(AccessFs::from_all(ABI::V3))
+                .map_err(err)?;
         }
         if self.net.is_some() {
-            ruleset = ruleset.handle_access(AccessNet::from_all(ABI::V4))?;
+            ruleset = ruleset
+                .handle_access(AccessNet::from_all(ABI::V4))
+                .map_err(err)?;
         }
         if self.scopes {
-            ruleset = ruleset.scope(Scope::from_all(ABI::V6))?;
+            ruleset = ruleset.scope(Scope::from_all(ABI::V6)).map_err(err)?;
         }
-        let mut created = ruleset.create()?;
+        let mut created = ruleset.create().map_err(err)?;
         if let Some(fs) = &self.fs {
             // Missing paths are skipped: a toolchain dir that does not exist grants nothing.
-            created = created
-                .set_compatibility(CompatLevel::BestEffort)
-                .add_rules(path_beneath_rules(&fs.read, AccessFs::from_read(ABI::V3)))?
-                .add_rules(path_beneath_rules(&fs.write, AccessFs::from_all(ABI::V3)))?;
+            created = created.set_compatibility(CompatLevel::BestEffort);
+            let lookup = crate::links::Lookup::new(Path::new("/"), &fs.untrusted);
+            for (paths, access) in [
+                (&fs.read, AccessFs::from_read(ABI::V3)),
+                (&fs.write, AccessFs::from_all(ABI::V3)),
+            ] {
+                if fs.untrusted.is_empty() {
+                    created = created
+                        .add_rules(path_beneath_rules(paths, access))
+                        .map_err(err)?;
+                    continue;
+                }
+                for p in paths {
+                    let Some((fd, dir)) = granted(&lookup, p)? else {
+                        continue;
+                    };
+                    let access = if dir {
+                        access
+                    } else {
+                        access & AccessFs::from_file(ABI::V3)
+                    };
+                    created = created
+                        .add_rule(PathBeneath::new(fd, access))
+                        .map_err(err)?;
+                }
+            }
         }
         if let Some(net) = &self.net {
             for p in &net.bind {
-                created = created.add_rule(NetPort::new(*p, AccessNet::BindTcp))?;
+                created = created
+                    .add_rule(NetPort::new(*p, AccessNet::BindTcp))
+                    .map_err(err)?;
             }
             for p in &net.connect {
-                created = created.add_rule(NetPort::new(*p, AccessNet::ConnectTcp))?;
+                created = created
+                    .add_rule(NetPort::new(*p, AccessNet::ConnectTcp))
+                    .map_err(err)?;
             }
         }
-        created.restrict_self()?;
+        created.restrict_self().map_err(err)?;
         Ok(())
     }
+}
+
+/// A rule's path as a descriptor, found through no link a service may have made (the refusal
+/// names it), and whether it is a directory; `None` when it does not exist.
+fn granted(lookup: &crate::links::Lookup, p: &Path) -> io::Result<Option<(OwnedFd, bool)>> {
+    let refused = |e: &io::Error| e.kind() == io::ErrorKind::PermissionDenied;
+    let fd = match lookup
+        .resolve(p)
+        .and_then(|real| crate::links::open_beneath(&real))
+    {
+        Ok(fd) => fd,
+        Err(e) if refused(&e) => return Err(with_context(e, "landlock")),
+        Err(_) => return Ok(None),
+    };
+    let dir = rustix::fs::fstat(&fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+    });
+    Ok(Some((fd, dir)))
 }
 
 /// Processes (and threads) the real user runs now, from `/proc`.
