@@ -5,7 +5,9 @@
 use crate::support::TestEnv;
 use crate::support_up::{Up, http_get, py_service};
 
-/// A uid no account of this machine has: a user with nothing of its own but the test's dir.
+/// Uids no account of this machine has, one per test (a user's processes share one
+/// `RLIMIT_NPROC` count, so tests running at once must not share a user): each has nothing of
+/// its own but its test's dir.
 const UID: u32 = 61_234;
 
 /// A native Python service with a dependency: the build steps (installing uv, resolving,
@@ -71,7 +73,7 @@ fn a_user_without_root_builds_and_runs_a_native_service() {
 fn every_native_attack_is_denied_or_contained_when_a_user_runs_pactown() {
     use crate::attackers::{COMMON, NATIVE, NATIVE_CONTROLS, NATIVE_ONLY};
     use crate::scene::{Scene, assert_all_as_expected};
-    let env = TestEnv::as_user(UID);
+    let env = TestEnv::as_user(UID + 1);
     let scene = Scene::new(&env);
     let (allowed, alias) = (&scene.allowed, &scene.alias);
     // No abstract socket of its own, unlike the root suite's victim: it could not make one.
@@ -114,7 +116,7 @@ fn every_native_attack_is_denied_or_contained_when_a_user_runs_pactown() {
 /// compile cache in the home its account names, which a user's build may not write), served.
 #[test]
 fn a_user_without_root_builds_and_serves_a_worker_component() {
-    let env = TestEnv::as_user(UID);
+    let env = TestEnv::as_user(UID + 2);
     let readme = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/hello-worker/README.md"
@@ -138,7 +140,7 @@ fn a_user_without_root_builds_and_serves_a_worker_component() {
 /// sandbox and run in its own.
 #[test]
 fn a_user_without_root_runs_node_and_go_services() {
-    let env = TestEnv::as_user(UID);
+    let env = TestEnv::as_user(UID + 3);
     env.write("n/README.md", crate::fresh::NODE)
         .write("g/README.md", crate::fresh::GO)
         .write(
@@ -160,7 +162,7 @@ fn a_user_without_root_runs_node_and_go_services() {
 /// `./data/sub`, looked up again when it restarts, is refused, and it reads nothing there.
 #[test]
 fn a_users_grant_follows_no_link_another_service_planted() {
-    let env = TestEnv::as_user(UID);
+    let env = TestEnv::as_user(UID + 4);
     let file = env.abs("data/sub/hello.txt").display().to_string();
     let victim = py_service(
         "",
