@@ -45,12 +45,23 @@ impl TestEnv {
     /// An environment whose commands run as `uid`, a user with no other groups, a plain `PATH`
     /// and its `HOME` here, from an empty cache of its own: pactown as someone runs it who is
     /// not root. Files written into it become the user's with [`TestEnv::give_to_user`].
-    /// Run by a user already, the tests' own uid is that user.
+    /// Run by a user already, the tests' own uid is that user. Its `PATH` begins with a
+    /// directory that is not the user's to look into (root's, mode 0700), as a shared profile
+    /// may give one.
     pub fn as_user(uid: u32) -> Self {
         let mut env = Self::with_empty_cache();
         // SAFETY: no preconditions.
         env.user = (unsafe { libc::geteuid() } == 0).then_some(uid);
         env.give_to_user();
+        if env.user.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(env.path().join("locked/bin")).unwrap();
+            std::fs::set_permissions(
+                env.path().join("locked"),
+                std::fs::Permissions::from_mode(0o700),
+            )
+            .unwrap();
+        }
         env
     }
 
@@ -60,9 +71,12 @@ impl TestEnv {
         self.user.unwrap_or_else(|| unsafe { libc::geteuid() })
     }
 
-    /// Make everything written into the environment so far its user's.
+    /// Make everything written into the environment so far its user's (but `locked`).
     pub fn give_to_user(&self) {
         fn chown_tree(p: &Path, uid: u32) {
+            if p.ends_with("locked") {
+                return;
+            }
             std::os::unix::fs::lchown(p, Some(uid), Some(uid)).unwrap();
             if p.is_dir() && !p.is_symlink() {
                 for e in std::fs::read_dir(p).unwrap().flatten() {
@@ -109,10 +123,11 @@ impl TestEnv {
             .env_remove("PACTOWN_LOG");
         if let Some(uid) = self.user {
             use std::os::unix::process::CommandExt;
-            c.uid(uid)
-                .gid(uid)
-                .env("HOME", self.path())
-                .env("PATH", "/usr/local/bin:/usr/bin:/bin");
+            let locked = self.path().join("locked/bin");
+            c.uid(uid).gid(uid).env("HOME", self.path()).env(
+                "PATH",
+                format!("{}:/usr/local/bin:/usr/bin:/bin", locked.display()),
+            );
         }
         c
     }

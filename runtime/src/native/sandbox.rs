@@ -243,9 +243,12 @@ impl SandboxPolicy {
 }
 
 /// A rule's path as a descriptor, found through no link a service may have made (the refusal
-/// names it), and whether it is a directory; `None` when it does not exist.
+/// names it), and whether it is a directory; `None` when it cannot be opened (missing, or not
+/// the user's to look into), as a rule of a path is skipped then.
 fn granted(lookup: &crate::links::Lookup, p: &Path) -> io::Result<Option<(OwnedFd, bool)>> {
-    let refused = |e: &io::Error| e.kind() == io::ErrorKind::PermissionDenied;
+    // The lookup's own refusals; the kernel's (EACCES) carry their errno.
+    let refused =
+        |e: &io::Error| e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_none();
     let fd = match lookup
         .resolve(p)
         .and_then(|real| crate::links::open_beneath(&real))
