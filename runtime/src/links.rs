@@ -133,6 +133,13 @@ pub fn open_beneath(path: &Path) -> io::Result<OwnedFd> {
     })
 }
 
+/// Whether `e` is a refusal of this module's (a link a service may have made, or one that
+/// appeared on the way), rather than the kernel's own error (a path missing, or not the
+/// caller's to look into).
+pub fn refused(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_none()
+}
+
 /// The path that names `fd`'s file itself through the `/proc` mounted below `root` (`/` on
 /// the host): what an interface that takes only paths is given for a descriptor [`open_beneath`]
 /// opened.

@@ -42,7 +42,7 @@ pub fn prepare_writable(plan: &Plan, sp: &ServicePlan) -> anyhow::Result<()> {
     if !sp.dirs.iter().any(|d| d.write) {
         return Ok(());
     }
-    let lookup = pactown_runtime::links::Lookup::new(Path::new("/"), &plan.writable_by_services());
+    let lookup = plan.links();
     for d in sp.dirs.iter().filter(|d| d.write) {
         let granted = std::path::absolute(&d.host)?;
         let real = lookup.resolve(&granted).with_context(|| {

@@ -125,10 +125,7 @@ impl Orchestrator {
         caps.env = sp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         if !sp.dirs.is_empty() {
             crate::build::grants::prepare_writable(&self.plan, sp)?;
-            let lookup = pactown_runtime::links::Lookup::new(
-                std::path::Path::new("/"),
-                &self.plan.writable_by_services(),
-            );
+            let lookup = self.plan.links();
             for d in &sp.dirs {
                 // Opened now, through no link a service may have made; every instance gets it.
                 let granted = std::path::absolute(&d.host)?;

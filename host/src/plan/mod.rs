@@ -203,6 +203,12 @@ impl Plan {
         dirs
     }
 
+    /// How a granted path is looked up on the host: through no link below a directory these
+    /// services can write ([`Plan::writable_by_services`]).
+    pub fn links(&self) -> pactown_runtime::links::Lookup {
+        pactown_runtime::links::Lookup::new(std::path::Path::new("/"), &self.writable_by_services())
+    }
+
     /// How many wasm instances may exist at once in this ecosystem: what its wasm services may
     /// run concurrently (their `limits.instances`, and the one instance a fresh-per-request
     /// service makes ahead for its next request), within the engine's pool of at most

@@ -328,14 +328,17 @@ pub(super) fn sandbox_layers(
         layer(
             LayerName::Seccomp,
             k.seccomp,
-            match (k.seccomp, k.namespaces) {
-                (true, true) => {
-                    "sockets: unix, TCP (no MPTCP) and netlink route only; io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; each denial and refused connect logged"
-                }
-                (true, false) => {
-                    "sockets: TCP (no MPTCP) and netlink route only, no unix socket (without a mount namespace the user's own, a session bus or an agent, would be in reach; socketpair stays; not logged: glibc tries one on every lookup); io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; every other denial and each refused connect logged"
-                }
-                (false, _) => "seccomp with user notifications is not available",
+            if !k.seccomp {
+                "seccomp with user notifications is not available".to_string()
+            } else {
+                let sockets = if k.namespaces {
+                    "unix, TCP (no MPTCP) and netlink route only"
+                } else {
+                    "TCP (no MPTCP) and netlink route only, no unix socket (without a mount namespace the user's own, a session bus or an agent, would be in reach; socketpair stays; not logged: glibc tries one on every lookup)"
+                };
+                format!(
+                    "sockets: {sockets}; io_uring, mknod, clocks, hostname, syslog, namespaces, mount, ptrace, bpf, keys, modules denied; each denial and refused connect logged"
+                )
             },
         ),
         layer(

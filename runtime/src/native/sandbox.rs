@@ -124,18 +124,17 @@ impl SandboxPolicy {
             // Started by a user, the process has no capability to lose and cannot empty it, nor
             // need to: `no_new_privs` (always set with `drop_caps`) keeps an execve from granting
             // any (setuid bits and file capabilities are ignored).
-            let bounding =
-                caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETPCAP)
-                    .map_err(|e| io::Error::other(format!("drop capabilities: {e}")))?;
-            let sets = [
-                caps::CapSet::Bounding,
-                caps::CapSet::Ambient,
-                caps::CapSet::Inheritable,
-            ];
-            for set in &sets[usize::from(!bounding)..] {
-                caps::clear(None, *set)
-                    .map_err(|e| io::Error::other(format!("drop capabilities: {e}")))?;
+            let clear = |set| {
+                caps::clear(None, set)
+                    .map_err(|e| io::Error::other(format!("drop capabilities: {e}")))
+            };
+            if caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETPCAP)
+                .map_err(|e| io::Error::other(format!("drop capabilities: {e}")))?
+            {
+                clear(caps::CapSet::Bounding)?;
             }
+            clear(caps::CapSet::Ambient)?;
+            clear(caps::CapSet::Inheritable)?;
         }
         if let Some((uid, gid)) = self.user {
             // SAFETY: plain credential syscalls on our own process; no supplementary groups kept.
@@ -246,15 +245,12 @@ impl SandboxPolicy {
 /// names it), and whether it is a directory; `None` when it cannot be opened (missing, or not
 /// the user's to look into), as a rule of a path is skipped then.
 fn granted(lookup: &crate::links::Lookup, p: &Path) -> io::Result<Option<(OwnedFd, bool)>> {
-    // The lookup's own refusals; the kernel's (EACCES) carry their errno.
-    let refused =
-        |e: &io::Error| e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_none();
     let fd = match lookup
         .resolve(p)
         .and_then(|real| crate::links::open_beneath(&real))
     {
         Ok(fd) => fd,
-        Err(e) if refused(&e) => return Err(with_context(e, "landlock")),
+        Err(e) if crate::links::refused(&e) => return Err(with_context(e, "landlock")),
         Err(_) => return Ok(None),
     };
     let dir = rustix::fs::fstat(&fd).is_ok_and(|st| {
