@@ -61,12 +61,13 @@ impl HostFacts {
                 cgroup_v1: false,
                 root: false,
                 namespaces: false,
+                user_namespace: false,
             }
         };
         let off = std::env::var("PACTOWN_DISABLE_LAYERS").unwrap_or_default();
         for layer in off.split(',').map(str::trim) {
             match layer {
-                "namespaces" => kernel.namespaces = false,
+                "namespaces" => (kernel.namespaces, kernel.user_namespace) = (false, false),
                 "cgroup" => kernel.cgroup_v1 = false,
                 "landlock" => kernel.landlock_abi = None,
                 "seccomp" => kernel.seccomp = false,
@@ -100,6 +101,7 @@ impl HostFacts {
                 cgroup_v1: false,
                 root: false,
                 namespaces: false,
+                user_namespace: false,
             },
             tools: Tool::ALL
                 .iter()

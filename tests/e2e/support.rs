@@ -19,6 +19,8 @@ pub struct TestEnv {
     cache: Option<PathBuf>,
     /// The uid its commands run as (with the same gid, no other groups), when not root's.
     user: Option<u32>,
+    /// Environment variables its commands get.
+    vars: Vec<(String, String)>,
 }
 
 impl TestEnv {
@@ -31,6 +33,7 @@ impl TestEnv {
                 .expect("tempdir"),
             cache: None,
             user: None,
+            vars: Vec::new(),
         }
     }
 
@@ -63,6 +66,12 @@ impl TestEnv {
             .unwrap();
         }
         env
+    }
+
+    /// Its commands get `name=value` in their environment.
+    pub fn with_var(mut self, name: &str, value: &str) -> Self {
+        self.vars.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// The uid its commands run as.
@@ -120,7 +129,8 @@ impl TestEnv {
         c.args(args)
             .current_dir(self.path())
             .env("NO_COLOR", "1")
-            .env_remove("PACTOWN_LOG");
+            .env_remove("PACTOWN_LOG")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)));
         if let Some(uid) = self.user {
             use std::os::unix::process::CommandExt;
             let locked = self.path().join("locked/bin");

@@ -224,6 +224,7 @@ pub fn service_sandbox(
         data_bytes: (!cgroups).then_some(sp.limits.memory),
         more_processes: (!cgroups && (!k.root || user.is_some())).then_some(sp.limits.processes),
         address_space: None,
+        user_namespace: isolate.is_some() && k.user_namespace,
         isolate,
         fs: layer_on(LayerName::LandlockFs).then_some(FsRules {
             read,
@@ -337,6 +338,7 @@ pub fn build_policy(access: &StepAccess, env: &[(String, String)]) -> SandboxPol
         data_bytes: None,
         more_processes: None,
         address_space: None,
+        user_namespace: isolate.is_some() && k.user_namespace,
         isolate,
         fs: (abi >= 1).then_some(FsRules {
             read,

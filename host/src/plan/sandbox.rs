@@ -253,10 +253,19 @@ pub(super) fn sandbox_layers(
         layer(
             LayerName::Namespaces,
             k.namespaces,
-            if k.namespaces {
-                "own PID, mount and IPC namespaces: its own /proc, /tmp and /dev/shm, a read-only root with only what it needs; nothing of pactown or other services visible"
-            } else {
-                "needs root to make PID and mount namespaces; it sees the host's /proc and filesystem (Landlock still confines what it opens)"
+            match (k.namespaces, k.user_namespace, k.root) {
+                (true, false, _) => {
+                    "own PID, mount and IPC namespaces: its own /proc, /tmp and /dev/shm, a read-only root with only what it needs; nothing of pactown or other services visible"
+                }
+                (true, true, _) => {
+                    "own user (only the invoking user's uid and gid, as themselves), PID, mount and IPC namespaces: its own /proc, /tmp and /dev/shm, a read-only root with only what it needs; nothing of pactown or other services visible"
+                }
+                (false, _, true) => {
+                    "this kernel cannot make PID and mount namespaces; it sees the host's /proc and filesystem (Landlock still confines what it opens)"
+                }
+                (false, _, false) => {
+                    "pactown is not root and this kernel lets a user make no user namespace to mount in (as AppArmor's restrict_unprivileged_userns does); it sees the host's /proc and filesystem (Landlock still confines what it opens)"
+                }
             },
         ),
         match user {

@@ -16,7 +16,8 @@
 //! node planted in the sandbox dir is inert inside. pactown's state dir, its control socket,
 //! other services' sandboxes, the cache and every host socket are simply not there.
 //!
-//! Runs in the sandbox's init process, after `unshare(CLONE_NEWNS)`, as root of the namespace.
+//! Runs in the sandbox's init process, after `unshare(CLONE_NEWNS)`, as root of the namespace
+//! (root, or a user inside a user namespace of its own, with the capabilities it has there).
 
 use std::ffi::CString;
 use std::io;
@@ -193,7 +194,7 @@ fn bind(src: &Path, dest: &Path, flags: libc::c_ulong) -> io::Result<bool> {
 fn bind_granted(source: &Path, new: &Path, path: &Path, write: bool) -> io::Result<()> {
     let from = match links::open_beneath(source) {
         Ok(fd) => fd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if skipped(&e) => return Ok(()),
         Err(e) => return Err(e),
     };
     let is_dir = rustix::fs::fstat(&from)
@@ -202,19 +203,28 @@ fn bind_granted(source: &Path, new: &Path, path: &Path, write: bool) -> io::Resu
         })
         .map_err(io::Error::from)?;
     let to = mount_point(new, path, is_dir)?;
-    // SAFETY: open_tree on a descriptor we own, with an empty path.
-    let tree = ctx(
+    // The source's mount alone, or, when a mount below it is locked to it (in a user
+    // namespace, each mount the host's namespace had: uncovering what is under it is refused),
+    // with those below, read-only as well.
+    let clone = |recursive: libc::c_uint| {
+        // SAFETY: open_tree on a descriptor we own, with an empty path.
         syscall(unsafe {
             libc::syscall(
                 libc::SYS_open_tree,
                 from.as_raw_fd(),
                 c"".as_ptr(),
                 (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
-                    | libc::AT_EMPTY_PATH as libc::c_uint,
+                    | libc::AT_EMPTY_PATH as libc::c_uint
+                    | recursive,
             )
-        }),
-        || format!("bind {}", source.display()),
-    )?;
+        })
+    };
+    let recursive = libc::AT_RECURSIVE as libc::c_uint;
+    let (tree, recursive) = match clone(0) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (clone(recursive), recursive),
+        tree => (tree, 0),
+    };
+    let tree = ctx(tree, || format!("bind {}", source.display()))?;
     // SAFETY: the syscall returned a new descriptor, now owned here.
     let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
     let attr = libc::mount_attr {
@@ -232,7 +242,7 @@ fn bind_granted(source: &Path, new: &Path, path: &Path, write: bool) -> io::Resu
                 libc::SYS_mount_setattr,
                 tree.as_raw_fd(),
                 c"".as_ptr(),
-                libc::AT_EMPTY_PATH as libc::c_uint,
+                libc::AT_EMPTY_PATH as libc::c_uint | recursive,
                 &attr as *const libc::mount_attr,
                 std::mem::size_of::<libc::mount_attr>(),
             )
@@ -256,6 +266,17 @@ fn bind_granted(source: &Path, new: &Path, path: &Path, write: bool) -> io::Resu
     Ok(())
 }
 
+/// Whether a path to bind is skipped, as a Landlock rule of it is: it is missing, or not the
+/// user's to look into (a directory of another user's on `PATH`). A link refused
+/// ([`links::refused`]) is no such error: the sandbox does not start.
+fn skipped(e: &io::Error) -> bool {
+    e.raw_os_error().is_some()
+        && matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+        )
+}
+
 /// A raw syscall's result: `errno` when it failed.
 fn syscall(r: libc::c_long) -> io::Result<libc::c_long> {
     if r < 0 {
@@ -266,7 +287,9 @@ fn syscall(r: libc::c_long) -> io::Result<libc::c_long> {
 
 /// The mount point for `path` under `new` (a directory, or an empty file), made and opened one
 /// name at a time, following no link (`..` goes back up the names made so far, as
-/// `create_dir_all` would).
+/// `create_dir_all` would). The directories it makes are not writable (`0555`): in the private
+/// `/tmp`, the way to a bind there (the host's `/tmp/x/sandbox` makes `/tmp/x`) is no place to
+/// write, whether the service's uid is another (root) or the same (a user's namespace).
 fn mount_point(new: &Path, path: &Path, is_dir: bool) -> io::Result<OwnedFd> {
     use rustix::fs::{FileType, Mode, OFlags, fstat, mkdirat, openat};
     use rustix::io::Errno;
@@ -333,7 +356,7 @@ fn mount_point(new: &Path, path: &Path, is_dir: bool) -> io::Result<OwnedFd> {
             }
             return Ok(file);
         }
-        match mkdirat(fd, *name, Mode::from_raw_mode(0o755)) {
+        match mkdirat(fd, *name, Mode::from_raw_mode(0o555)) {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => {
                 return Err(io::Error::new(
@@ -377,8 +400,9 @@ fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
 
 impl RootFs {
     /// Replace the calling process's filesystem view with this one and change into `cwd`.
-    /// The caller is in a new mount namespace (and, for its `/proc`, a new PID namespace).
-    pub fn enter(&self, cwd: &Path) -> io::Result<()> {
+    /// The caller is in a new mount namespace (and, for its `/proc`, a new PID namespace),
+    /// inside a user namespace of its own when `in_user_namespace`.
+    pub fn enter(&self, cwd: &Path, in_user_namespace: bool) -> io::Result<()> {
         let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
         // Nothing we mount may propagate back to the host.
         ctx(
@@ -458,8 +482,11 @@ impl RootFs {
         binds.dedup_by(|a, b| a.0 == b.0);
         let lookup = links::Lookup::new(old, &self.untrusted);
         for (path, write) in binds {
-            let source = lookup.resolve(path)?;
-            bind_granted(&source, new, path, write)?;
+            match lookup.resolve(path) {
+                Ok(source) => bind_granted(&source, new, path, write)?,
+                Err(e) if skipped(&e) => {}
+                Err(e) => return Err(e),
+            }
         }
         // Each layer and the mount point looked up as a bind's are (the upper and work layers
         // are in the service's own sandbox dir, where it could have put links: overlayfs
@@ -471,10 +498,13 @@ impl RootFs {
             let (lower, upper, work) = (layer(&o.lower)?, layer(&o.upper)?, layer(&o.work)?);
             let target = mount_point(new, &o.target, true)?;
             let data = format!(
-                "lowerdir={},upperdir={},workdir={}",
+                "lowerdir={},upperdir={},workdir={}{}",
                 overlay_path(&fd_path(&lower))?,
                 overlay_path(&fd_path(&upper))?,
                 overlay_path(&fd_path(&work))?,
+                // Its whiteouts and opaque dirs in `user.` attributes: a user namespace may not
+                // write `trusted.` ones.
+                if in_user_namespace { ",userxattr" } else { "" },
             );
             ctx(
                 mount(

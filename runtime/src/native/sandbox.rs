@@ -73,6 +73,10 @@ pub struct SandboxPolicy {
     /// Its own PID, mount and IPC namespaces, seeing this filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolate: Option<RootFs>,
+    /// Make those namespaces inside a user namespace of its own, where only the user's uid and
+    /// gid exist (each mapped to itself): how pactown run by a user, not root, gets them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_namespace: bool,
     /// Landlock filesystem rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fs: Option<FsRules>,
@@ -318,8 +322,13 @@ pub struct KernelSupport {
     pub cgroup_v1: bool,
     /// Running as root (dedicated users possible).
     pub root: bool,
-    /// PID, mount and IPC namespaces can be made.
+    /// PID, mount and IPC namespaces can be made: by root, or by a user inside a user
+    /// namespace of its own ([`KernelSupport::user_namespace`]).
     pub namespaces: bool,
+    /// The namespaces are made inside a user namespace (pactown is not root, and this kernel
+    /// lets a user make one and mount in it: some distributions forbid it).
+    #[serde(default)]
+    pub user_namespace: bool,
 }
 
 /// Probe the kernel once.
@@ -355,24 +364,46 @@ pub fn probe() -> &'static KernelSupport {
                 let p = std::path::Path::new("/sys/fs/cgroup").join(c);
                 p.join("cgroup.procs").exists()
             });
+        let namespaces = can_unshare(!root);
         KernelSupport {
             landlock_abi: (abi > 0).then_some(abi as u32),
             seccomp,
             cgroup_v1,
             root,
-            namespaces: root && can_unshare(),
+            namespaces,
+            user_namespace: namespaces && !root,
         }
     })
 }
 
-/// Can a child make PID, mount and IPC namespaces? Tried in a forked child, which exits at once.
-fn can_unshare() -> bool {
-    // SAFETY: the child only calls unshare and _exit.
+/// Can a child make PID, mount and IPC namespaces (inside a user namespace of its own when
+/// `as_user`), and mount in them? Tried in a forked child, which exits at once: a kernel may let
+/// a user make a user namespace and give it no capability to mount with (AppArmor's
+/// `restrict_unprivileged_userns`), so a tmpfs is mounted too.
+fn can_unshare(as_user: bool) -> bool {
+    let maps = UserMaps::of_this_process();
+    // SAFETY: the child makes raw syscalls only (no allocation: the maps are written before
+    // the fork), then `_exit`s.
     match unsafe { libc::fork() } {
         -1 => false,
         0 => unsafe {
-            let ok = libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC);
-            libc::_exit(if ok == 0 { 0 } else { 1 })
+            let ok = (!as_user || maps.enter().is_ok())
+                && libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC) == 0
+                && libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+                && libc::mount(
+                    c"none".as_ptr(),
+                    c"/tmp".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    std::ptr::null(),
+                ) == 0;
+            libc::_exit(if ok { 0 } else { 1 })
         },
         pid => {
             let mut status = 0;
@@ -380,5 +411,69 @@ fn can_unshare() -> bool {
             unsafe { libc::waitpid(pid, &mut status, 0) };
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
         }
+    }
+}
+
+/// The uid and gid maps of a user namespace where only this process's user and group exist,
+/// each as itself, prepared ahead (they are written between a fork and an exec).
+pub(super) struct UserMaps {
+    uid: String,
+    gid: String,
+}
+
+impl UserMaps {
+    /// The maps for this process's real uid and gid.
+    pub(super) fn of_this_process() -> Self {
+        // SAFETY: no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        Self {
+            uid: format!("{uid} {uid} 1\n"),
+            gid: format!("{gid} {gid} 1\n"),
+        }
+    }
+
+    /// Move this (single-threaded) process into a new user namespace with these maps. It holds
+    /// every capability there, and none outside: enough to make and mount its other
+    /// namespaces. Supplementary groups cannot be dropped in it (`setgroups` is denied, as a
+    /// user's gid map requires); the service keeps none anyway. Raw syscalls and no allocation
+    /// (it runs in forked children): a failure is the step and its `errno`.
+    pub(super) fn enter(&self) -> Result<(), (&'static str, io::Error)> {
+        // SAFETY: unshare of our own process.
+        if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+            return Err(("user namespace", io::Error::last_os_error()));
+        }
+        for (file, text, step) in [
+            (
+                c"/proc/self/setgroups",
+                "deny",
+                "user namespace: deny setgroups",
+            ),
+            (
+                c"/proc/self/uid_map",
+                self.uid.as_str(),
+                "user namespace: map the uid",
+            ),
+            (
+                c"/proc/self/gid_map",
+                self.gid.as_str(),
+                "user namespace: map the gid",
+            ),
+        ] {
+            // SAFETY: a valid path, and a buffer of its length.
+            let written = unsafe {
+                let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    -1
+                } else {
+                    let n = libc::write(fd, text.as_ptr().cast(), text.len());
+                    libc::close(fd);
+                    n
+                }
+            };
+            if written != text.len() as isize {
+                return Err((step, io::Error::last_os_error()));
+            }
+        }
+        Ok(())
     }
 }

@@ -6,10 +6,12 @@
 //! 1. starts a new session, asks for a signal when pactown dies (`PR_SET_PDEATHSIG`, even on
 //!    SIGKILL), becomes a child subreaper, and joins the replica's cgroups: from here on the
 //!    replica's whole tree is its cgroup;
-//! 2. with [`SandboxPolicy::isolate`]: makes a PID namespace and forks its **init**, PID 1 of
-//!    that namespace, which makes its own mount and IPC namespaces, enters the sandbox's
-//!    [`RootFs`](super::rootfs::RootFs), and supervises the service. When init dies, for any
-//!    reason, the kernel kills every process of the namespace: nothing can outlive it;
+//! 2. with [`SandboxPolicy::isolate`]: makes a PID namespace (started by a user, not root,
+//!    inside a user namespace of its own: [`SandboxPolicy::user_namespace`]) and forks its
+//!    **init**, PID 1 of that namespace, which makes its own mount and IPC namespaces, enters
+//!    the sandbox's [`RootFs`](super::rootfs::RootFs), and supervises the service. When init
+//!    dies, for any reason, the kernel kills every process of the namespace: nothing can
+//!    outlive it;
 //! 3. the service's process applies the per-process layers ([`SandboxPolicy::apply_in_child`]),
 //!    hands its seccomp listener to its supervisor, and `execve`s the command;
 //! 4. the supervisor (init, or the shim itself without namespaces) reaps, forwards graceful
@@ -27,7 +29,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use super::args::ShimArgs;
 use super::notify::Watcher;
 use super::report::REPORT_FD;
-use super::sandbox::{SandboxPolicy, with_context};
+use super::sandbox::{SandboxPolicy, UserMaps, with_context};
 
 /// The signal the kernel sends the shim when pactown dies.
 const PARENT_DEATH: libc::c_int = libc::SIGUSR1;
@@ -111,6 +113,29 @@ fn run_inner(args: ShimArgs) -> io::Result<i32> {
     let signals = Signals::block()?;
     match &args.policy.isolate {
         Some(_) => {
+            if args.policy.user_namespace {
+                UserMaps::of_this_process()
+                    .enter()
+                    .map_err(|(step, e)| with_context(e, step))?;
+                // Entering it changed our credentials: ask again for the signal when pactown
+                // dies, and look again whether it already has.
+                // SAFETY: prctl on our own process.
+                cvt(unsafe {
+                    libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        PARENT_DEATH as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    )
+                })?;
+                if args
+                    .parent_pid
+                    .is_some_and(|ppid| unsafe { libc::getppid() } != ppid)
+                {
+                    return Ok(128 + libc::SIGKILL);
+                }
+            }
             // SAFETY: our own process; only our next child enters the new namespace.
             cvt(unsafe { libc::unshare(libc::CLONE_NEWPID) })
                 .map_err(|e| with_context(e, "PID namespace"))?;
@@ -166,7 +191,7 @@ fn run_init(args: &ShimArgs, argv: &[CString], signals: &Signals) -> io::Result<
     // SAFETY: our own process, single-threaded.
     cvt(unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC) })
         .map_err(|e| with_context(e, "mount namespace"))?;
-    root.enter(&cwd)
+    root.enter(&cwd, args.policy.user_namespace)
         .map_err(|e| with_context(e, "sandbox filesystem"))?;
     let (mine, theirs) = fd_channel()?;
     let child = spawn_service(&args.policy, argv, signals, theirs)?;
