@@ -199,7 +199,8 @@ fn a_users_grant_follows_no_link_another_service_planted() {
     crate::grants::planted(&env, &victim);
     env.give_to_user();
     let up = crate::grants::up_and_plant(&env);
-    crate::grants::refused(&env.run_up(&["restart", "g.pactown.yaml", "victim"]));
+    crate::grants::refused(&env.run_up(&["restart", "g.pactown.yaml", "victim"]))
+        .stderr_has("not started again until `pactown restart`");
     if let Ok((_, body)) = http_get(up.port("victim"), "/read") {
         assert!(!body.contains("the host's secret"), "{body}");
     }

@@ -129,9 +129,11 @@ impl Step {
                 25
             )
         );
+        // A sandbox that could not be made says so in the output already.
         for r in reports {
-            let Report::Denied { action, target, .. } = r;
-            msg.push_str(&format!("\nthe build sandbox refused {action} {target}"));
+            if let Report::Denied { action, target, .. } = r {
+                msg.push_str(&format!("\nthe build sandbox refused {action} {target}"));
+            }
         }
         bail!(msg)
     }

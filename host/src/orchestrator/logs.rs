@@ -152,25 +152,30 @@ impl ServiceLog {
     }
 
     /// Read a native replica's sandbox reports until the pipe closes: each denial goes to the
-    /// service's log and the anomaly log.
-    pub async fn drain_reports(&self, reports: tokio::net::unix::pipe::Receiver) {
+    /// service's log and the anomaly log. Returns why its sandbox could not be made, if so.
+    pub async fn drain_reports(&self, reports: tokio::net::unix::pipe::Receiver) -> Option<String> {
         use pactown_runtime::native::Report;
         let mut lines = BufReader::new(reports).lines();
+        let mut failed = None;
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(Report::Denied {
-                action,
-                target,
-                count,
-            }) = Report::parse(&line)
-            {
-                let detail = if count > 1 {
-                    format!("refused by its sandbox ({count} times so far)")
-                } else {
-                    "refused by its sandbox".to_string()
-                };
-                self.denied(&action, &target, &detail);
+            match Report::parse(&line) {
+                Some(Report::Denied {
+                    action,
+                    target,
+                    count,
+                }) => {
+                    let detail = if count > 1 {
+                        format!("refused by its sandbox ({count} times so far)")
+                    } else {
+                        "refused by its sandbox".to_string()
+                    };
+                    self.denied(&action, &target, &detail);
+                }
+                Some(Report::SandboxFailed { error }) => failed = Some(error),
+                None => {}
             }
         }
+        failed
     }
 
     /// The last lines, oldest first.

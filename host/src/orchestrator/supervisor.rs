@@ -360,7 +360,7 @@ impl ServiceRuntime {
                 .clone()
                 .unwrap_or_else(|| launch.clone());
             let outcome = self.run_once(i, &label, &launch, &mut desired).await;
-            let code = match outcome {
+            let (code, restart) = match outcome {
                 Outcome::Stopped => {
                     self.update(i, |r| {
                         r.state = State::Stopped;
@@ -376,11 +376,13 @@ impl ServiceRuntime {
                     if healthy_for >= Duration::from_secs(60) {
                         attempt = 0;
                     }
-                    code
+                    (code, self.plan.restart.auto_restart)
                 }
+                // Started again as it is, it would fail the same way.
+                Outcome::SandboxFailed => (126, false),
             };
             let finished = self.plan.port.is_none() && code == 0;
-            if finished || !self.plan.restart.auto_restart {
+            if finished || !restart {
                 let state = if finished {
                     State::Exited
                 } else {
@@ -390,7 +392,8 @@ impl ServiceRuntime {
                     r.state = state;
                     r.pid = None;
                 });
-                if !finished {
+                // A sandbox that could not be made was said so when it failed.
+                if !finished && !self.plan.restart.auto_restart {
                     self.log
                         .event(&label, "not restarted (auto_restart is off)");
                 }
@@ -481,12 +484,20 @@ impl ServiceRuntime {
         outcome
     }
 
-    /// Send a started process's output and sandbox reports to the service's log.
-    pub(super) fn attach_output(&self, child: &mut Running, label: &str) {
+    /// Send a started process's output and sandbox reports to the service's log; the task
+    /// reading the reports ends with why its sandbox could not be made, if so.
+    pub(super) fn attach_output(
+        &self,
+        child: &mut Running,
+        label: &str,
+    ) -> Option<JoinHandle<Option<String>>> {
+        let mut failure = None;
         if let Running::Native(c) = child {
             if let Some(reports) = c.take_reports() {
                 let log = self.log.clone();
-                tokio::spawn(async move { log.drain_reports(reports).await });
+                failure = Some(tokio::spawn(
+                    async move { log.drain_reports(reports).await },
+                ));
             }
             let (out, err) = c.take_output();
             if let Some(out) = out {
@@ -498,6 +509,7 @@ impl ServiceRuntime {
                 tokio::spawn(async move { log.drain(l, err).await });
             }
         }
+        failure
     }
 
     /// Watch one started replica until it exits, fails, or is told to stop or restart.
@@ -510,7 +522,7 @@ impl ServiceRuntime {
         port: Option<u16>,
         desired: &mut watch::Receiver<Desired>,
     ) -> Outcome {
-        self.attach_output(child, label);
+        let sandbox_failure = self.attach_output(child, label);
         let path = self.plan.health.check.as_deref();
         let grace = self.plan.stop_grace_period;
 
@@ -523,8 +535,17 @@ impl ServiceRuntime {
         };
         tokio::select! {
             code = child.wait() => {
-                self.log.event(label, &format!("exited with code {code} before it was ready"));
                 self.update(i, |r| r.last_exit = Some(code));
+                // Its reports end with it (only the shim and its init hold their pipe).
+                let why = match sandbox_failure {
+                    Some(t) => tokio::time::timeout(Duration::from_secs(2), t).await,
+                    None => Ok(Ok(None)),
+                };
+                if let Ok(Ok(Some(_))) = why {
+                    self.log.event(label, "its sandbox could not be made (the shim's line says why): not started again until `pactown restart`");
+                    return Outcome::SandboxFailed;
+                }
+                self.log.event(label, &format!("exited with code {code} before it was ready"));
                 return Outcome::Exited { code, healthy_for: Duration::ZERO };
             }
             latency = ready => {
@@ -756,7 +777,12 @@ pub(super) fn failure_sink(rt: &ServiceRuntime, label: &str) -> wasm::FailureSin
 }
 
 enum Outcome {
-    Exited { code: i32, healthy_for: Duration },
+    Exited {
+        code: i32,
+        healthy_for: Duration,
+    },
+    /// Its sandbox could not be made: nothing of it ran.
+    SandboxFailed,
     Restart,
     Stopped,
 }

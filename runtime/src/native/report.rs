@@ -22,6 +22,12 @@ pub enum Report {
         /// How many times so far (reports are sent at 1, 10, 100, … of the same denial).
         count: u64,
     },
+    /// The sandbox could not be made (a grant refused, a mount the kernel would not make):
+    /// nothing of the service ran, and starting it again as it is would fail the same way.
+    SandboxFailed {
+        /// Why, as the shim says it.
+        error: String,
+    },
 }
 
 impl Report {

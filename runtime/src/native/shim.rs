@@ -28,7 +28,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::args::ShimArgs;
 use super::notify::Watcher;
-use super::report::REPORT_FD;
+use super::report::{REPORT_FD, Report};
 use super::sandbox::{SandboxPolicy, UserMaps, with_context};
 
 /// The signal the kernel sends the shim when pactown dies.
@@ -49,11 +49,26 @@ pub fn main(raw: &[String]) -> ! {
 pub fn run(args: ShimArgs) -> ! {
     match run_inner(args) {
         Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("pactown sandbox-exec: {e}");
-            std::process::exit(126)
-        }
+        Err(e) => std::process::exit(sandbox_failed(&e)),
     }
+}
+
+/// The sandbox could not be made: say why on stderr and, unless it may be passing (no memory
+/// or processes to spare right now), to pactown, which then does not start it again by itself
+/// (it would fail the same way); and the status to exit with.
+fn sandbox_failed(e: &io::Error) -> i32 {
+    eprintln!("pactown sandbox-exec: {e}");
+    let passing = matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::OutOfMemory | io::ErrorKind::Interrupted
+    );
+    if !passing {
+        Report::SandboxFailed {
+            error: e.to_string(),
+        }
+        .send();
+    }
+    126
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -144,13 +159,7 @@ fn run_inner(args: ShimArgs) -> io::Result<i32> {
             if init == 0 {
                 // SAFETY: our own process.
                 unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-                let code = match run_init(&args, &argv, &signals) {
-                    Ok(code) => code,
-                    Err(e) => {
-                        eprintln!("pactown sandbox-exec: {e}");
-                        126
-                    }
-                };
+                let code = run_init(&args, &argv, &signals).unwrap_or_else(|e| sandbox_failed(&e));
                 // SAFETY: leaving the forked child.
                 unsafe { libc::_exit(code) };
             }
@@ -244,8 +253,9 @@ fn spawn_service(
             }
         }
         Err(e) => {
-            eprintln!("pactown sandbox-exec: cannot apply the sandbox: {e}");
-            unsafe { libc::_exit(126) };
+            let code = sandbox_failed(&with_context(e, "cannot apply the sandbox"));
+            // SAFETY: leaving the forked child.
+            unsafe { libc::_exit(code) };
         }
     }
     drop(channel);
