@@ -182,7 +182,7 @@ pub fn ensure_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow:
     ]);
     let root = cache.path(&["python", "envs", &env_key[..32]]);
     // The environment is keyed by this interpreter: it is the one the environment runs.
-    let installation = super::confine::interpreter_installation(&python.path);
+    let installation = python.installation();
     let pinned = resolved_names(&resolved);
     if Cache::is_complete(&root) {
         let lacking = lacking_packages(&root, &pinned);
@@ -301,7 +301,7 @@ fn build_env(
                     .arg_all(args)
                     .env("UV_CACHE_DIR", &uv_cache)
                     .env("UV_PYTHON_DOWNLOADS", "never")
-                    .read(&python.path)
+                    .read(python.installation())
                     .write(dir)
                     .write(&uv_cache)
                     .network()
@@ -331,7 +331,7 @@ fn build_env(
                 dir,
             )
             .arg(dir)
-            .read(&python.path)
+            .read(python.installation())
             .write(dir)
             .run()?;
             Step::new(
@@ -346,7 +346,7 @@ fn build_env(
                 dir,
             )
             .arg(reqs)
-            .read(&python.path)
+            .read(python.installation())
             .write(dir)
             .network()
             .run()?;
@@ -402,7 +402,7 @@ fn resolve(
     .arg(&req_out)
     .env("UV_CACHE_DIR", &uv_cache)
     .env("UV_PYTHON_DOWNLOADS", "never")
-    .read(&python.path)
+    .read(python.installation())
     .write(work.path())
     .write(&uv_cache)
     .network()

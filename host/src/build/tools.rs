@@ -28,6 +28,13 @@ pub struct Interpreter {
 }
 
 impl Interpreter {
+    /// The installation it belongs to, which every process running it reads (its standard
+    /// library): what a build step or a service running it is granted
+    /// ([`super::confine::interpreter_installation`]).
+    pub fn installation(&self) -> PathBuf {
+        super::confine::interpreter_installation(&self.path)
+    }
+
     /// Find `python3` and the interpreter it really runs (a pyenv or asdf shim is a script
     /// that picks one). Asked once per shim file, then remembered in the cache: the warm path
     /// starts no process.
