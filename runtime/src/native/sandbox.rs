@@ -415,7 +415,8 @@ fn can_unshare(as_user: bool) -> bool {
 }
 
 /// The uid and gid maps of a user namespace where only this process's user and group exist,
-/// each as itself, prepared ahead (they are written between a fork and an exec).
+/// each as itself, made ahead: they are written in a forked child too, where nothing may
+/// allocate.
 pub(super) struct UserMaps {
     uid: String,
     gid: String,

@@ -144,6 +144,7 @@ fn run_inner(args: ShimArgs) -> io::Result<i32> {
                         0,
                     )
                 })?;
+                // SAFETY: no preconditions.
                 if args
                     .parent_pid
                     .is_some_and(|ppid| unsafe { libc::getppid() } != ppid)
