@@ -112,14 +112,14 @@ fn base_read(path_var: Option<&str>) -> Vec<PathBuf> {
     read
 }
 
-/// The installation an interpreter belongs to, which an environment made from it reads: a
-/// version manager's root (`~/.pyenv/versions/3.12.1/bin/python3.12` → `~/.pyenv`), else the
-/// directory above its own (`/opt/python/bin/python3` → `/opt/python`). Asked of the interpreter
-/// pactown chose, never of what an environment says of itself: a package's build code can
-/// rewrite a venv's `pyvenv.cfg` while the venv is built.
-pub fn interpreter_installation(interpreter: &Path) -> PathBuf {
-    let home = interpreter.parent().unwrap_or(interpreter);
-    tool_root(home).unwrap_or_else(|| home.parent().unwrap_or(home).to_path_buf())
+/// The installation the programs of a `bin` directory belong to, which everything running them
+/// reads (an interpreter's standard library, a toolchain's own files): a version manager's root
+/// (`~/.pyenv/versions/3.12.1/bin` → `~/.pyenv`), else the directory above (`/opt/node-24/bin`
+/// → `/opt/node-24`, `/usr/bin` → `/usr`). For an environment, asked of the interpreter pactown
+/// chose, never of what the environment says of itself: a package's build code can rewrite a
+/// venv's `pyvenv.cfg` while the venv is built.
+pub fn installation(bin: &Path) -> PathBuf {
+    tool_root(bin).unwrap_or_else(|| bin.parent().unwrap_or(bin).to_path_buf())
 }
 
 /// The filesystem view of a sandbox: the same paths, minus what the root provides itself.
@@ -401,19 +401,17 @@ mod tests {
     }
 
     #[test]
-    fn interpreter_installations() {
-        for (interpreter, installation) in [
+    fn installations() {
+        for (bin, expected) in [
+            ("/root/.pyenv/versions/3.12.1/bin", "/root/.pyenv"),
+            ("/opt/python/bin", "/opt/python"),
+            ("/usr/bin", "/usr"),
             (
-                "/root/.pyenv/versions/3.12.1/bin/python3.12",
-                "/root/.pyenv",
+                "/cache/npm/abc/node_modules/.bin",
+                "/cache/npm/abc/node_modules",
             ),
-            ("/opt/python/bin/python3", "/opt/python"),
-            ("/usr/bin/python3.11", "/usr"),
         ] {
-            assert_eq!(
-                interpreter_installation(Path::new(interpreter)),
-                PathBuf::from(installation)
-            );
+            assert_eq!(installation(Path::new(bin)), PathBuf::from(expected));
         }
     }
 

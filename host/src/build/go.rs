@@ -156,7 +156,7 @@ impl GoBuild {
 
     /// The toolchain's installation (read by the service).
     pub fn root(&self) -> PathBuf {
-        self.bin.parent().map(Path::to_path_buf).unwrap_or_default()
+        super::confine::installation(&self.bin)
     }
 }
 

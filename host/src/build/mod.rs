@@ -25,7 +25,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
 pub use cache::Cache;
-pub use native::{HOME_DIR, Prepared, TMP_DIR, fill_template, installation};
+pub use native::{HOME_DIR, Prepared, TMP_DIR, fill_template};
 use native::{remove_planted, write_files};
 
 use indexmap::IndexMap;

@@ -27,16 +27,6 @@ pub struct Prepared {
     pub overlays: Vec<Overlay>,
 }
 
-/// The installation a `bin` directory belongs to (`…/node-24/bin` → `…/node-24`); a system
-/// directory stays as it is (it is readable anyway).
-pub fn installation(bin: &Path) -> PathBuf {
-    if bin.starts_with("/usr") || bin.starts_with("/bin") {
-        return bin.to_path_buf();
-    }
-    bin.parent()
-        .map_or_else(|| bin.to_path_buf(), Path::to_path_buf)
-}
-
 /// Remove what a service may have planted in its sandbox for the host to trip on: setuid and
 /// setgid bits, device nodes. Returns how many it found. Symlinks are never followed.
 pub(super) fn remove_planted(dir: &Path) -> usize {

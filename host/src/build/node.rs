@@ -57,7 +57,7 @@ impl Toolchain for Node {
         let root = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())?;
         let mut prepared = Prepared {
             path_prefix: vec![modules.bin.clone()],
-            read_only: vec![super::native::installation(&modules.bin)],
+            read_only: vec![super::confine::installation(&modules.bin)],
             // Its own `npm install` finds everything in place, and fails at once rather than
             // wait on a network it does not have.
             env: [

@@ -157,7 +157,7 @@ impl Step {
             .parent()
             .filter(|p| p.is_absolute())
         {
-            access.read.push(super::native::installation(bin));
+            access.read.push(super::confine::installation(bin));
         }
         for w in &access.write {
             give_to_build(w);

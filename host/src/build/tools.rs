@@ -29,10 +29,9 @@ pub struct Interpreter {
 
 impl Interpreter {
     /// The installation it belongs to, which every process running it reads (its standard
-    /// library): what a build step or a service running it is granted
-    /// ([`super::confine::interpreter_installation`]).
+    /// library): what a build step or a service running it is granted.
     pub fn installation(&self) -> PathBuf {
-        super::confine::interpreter_installation(&self.path)
+        super::confine::installation(self.path.parent().unwrap_or(&self.path))
     }
 
     /// Find `python3` and the interpreter it really runs (a pyenv or asdf shim is a script
