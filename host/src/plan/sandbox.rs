@@ -301,8 +301,14 @@ pub(super) fn sandbox_layers(
                 LayerName::Cgroup,
                 false,
                 format!(
-                    "needs root (cgroup v1) or a delegated cgroup v2; memory falls back to RLIMIT_DATA {mib} MiB, processes to RLIMIT_NPROC ({} more than the user runs){}, cpu unlimited",
+                    "needs root (cgroup v1) or a delegated cgroup v2; memory falls back to RLIMIT_DATA {mib} MiB, processes to RLIMIT_NPROC ({} {}){}, cpu unlimited",
                     limits.processes,
+                    // A user namespace counts its own processes.
+                    if k.user_namespace {
+                        "in its user namespace"
+                    } else {
+                        "more than the user runs"
+                    },
                     if k.root { ", which root ignores" } else { "" }
                 ),
             )
