@@ -377,13 +377,15 @@ pub fn probe() -> &'static KernelSupport {
 }
 
 /// Can a child make PID, mount and IPC namespaces (inside a user namespace of its own when
-/// `as_user`), and mount in them? Tried in a forked child, which exits at once: a kernel may let
-/// a user make a user namespace and give it no capability to mount with (AppArmor's
-/// `restrict_unprivileged_userns`), so a tmpfs is mounted too.
+/// `as_user`), and mount in them what a sandbox mounts (a tmpfs, and the new namespace's `/proc`,
+/// by its first process)? Tried in a forked child, which exits at once: a kernel may let a user
+/// make a user namespace and give it no capability to mount with (AppArmor's
+/// `restrict_unprivileged_userns`), and a host whose `/proc` is partly covered (a container's)
+/// lets no namespace of a user mount another.
 fn can_unshare(as_user: bool) -> bool {
     let maps = UserMaps::of_this_process();
-    // SAFETY: the child makes raw syscalls only (no allocation: the maps are written before
-    // the fork), then `_exit`s.
+    // SAFETY: the children make raw syscalls only (no allocation: the maps are written before
+    // the fork), then `_exit`.
     match unsafe { libc::fork() } {
         -1 => false,
         0 => unsafe {
@@ -402,16 +404,33 @@ fn can_unshare(as_user: bool) -> bool {
                     c"tmpfs".as_ptr(),
                     libc::MS_NOSUID | libc::MS_NODEV,
                     std::ptr::null(),
-                ) == 0;
+                ) == 0
+                && match libc::fork() {
+                    -1 => false,
+                    0 => {
+                        let r = libc::mount(
+                            c"proc".as_ptr(),
+                            c"/tmp".as_ptr(),
+                            c"proc".as_ptr(),
+                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                            c"hidepid=invisible".as_ptr().cast(),
+                        );
+                        libc::_exit(if r == 0 { 0 } else { 1 })
+                    }
+                    init => exited_ok(init),
+                };
             libc::_exit(if ok { 0 } else { 1 })
         },
-        pid => {
-            let mut status = 0;
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
-        }
+        pid => exited_ok(pid),
     }
+}
+
+/// Reap our child `pid`: did it exit with 0?
+fn exited_ok(pid: libc::pid_t) -> bool {
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
 }
 
 /// The uid and gid maps of a user namespace where only this process's user and group exist,
