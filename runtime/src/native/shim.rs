@@ -71,6 +71,22 @@ fn sandbox_failed(e: &io::Error) -> i32 {
     126
 }
 
+/// Ask for [`PARENT_DEATH`] when pactown dies; `false` when it has died already (we were
+/// reparented before asking).
+fn die_with_parent(parent_pid: Option<i32>) -> io::Result<bool> {
+    // SAFETY: prctl and getppid on our own process.
+    unsafe {
+        cvt(libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            PARENT_DEATH as libc::c_ulong,
+            0,
+            0,
+            0,
+        ))?;
+        Ok(parent_pid.is_none_or(|ppid| libc::getppid() == ppid))
+    }
+}
+
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -108,14 +124,7 @@ fn run_inner(args: ShimArgs) -> io::Result<i32> {
             // Already a group leader (e.g. started by hand): carry on in our group.
             libc::setpgid(0, 0);
         }
-        cvt(libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            PARENT_DEATH as libc::c_ulong,
-            0,
-            0,
-            0,
-        ))?;
-        if args.parent_pid.is_some_and(|ppid| libc::getppid() != ppid) {
+        if !die_with_parent(args.parent_pid)? {
             // pactown died between fork and prctl: nothing to run for.
             return Ok(128 + libc::SIGKILL);
         }
@@ -134,21 +143,7 @@ fn run_inner(args: ShimArgs) -> io::Result<i32> {
                     .map_err(|(step, e)| with_context(e, step))?;
                 // Entering it changed our credentials: ask again for the signal when pactown
                 // dies, and look again whether it already has.
-                // SAFETY: prctl on our own process.
-                cvt(unsafe {
-                    libc::prctl(
-                        libc::PR_SET_PDEATHSIG,
-                        PARENT_DEATH as libc::c_ulong,
-                        0,
-                        0,
-                        0,
-                    )
-                })?;
-                // SAFETY: no preconditions.
-                if args
-                    .parent_pid
-                    .is_some_and(|ppid| unsafe { libc::getppid() } != ppid)
-                {
+                if !die_with_parent(args.parent_pid)? {
                     return Ok(128 + libc::SIGKILL);
                 }
             }
