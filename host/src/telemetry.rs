@@ -19,3 +19,5 @@ pub fn init(verbose: u8, color: bool) {
         .with_target(verbose > 0)
         .try_init();
 }
+
+pub mod start;

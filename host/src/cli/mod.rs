@@ -154,6 +154,7 @@ pub fn user_error(message: impl Into<String>, hint: Option<&str>) -> anyhow::Err
 /// Run the CLI with the process's arguments.
 pub fn main() -> ExitCode {
     if starts_services(std::env::args_os().skip(1)) {
+        crate::telemetry::start::mark(crate::telemetry::start::Stage::Main);
         crate::orchestrator::engine_start::EngineStart::ahead();
     }
     let cli = Cli::parse();

@@ -50,6 +50,7 @@ impl Ahead {
                 let engine = WasmEngine::new(&config, dir)?;
                 let (services, cache): (Vec<Service>, Cache) = wanted.recv()?;
                 load_cached(&engine, &services, &cache);
+                crate::telemetry::start::mark(crate::telemetry::start::Stage::Loaded);
                 Ok(engine)
             })
             .ok()?;

@@ -194,6 +194,7 @@ pub async fn run(
         Some(Ok(())) => {}
     }
     let status = orch.status();
+    crate::telemetry::start::mark(crate::telemetry::start::Stage::Ready);
     reporter.ready(&Ready {
         status: status.clone(),
         elapsed: started.elapsed(),

@@ -273,7 +273,13 @@ impl Router {
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let fut = handle(router.clone(), req, peer);
-                    async move { Ok::<_, Infallible>(fut.await) }
+                    async move {
+                        let response = fut.await;
+                        if response.status().as_u16() < 500 {
+                            crate::telemetry::start::mark(crate::telemetry::start::Stage::Answered);
+                        }
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
