@@ -36,6 +36,10 @@ print(f"""- `pactown bench compare README` runs the same service on every peer, 
   Worker module with the config `pactown export workerd` writes; `reference` is the Python
   pactown 0.1.173 running the handler natively; `native` is the handler as a plain process
   (gunicorn for WSGI, node for a Worker).
+- pactown marks the stages of each start it is timed on (`PACTOWN_START_MARKS`, read by the
+  bench; the clock is the one the bench reads at the spawn): `main` entered (the exec and the
+  dynamic loader behind), the cached components `loaded` into the engine, every service
+  `ready`, the first request `answered`.
 - Ratios are how many times better pactown is: the peer's time or memory over pactown's,
   pactown's throughput over the peer's (above 1: pactown better).
 """)
@@ -52,6 +56,9 @@ for ex, r in compares:
         s = p["sequential_us"]
         print(f"| {p['peer']} | {f(p['start_ms']['median'])} ms | {f(s['p50'], 0)} / {f(s['p99'], 0)} µs | {f(p['throughput_rps'], 0)} | {f(p['memory_load']['pss_kib'] / 1024)} MiB | {v['start']:.2f}× · {v['p50']:.2f}× · {v['throughput']:.2f}× · {v['memory']:.2f}× |")
     print()
+    stages = next((p["start_stages_ms"] for p in r["peers"] if p["peer"] == "pactown" and p.get("start_stages_ms")), None)
+    if stages:
+        print("Where pactown's start went (medians over its starts, ms after the spawn): " + " · ".join(f"{st['stage']} {f(st['median'])}" for st in stages) + ".\n")
 print("## Building each (`bench coldstart --build`)\n")
 print("`pactown build` of the example with its toolchain installed and nothing of it built (cold: the")
 print("sources to a component, then to native code), then once more (warm); the component as built and")

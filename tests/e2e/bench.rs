@@ -55,6 +55,26 @@ fn coldstart_reports_ordered_percentiles_and_memory() {
     assert_eq!(r["method"]["requests"], 200);
     assert_eq!(r["start_ms"]["runs"].as_array().unwrap().len(), 2);
     assert!(r["start_ms"]["median"].as_f64().unwrap() > 0.0);
+    // Where the starts went: every stage pactown marks, in order, each reached before the
+    // bench had its first answer.
+    let stages = r["start_stages_ms"].as_array().unwrap();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["main", "loaded", "ready", "answered"], "{r}");
+    let mut medians: Vec<f64> = stages
+        .iter()
+        .map(|s| s["median"].as_f64().unwrap())
+        .collect();
+    assert!(medians[0] > 0.0, "{r}");
+    medians.push(r["start_ms"]["median"].as_f64().unwrap());
+    assert!(medians.windows(2).all(|w| w[0] <= w[1]), "{medians:?}");
+    assert!(
+        stages
+            .iter()
+            .all(|s| s["runs"].as_array().unwrap().len() == 2)
+    );
     assert_eq!(r["sequential"]["requests"], 200);
     assert_eq!(r["sequential"]["errors"], 0);
     percentiles_ordered(&r["sequential"]["latency_us"], "sequential");
@@ -142,6 +162,19 @@ fn compare_runs_every_peer_and_reports_a_row_each_with_the_same_fields() {
             (round["start_ms"].as_f64().unwrap() - median).abs() < 1e-6,
             "{p}"
         );
+        // pactown says where its starts went, each of them; the peers cannot.
+        let stages = &p["start_stages_ms"];
+        if p["peer"].as_str().unwrap().starts_with("pactown") {
+            let stages = stages.as_array().unwrap();
+            assert_eq!(stages.len(), 4, "{p}");
+            assert!(
+                stages
+                    .iter()
+                    .all(|s| s["runs"].as_array().unwrap().len() == 2)
+            );
+        } else {
+            assert!(stages.is_null(), "{p}");
+        }
     }
     let svg = std::fs::read_to_string(env.abs("out/compare-hello.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("workerd") && svg.contains("req/s"));

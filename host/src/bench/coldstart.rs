@@ -20,6 +20,7 @@ use super::load::{self, LoadResult, LoadSpec, Pace, Percentiles, Target};
 use super::process::{Memory, Server, free_port};
 use super::{Machine, Prepared, Spread, ms};
 use crate::build::cache::Cache;
+use crate::telemetry::start::Stage;
 
 /// How a coldstart bench runs.
 #[derive(Debug, Clone)]
@@ -59,6 +60,10 @@ pub struct Report {
     pub method: Method,
     /// (a) Process start → first answer, in ms.
     pub start_ms: Spread,
+    /// Where those starts went: each stage pactown marked, in ms from the spawn, in the order
+    /// a start reaches them (`main`, `loaded`, `ready`, `answered`; see
+    /// [`crate::telemetry::start`]).
+    pub start_stages_ms: Vec<StageSpread>,
     /// (b) One request at a time.
     pub sequential: LoadResult,
     /// (c) Under load.
@@ -110,6 +115,64 @@ pub struct MemoryReport {
     pub per_added_service_note: Option<String>,
 }
 
+/// One stage of pactown's starts.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageSpread {
+    /// Its name.
+    pub stage: &'static str,
+    /// When the starts reached it, in ms from the spawn.
+    #[serde(flatten)]
+    pub ms: Spread,
+}
+
+/// The stages of pactown's starts, gathered start after start ([`crate::telemetry::start`]).
+#[derive(Debug, Default)]
+pub struct Stages(Vec<Vec<f64>>);
+
+impl Stages {
+    /// Ask the pactown `cmd` starts to mark its stages in `marks`.
+    pub fn ask(cmd: &mut std::process::Command, marks: &Path) {
+        let _ = std::fs::remove_file(marks);
+        cmd.env(crate::telemetry::start::ENV, marks);
+    }
+
+    /// Add the stages `server` (started with [`Stages::ask`]) marked in `marks`; what it
+    /// reached, as text (`main 3.1 · loaded 6.9 · …`, ms after the spawn).
+    pub fn add(&mut self, marks: &Path, server: &Server) -> String {
+        let text = std::fs::read_to_string(marks).unwrap_or_default();
+        let marked = crate::telemetry::start::read(&text, server.spawned_ns);
+        self.0.resize(Stage::ALL.len(), Vec::new());
+        let mut reached = Vec::new();
+        for (stage, at) in marked {
+            self.0[stage as usize].push(at);
+            reached.push(format!("{} {at:.1}", stage.name()));
+        }
+        reached.join(" · ")
+    }
+
+    /// Each stage reached, in order, with when.
+    pub fn spreads(self) -> Vec<StageSpread> {
+        Stage::ALL
+            .into_iter()
+            .zip(self.0)
+            .filter(|(_, at)| !at.is_empty())
+            .map(|(stage, at)| StageSpread {
+                stage: stage.name(),
+                ms: Spread::of(at),
+            })
+            .collect()
+    }
+}
+
+/// Stages as one line, `main 3.0 · loaded 6.8 · …` (their medians, ms after the spawn).
+pub fn stages_line(stages: &[StageSpread]) -> String {
+    let each: Vec<String> = stages
+        .iter()
+        .map(|s| format!("{} {:.1}", s.stage, s.ms.median))
+        .collect();
+    each.join(" · ")
+}
+
 /// Requests sent before a measured part.
 pub const WARMUP_REQUESTS: u64 = 200;
 
@@ -124,21 +187,26 @@ pub fn run(
     let timeout = start_timeout(target);
     let pactown = target.pactown()?;
     let mut starts = Vec::new();
+    let mut stages = Stages::default();
     let mut server = None;
     for i in 0..opts.starts.max(1) {
         let port = free_port()?;
+        let marks = work.join(format!("pactown-start-{i}.marks"));
+        let mut cmd = pactown.command(port);
+        Stages::ask(&mut cmd, &marks);
         let s = Server::start(
-            pactown.command(port),
+            cmd,
             SocketAddr::from(([127, 0, 0, 1], port)),
             &opts.path,
             &work.join(format!("pactown-start-{i}.log")),
             timeout,
         )?;
+        let reached = stages.add(&marks, &s);
         say(&format!(
-            "start {}/{}: first answer after {:.1} ms",
+            "start {}/{}: first answer after {:.1} ms ({reached})",
             i + 1,
             opts.starts.max(1),
-            ms(s.started_in)
+            ms(s.started_in),
         ));
         starts.push(ms(s.started_in));
         server = Some(s);
@@ -209,6 +277,7 @@ pub fn run(
             path: opts.path.clone(),
         },
         start_ms: Spread::of(starts),
+        start_stages_ms: stages.spreads(),
         sequential,
         load,
         memory: MemoryReport {

@@ -109,6 +109,9 @@ pub struct PeerRow {
     pub what: Option<String>,
     /// Process start → first answer, ms, over rounds.
     pub start_ms: Option<Spread>,
+    /// pactown's only: where its starts went, each stage in ms from the spawn, over every
+    /// start of every round (see `bench coldstart`).
+    pub start_stages_ms: Option<Vec<coldstart::StageSpread>>,
     /// One request at a time (median over rounds of each percentile), µs.
     pub sequential_us: Option<Percentiles>,
     /// Answered requests per second under load (median over rounds).
@@ -196,6 +199,7 @@ pub fn run(
     let timeout = coldstart::start_timeout(target).max(Duration::from_secs(120));
     let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); setups.len()];
     let mut failed: Vec<Option<String>> = vec![None; setups.len()];
+    let mut stages: Vec<coldstart::Stages> = setups.iter().map(|_| Default::default()).collect();
     let load_opts = coldstart::Options {
         starts: 1,
         requests: opts.requests,
@@ -208,10 +212,16 @@ pub fn run(
         build: None,
     };
     // One start of `peer` on a port of the OS's, its output to `log` in its directory.
+    // pactown's starts also mark their stages, in `marks` next to the log.
+    let marks = |kind: PeerKind, log: &str| work.join(kind.name()).join(format!("{log}.marks"));
     let start = |kind: PeerKind, peer: &peers::Peer, log: String| -> anyhow::Result<Server> {
         let port = free_port()?;
+        let mut cmd = peer.command(port)?;
+        if kind.is_pactown() {
+            coldstart::Stages::ask(&mut cmd, &marks(kind, &log));
+        }
         Server::start(
-            peer.command(port)?,
+            cmd,
             SocketAddr::from(([127, 0, 0, 1], port)),
             &opts.path,
             &work.join(kind.name()).join(log),
@@ -240,7 +250,11 @@ pub fn run(
             let result = (|| -> anyhow::Result<Round> {
                 let mut starts_ms = Vec::new();
                 let mut server = loop {
-                    let server = start(*kind, peer, format!("round-{r}-{}.log", starts_ms.len()))?;
+                    let log = format!("round-{r}-{}.log", starts_ms.len());
+                    let server = start(*kind, peer, log.clone())?;
+                    if kind.is_pactown() {
+                        stages[i].add(&marks(*kind, &log), &server);
+                    }
                     starts_ms.push(ms(server.started_in));
                     // The last start is the one measured on; a slow starter starts once.
                     if starts_ms.len() >= opts.starts.max(1) || starts_ms[0] > 1000.0 {
@@ -291,7 +305,14 @@ pub fn run(
         .iter()
         .zip(rounds)
         .zip(failed)
-        .map(|(((kind, setup), rounds), failed)| row(*kind, setup, rounds, failed))
+        .zip(stages)
+        .map(|((((kind, setup), rounds), failed), stages)| {
+            let mut row = row(*kind, setup, rounds, failed);
+            if row.available && kind.is_pactown() {
+                row.start_stages_ms = Some(stages.spreads());
+            }
+            row
+        })
         .collect();
     let pactown = rows.iter().find(|r| r.peer == "pactown").cloned();
     if let Some(base) = pactown {
@@ -408,6 +429,7 @@ fn row(kind: PeerKind, setup: &Setup, rounds: Vec<Round>, failed: Option<String>
         }),
         memory_idle: ran.then(|| median_memory(&|r| r.memory_idle)),
         memory_load: ran.then(|| median_memory(&|r| r.memory_load)),
+        start_stages_ms: None,
         vs_pactown: None,
         rounds,
     }
@@ -489,8 +511,17 @@ pub fn table(report: &Report) -> String {
             r.errors.unwrap_or(0),
         ));
     }
+    for r in &report.peers {
+        if let Some(stages) = r.start_stages_ms.as_deref().filter(|s| !s.is_empty()) {
+            out.push_str(&format!(
+                "\n{}'s starts, of which (ms after the spawn, medians): {}",
+                r.peer,
+                coldstart::stages_line(stages)
+            ));
+        }
+    }
     out.push_str(&format!(
-        "\nratios: {RATIOS}\njson:   {}\nchart:  {}\n",
+        "\n\nratios: {RATIOS}\njson:   {}\nchart:  {}\n",
         report.json.display(),
         report.chart.display()
     ));

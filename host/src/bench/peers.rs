@@ -72,6 +72,11 @@ impl PeerKind {
         PeerKind::Native,
     ];
 
+    /// Whether it is pactown itself (which marks the stages of its starts).
+    pub fn is_pactown(self) -> bool {
+        matches!(self, PeerKind::Pactown | PeerKind::PactownReuse)
+    }
+
     /// Its name in reports.
     pub fn name(self) -> &'static str {
         match self {

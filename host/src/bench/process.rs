@@ -23,6 +23,9 @@ pub struct Server {
     pub addr: SocketAddr,
     /// From the spawn to its first answer.
     pub started_in: Duration,
+    /// `CLOCK_MONOTONIC` at the spawn ([`crate::telemetry::start::now_ns`]): the origin of
+    /// the stages a pactown marks.
+    pub spawned_ns: u64,
     log: std::path::PathBuf,
 }
 
@@ -43,7 +46,10 @@ impl Server {
             .stdout(out.try_clone()?)
             .stderr(out)
             .process_group(0);
+        // In this order, so that a stage marked before the first answer is never later after
+        // `spawned_ns` than the answer is after `began`.
         let began = Instant::now();
+        let spawned_ns = crate::telemetry::start::now_ns();
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {cmd:?}"))?;
@@ -51,6 +57,7 @@ impl Server {
             child,
             addr,
             started_in: Duration::ZERO,
+            spawned_ns,
             log: log.to_path_buf(),
         };
         loop {

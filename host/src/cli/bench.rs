@@ -125,10 +125,21 @@ impl ColdstartCommand {
     }
 }
 
+/// The medians of the stages of pactown's starts, as a line of its own (none marked: nothing).
+fn stages_text(stages: &[coldstart::StageSpread]) -> String {
+    if stages.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n  of which (ms after the spawn, medians)  {}",
+        coldstart::stages_line(stages)
+    )
+}
+
 fn coldstart_text(r: &coldstart::Report) -> String {
     let mib = |k: u64| k as f64 / 1024.0;
     format!(
-        "{}\n`{}` ({}) from {}\n  start → first answer  median {:.1} ms (min {:.1}, max {:.1}; {} starts)\n  one at a time         {} ({} requests)\n  {} connections         {:.0} req/s · {} ({} errors)\n  memory                idle {:.1} MiB PSS ({:.1} MiB RSS) · under load {:.1} MiB PSS · {}",
+        "{}\n`{}` ({}) from {}\n  start → first answer  median {:.1} ms (min {:.1}, max {:.1}; {} starts){}\n  one at a time         {} ({} requests)\n  {} connections         {:.0} req/s · {} ({} errors)\n  memory                idle {:.1} MiB PSS ({:.1} MiB RSS) · under load {:.1} MiB PSS · {}",
         r.machine.describe(),
         r.service,
         r.kind,
@@ -137,6 +148,7 @@ fn coldstart_text(r: &coldstart::Report) -> String {
         r.start_ms.min,
         r.start_ms.max,
         r.method.starts,
+        stages_text(&r.start_stages_ms),
         coldstart::line(&r.sequential.latency_us),
         r.sequential.requests,
         r.load.connections,
