@@ -73,6 +73,8 @@ print("## `examples/polyglot` on pactown (`bench coldstart`)\n")
 print(f"The whole shop (a JS Worker, Flask and Rust components, FastAPI natively); measured at `{cold['service']}`, which calls the others.\n")
 print("| figure | value |\n|---|---|")
 print(f"| process start → first answer | median {f(cold['start_ms']['median'])} ms (min {f(cold['start_ms']['min'])}, max {f(cold['start_ms']['max'])}) |")
+if cold.get("start_stages_ms"):
+    print("| of which (ms after the spawn, medians) | " + " · ".join(f"{st['stage']} {f(st['median'])}" for st in cold["start_stages_ms"]) + " |")
 seq, ld = cold["sequential"], cold["load"]
 print(f"| one at a time | p50 {f(seq['latency_us']['p50'], 0)} µs, p99 {f(seq['latency_us']['p99'], 0)} µs |")
 print(f"| {ld['connections']} connections | {f(ld['throughput_rps'], 0)} req/s, p50 {f(ld['latency_us']['p50'], 0)} µs, p99 {f(ld['latency_us']['p99'], 0)} µs |")

@@ -244,7 +244,13 @@ impl Router {
     pub async fn serve(self, listener: TcpListener, endpoint: Arc<Endpoint>) {
         self.serve_with(listener, move |router, req, peer| {
             let endpoint = endpoint.clone();
-            async move { router.dispatch(req, &endpoint, peer, None).await }
+            async move {
+                let response = router.dispatch(req, &endpoint, peer, None).await;
+                if response.status().as_u16() < 500 {
+                    crate::telemetry::start::mark(crate::telemetry::start::Stage::Answered);
+                }
+                response
+            }
         })
         .await
     }
@@ -273,13 +279,7 @@ impl Router {
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let fut = handle(router.clone(), req, peer);
-                    async move {
-                        let response = fut.await;
-                        if response.status().as_u16() < 500 {
-                            crate::telemetry::start::mark(crate::telemetry::start::Stage::Answered);
-                        }
-                        Ok::<_, Infallible>(response)
-                    }
+                    async move { Ok::<_, Infallible>(fut.await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The variable naming the file marks go to.
 pub const ENV: &str = "PACTOWN_START_MARKS";
 
-/// The stages of a start, in the order a start reaches them.
+/// The stages of a start, in the order a start reaches them (but for `Ready` and `Answered`,
+/// see [`Stage::Answered`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     /// `main` entered: the exec and the dynamic loader are behind.
@@ -20,7 +21,8 @@ pub enum Stage {
     Loaded,
     /// Every service is ready.
     Ready,
-    /// The first answer below 500 is on its way to a client.
+    /// The first answer below 500 at a service's address is on its way to a client (it can
+    /// come a little before [`Stage::Ready`]: a service answers once it is ready itself).
     Answered,
 }
 
