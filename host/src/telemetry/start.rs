@@ -49,7 +49,8 @@ impl Stage {
 static FILE: OnceLock<Option<std::fs::File>> = OnceLock::new();
 /// Whether each stage was marked.
 static MARKED: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
-/// Whether marks are wanted: known after the first mark ([`Stage::Main`], first thing).
+/// Set when marks are not wanted (the variable unset): known from the first mark on
+/// ([`Stage::Main`], first thing).
 static OFF: AtomicBool = AtomicBool::new(false);
 
 /// Mark `stage` reached, the first time only.
