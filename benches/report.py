@@ -39,7 +39,8 @@ print(f"""- `pactown bench compare README` runs the same service on every peer, 
 - pactown marks the stages of each start it is timed on (`PACTOWN_START_MARKS`, read by the
   bench; the clock is the one the bench reads at the spawn): `main` entered (the exec and the
   dynamic loader behind), the cached components `loaded` into the engine, every service
-  `ready`, the first request `answered`.
+  `ready`, and the first answer at the service's address, `answered` (which can come before
+  `ready`: a service answers once it is ready itself).
 - Ratios are how many times better pactown is: the peer's time or memory over pactown's,
   pactown's throughput over the peer's (above 1: pactown better).
 """)
