@@ -125,9 +125,10 @@ pub struct StageSpread {
     pub ms: Spread,
 }
 
-/// The stages of pactown's starts, gathered start after start ([`crate::telemetry::start`]).
+/// The stages of pactown's starts, gathered start after start ([`crate::telemetry::start`]):
+/// when each start reached each stage, indexed as [`Stage::ALL`].
 #[derive(Debug, Default)]
-pub struct Stages(Vec<Vec<f64>>);
+pub struct Stages([Vec<f64>; Stage::ALL.len()]);
 
 impl Stages {
     /// Ask the pactown `cmd` starts to mark its stages in `marks`.
@@ -141,7 +142,6 @@ impl Stages {
     pub fn add(&mut self, marks: &Path, server: &Server) -> String {
         let text = std::fs::read_to_string(marks).unwrap_or_default();
         let marked = crate::telemetry::start::read(&text, server.spawned_ns);
-        self.0.resize(Stage::ALL.len(), Vec::new());
         let mut reached = Vec::new();
         for (stage, at) in marked {
             self.0[stage as usize].push(at);
