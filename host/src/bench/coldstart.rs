@@ -62,7 +62,8 @@ pub struct Report {
     pub start_ms: Spread,
     /// Where those starts went: each stage pactown marked, in ms from the spawn, in the order
     /// a start reaches them (`main`, `loaded`, `ready`, `answered`; see
-    /// [`crate::telemetry::start`]).
+    /// [`crate::telemetry::start`]). The stages are read at each first answer: a start that
+    /// declared every service `ready` only after answering has no `ready` in its runs.
     pub start_stages_ms: Vec<StageSpread>,
     /// (b) One request at a time.
     pub sequential: LoadResult,
