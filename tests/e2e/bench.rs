@@ -157,6 +157,7 @@ fn compare_runs_every_peer_and_reports_a_row_each_with_the_same_fields() {
             "wasmtime-serve",
             "wasmtime-serve-wasm",
             "workerd",
+            "workerd-compiled",
             "reference",
             "native"
         ]
@@ -205,7 +206,7 @@ fn compare_runs_every_peer_and_reports_a_row_each_with_the_same_fields() {
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(env.abs("out/compare-hello.json")).unwrap())
             .unwrap();
-    assert_eq!(file["peers"].as_array().unwrap().len(), 7);
+    assert_eq!(file["peers"].as_array().unwrap().len(), 8);
 }
 
 #[test]

@@ -52,8 +52,11 @@ pub enum PeerKind {
     /// `wasmtime serve app.wasm`, the way its documentation runs it: the `.wasm`, compiled code
     /// from wasmtime's own cache (warmed before the first measured start).
     WasmtimeServeWasm,
-    /// workerd.
+    /// workerd serving the config `export workerd` writes (`workerd serve config.capnp`).
     Workerd,
+    /// workerd as the self-contained binary `workerd compile` makes of that config: its
+    /// fastest start (no config to parse).
+    WorkerdCompiled,
     /// The Python pactown.
     Reference,
     /// A plain native process.
@@ -62,12 +65,13 @@ pub enum PeerKind {
 
 impl PeerKind {
     /// Every peer, in report order.
-    pub const ALL: [PeerKind; 7] = [
+    pub const ALL: [PeerKind; 8] = [
         PeerKind::Pactown,
         PeerKind::PactownReuse,
         PeerKind::WasmtimeServe,
         PeerKind::WasmtimeServeWasm,
         PeerKind::Workerd,
+        PeerKind::WorkerdCompiled,
         PeerKind::Reference,
         PeerKind::Native,
     ];
@@ -85,6 +89,7 @@ impl PeerKind {
             PeerKind::WasmtimeServe => "wasmtime-serve",
             PeerKind::WasmtimeServeWasm => "wasmtime-serve-wasm",
             PeerKind::Workerd => "workerd",
+            PeerKind::WorkerdCompiled => "workerd-compiled",
             PeerKind::Reference => "reference",
             PeerKind::Native => "native",
         }
@@ -260,32 +265,48 @@ pub fn setup(
                 }
             }
         }
-        PeerKind::Workerd => {
+        PeerKind::Workerd | PeerKind::WorkerdCompiled => {
             if let Some(why) = crate::deploy::workerd::not_a_worker(service, sp.sandbox.kind) {
                 return Ok(Setup::Unavailable(why));
             }
             let workerd = workerd_bin(cache, say)?;
-            let dir = work.join("workerd");
+            let dir = work.join(kind.name());
             crate::deploy::workerd::export(&target.plan, &target.eco, cache, &dir, say).map_err(
                 |e| match e {
                     crate::build::BuildError::Code(d) => anyhow::Error::from(d),
                     crate::build::BuildError::Other(e) => e,
                 },
             )?;
-            let name = target.service.clone();
-            Peer {
-                kind,
-                version: format!("npm workerd {WORKERD_VERSION}"),
-                what: "the same module as a Cloudflare Worker (config from `export workerd`)"
-                    .into(),
-                warm_up: false,
-                command: Box::new(move |port| {
-                    let mut cmd = Command::new(&workerd);
-                    cmd.arg("serve")
-                        .arg(dir.join("config.capnp"))
-                        .arg(format!("--socket-addr={name}=127.0.0.1:{port}"));
-                    Ok(cmd)
-                }),
+            let config = dir.join("config.capnp");
+            let socket = format!("--socket-addr={}=127.0.0.1:", target.service);
+            let version = format!("npm workerd {WORKERD_VERSION}");
+            if kind == PeerKind::Workerd {
+                Peer {
+                    kind,
+                    version,
+                    what: "the same module as a Cloudflare Worker (config from `export workerd`)"
+                        .into(),
+                    warm_up: false,
+                    command: Box::new(move |port| {
+                        let mut cmd = Command::new(&workerd);
+                        cmd.arg("serve").arg(&config).arg(format!("{socket}{port}"));
+                        Ok(cmd)
+                    }),
+                }
+            } else {
+                let binary = dir.join("worker");
+                compile_workerd(&workerd, &config, &binary)?;
+                Peer {
+                    kind,
+                    version,
+                    what: "the same, as the binary `workerd compile` makes of that config".into(),
+                    warm_up: false,
+                    command: Box::new(move |port| {
+                        let mut cmd = Command::new(&binary);
+                        cmd.arg(format!("{socket}{port}"));
+                        Ok(cmd)
+                    }),
+                }
             }
         }
         PeerKind::Reference | PeerKind::Native => {
@@ -605,6 +626,30 @@ fn python_env(cache: &Cache, deps: &[String], say: &dyn Fn(&str)) -> anyhow::Res
         Ok(())
     })?;
     Ok(dir)
+}
+
+/// `workerd compile CONFIG`: one executable holding workerd and the config, which serves it
+/// when run (`--socket-addr` moves a socket, as for `workerd serve`).
+fn compile_workerd(workerd: &Path, config: &Path, binary: &Path) -> anyhow::Result<()> {
+    let out = std::fs::File::create(binary)
+        .with_context(|| format!("cannot write `{}`", binary.display()))?;
+    let run = Command::new(workerd)
+        .arg("compile")
+        .arg(config)
+        .stdout(out)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .context("cannot run `workerd compile`")?;
+    if !run.status.success() {
+        bail!(
+            "`workerd compile {}` failed:\n{}",
+            config.display(),
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(binary, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot make `{}` executable", binary.display()))
 }
 
 /// `wasmtime serve` on a port, with the service's environment.
